@@ -1,0 +1,193 @@
+"""One frozen configuration object, loaded from ``config/*.toml`` and overridden by the environment.
+
+Why one object: the CLI, the web app and the tests all build the same ``Config`` and pass it down
+explicitly, so nothing that matters lives in module globals and another local authority is only a
+different TOML file.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "config" / "hotspots.toml"
+
+#: Environment variables that override the file, and the config field each one sets.
+ENV_OVERRIDES = {
+    "HOTSPOTS_DATA_DIR": "data_dir",
+    "HOTSPOTS_INSTANCE_DIR": "instance_dir",
+    "HOTSPOTS_BUNDLE": "bundle",
+    "HOTSPOTS_HOST": "host",
+    "HOTSPOTS_PORT": "port",
+    "HOTSPOTS_TILES": "tiles",
+    "HOTSPOTS_PUBLIC": "public_mode",
+}
+
+BOUNDARY_ROLES = ("lsoa21", "lsoa11", "ward", "ward_pre2023")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One file of the data bundle, as the config describes it."""
+
+    key: str
+    kind: str  # boundary | table | incidents
+    path: str  # relative to the data dir; may be a glob for incidents
+    format: str
+    role: str = ""
+    code: str = ""
+    name: str = ""
+    value: str = ""
+    geography: str = ""
+    vintage: str = ""
+    licence: str = ""
+    attribution: str = ""
+
+
+@dataclass(frozen=True)
+class ExtractMapping:
+    """Column names of a local incident extract (CSV)."""
+
+    id: str = "incident_id"
+    date: str = "date"
+    month: str = ""
+    category: str = "offence"
+    longitude: str = "longitude"
+    latitude: str = "latitude"
+    easting: str = "easting"
+    northing: str = "northing"
+    extras: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    area_name: str
+    lad_code: str
+    data_dir: Path
+    instance_dir: Path
+    bundle: Path
+    datasets: dict[str, Dataset]
+    extract: ExtractMapping = field(default_factory=ExtractMapping)
+    centre: tuple[float, float] = (52.5866, -2.1276)
+    zoom: int = 12
+    host: str = "127.0.0.1"
+    port: int = 5000
+    tiles: str = "none"
+    tiles_attribution: str = ""
+    permutations: int = 9999
+    seed: int = 12345
+    alpha: float = 0.05
+    weights: str = "queen"
+    public_mode: bool = False
+    source: Path | None = None
+
+    # -- derived paths -------------------------------------------------------------------------
+    @property
+    def db_path(self) -> Path:
+        return self.instance_dir / "hotspots.db"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.instance_dir / "cache"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.data_dir / "bundle.lock.json"
+
+    def dataset(self, key: str) -> Dataset:
+        try:
+            return self.datasets[key]
+        except KeyError:
+            raise ConfigError(f"no dataset {key!r} in the configuration (have: {', '.join(self.datasets)})",
+                              path=self.source) from None
+
+    def boundary(self, role: str) -> Dataset:
+        """The boundary dataset playing ``role`` (lsoa21, lsoa11, ward, ward_pre2023)."""
+        for ds in self.datasets.values():
+            if ds.kind == "boundary" and ds.role == role:
+                return ds
+        raise ConfigError(f"no boundary dataset with role {role!r} in the configuration", path=self.source)
+
+    def table(self, role: str, geography: str | None = None) -> list[Dataset]:
+        return [d for d in self.datasets.values() if d.kind == "table" and d.role == role
+                and (geography is None or d.geography == geography)]
+
+    def with_overrides(self, **kw: Any) -> "Config":
+        return replace(self, **kw)
+
+    def attributions(self) -> list[str]:
+        """Distinct attribution lines of every dataset, in config order (shown on maps and downloads)."""
+        seen: list[str] = []
+        for ds in self.datasets.values():
+            if ds.attribution and ds.attribution not in seen:
+                seen.append(ds.attribution)
+        return seen
+
+
+def _resolve(base: Path, value: str | Path) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None, **overrides: Any) -> Config:
+    """Load the TOML file (``HOTSPOTS_CONFIG`` or ``config/hotspots.toml``), then apply the environment,
+    then ``overrides``. Relative paths in the file are relative to the repository root."""
+    env = dict(os.environ if env is None else env)
+    path = Path(path or env.get("HOTSPOTS_CONFIG") or DEFAULT_CONFIG)
+    if not path.exists():
+        raise ConfigError("configuration file not found", path=path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"not valid TOML: {exc}", path=path) from None
+    area = raw.get("area") or {}
+    for key in ("name", "lad_code"):
+        if key not in area:
+            raise ConfigError(f"[area] needs {key!r}", path=path)
+    paths = raw.get("paths", {})
+    server = raw.get("server", {})
+    analysis = raw.get("analysis", {})
+    datasets: dict[str, Dataset] = {}
+    known = set(Dataset.__dataclass_fields__)
+    for key, spec in (raw.get("datasets") or {}).items():
+        unknown = set(spec) - known
+        if unknown:
+            raise ConfigError(f"[datasets.{key}] has unknown keys: {', '.join(sorted(unknown))}", path=path)
+        for req in ("kind", "path", "format"):
+            if req not in spec:
+                raise ConfigError(f"[datasets.{key}] needs {req!r}", path=path)
+        datasets[key] = Dataset(key=key, **spec)
+    ext = raw.get("extract", {})
+    extract = ExtractMapping(**{k: (tuple(v) if k == "extras" else v) for k, v in ext.items()})
+    values: dict[str, Any] = dict(
+        area_name=area["name"], lad_code=area["lad_code"],
+        centre=tuple(area.get("centre", (52.5866, -2.1276))), zoom=int(area.get("zoom", 12)),
+        data_dir=_resolve(REPO_ROOT, paths.get("data_dir", "data")),
+        instance_dir=_resolve(REPO_ROOT, paths.get("instance_dir", "instance")),
+        bundle=_resolve(REPO_ROOT, paths.get("bundle", "../shared/data")),
+        host=server.get("host", "127.0.0.1"), port=int(server.get("port", 5000)),
+        tiles=server.get("tiles", "none"), tiles_attribution=server.get("tiles_attribution", ""),
+        permutations=int(analysis.get("permutations", 9999)), seed=int(analysis.get("seed", 12345)),
+        alpha=float(analysis.get("alpha", 0.05)), weights=analysis.get("weights", "queen"),
+        public_mode=bool(server.get("public_mode", False)),
+        datasets=datasets, extract=extract, source=path,
+    )
+    for var, fld in ENV_OVERRIDES.items():
+        if env.get(var):
+            v: Any = env[var]
+            if fld in ("data_dir", "instance_dir", "bundle"):
+                v = Path(v).expanduser().resolve()
+            elif fld == "port":
+                v = int(v)
+            elif fld == "public_mode":
+                v = v.lower() in ("1", "true", "yes", "on")
+            values[fld] = v
+    values.update(overrides)
+    for fld in ("data_dir", "instance_dir", "bundle"):
+        values[fld] = Path(values[fld])
+    return Config(**values)
