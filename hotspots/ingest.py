@@ -1,0 +1,589 @@
+"""Read incident files, validate every row, geocode, and store them: nothing is dropped silently.
+
+Three formats:
+
+* ``police-csv``: the police.uk street-level archive CSV (Crime ID, Month, Reported by, Falls within,
+  Longitude, Latitude, Location, LSOA code, LSOA name, Crime type, Last outcome category, Context);
+* ``police-api-json``: police.uk API ``crimes-street`` responses (a JSON array per file; ``.gz`` and
+  JSON Lines are accepted too);
+* ``extract``: a force's or partner's own CSV, with its column names mapped in ``[extract]`` of the config.
+
+Rules (each file is one transaction):
+
+* a file missing required columns, that is empty, not UTF-8 or not valid JSON raises ``IngestError``
+  naming the file (and the row, column or byte) and nothing of it is written;
+* a row with no usable location, coordinates outside Great Britain, swapped latitude/longitude, an
+  unparseable month or date, or no category goes to the ``rejects`` table with its row number, column
+  and reason, and the raw row;
+* a crime seen again (same Crime ID, API id or extract id; or, for rows without an id such as
+  anti-social behaviour, the same content at the same occurrence number) is stored once;
+* rows outside the configured area are kept and flagged ``in_area = 0``.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from . import store
+from .bundle import sha256_file
+from .categories import normalise_category
+from .config import Config, ExtractMapping
+from .errors import IngestError
+from .geocode import (GB_EASTING, GB_LAT, GB_LON, GB_NORTHING, Geocoder, bng_to_lonlat, lonlat_to_bng)
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("police-csv", "police-api-json", "extract")
+
+POLICE_CSV_COLUMNS = ("Crime ID", "Month", "Reported by", "Falls within", "Longitude", "Latitude", "Location",
+                      "LSOA code", "LSOA name", "Crime type", "Last outcome category", "Context")
+#: Columns without which a police.uk CSV row cannot be placed or classified.
+POLICE_CSV_REQUIRED = ("Crime ID", "Month", "Longitude", "Latitude", "Crime type")
+
+MONTH_RE = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+DATE_RE = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+STORE_CHUNK = 100_000
+
+# Reasons, written once so summaries group them.
+R_NO_LOCATION = "no location (blank coordinates)"
+R_BAD_COORDS = "coordinates are not numbers"
+R_SWAPPED = "latitude and longitude appear swapped"
+R_OUTSIDE_GB = "coordinates outside Great Britain"
+R_BAD_MONTH = "month is not YYYY-MM"
+R_BAD_DATE = "date is not YYYY-MM-DD"
+R_NO_CATEGORY = "no crime type / category"
+R_NO_ID = "no incident id"
+R_BAD_RECORD = "record is not a police.uk crime object"
+
+
+@dataclass
+class Parsed:
+    """One file's rows in a normalised shape; ``reason`` is None for valid rows."""
+
+    n: int
+    crime_id: np.ndarray
+    month: np.ndarray
+    date: np.ndarray
+    category_raw: np.ndarray
+    lon: np.ndarray
+    lat: np.ndarray
+    easting: np.ndarray
+    northing: np.ndarray
+    location: np.ndarray
+    outcome: np.ndarray
+    context: np.ndarray
+    source_lsoa: np.ndarray
+    attrs: np.ndarray
+    identity: np.ndarray  # key material for rows without an id
+    reason: np.ndarray
+    column: np.ndarray
+    raw: Callable[[int], dict]  # raw row by 0-based index (only called for rejects)
+
+
+@dataclass
+class IngestSummary:
+    """Accounts for every row: rows_read == accepted + duplicates + rejected."""
+
+    path: str
+    format: str
+    rows_read: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    outside_area: int = 0
+    lsoa_checked: int = 0
+    lsoa_agree: int = 0
+    ingest_id: int | None = None
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejected_by_reason.values())
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_read == self.accepted + self.duplicates + self.rejected
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["rejected"] = self.rejected
+        return d
+
+
+# --------------------------------------------------------------------------------------------- reading
+def detect_format(path: Path) -> str:
+    """Guess the format from the name and the first bytes (header row for CSVs)."""
+    name = path.name.lower()
+    if name.endswith((".json", ".json.gz", ".jsonl", ".jsonl.gz", ".ndjson")):
+        return "police-api-json"
+    if name.endswith(".csv") or name.endswith(".csv.gz"):
+        head = _read_bytes(path)[:4096]
+        first = head.split(b"\n", 1)[0].decode("utf-8", "replace").lstrip("\ufeff")
+        if "Crime ID" in first and "Falls within" in first:
+            return "police-csv"
+        return "extract"
+    raise IngestError("cannot tell the format from the file name; pass --format "
+                      f"({' | '.join(FORMATS)})", path=path)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise IngestError(f"cannot read file: {exc.strerror}", path=path) from None
+    if path.name.lower().endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise IngestError(f"not a valid gzip file: {exc}", path=path) from None
+    return data
+
+
+def _decode_check(path: Path, data: bytes) -> bytes:
+    """UTF-8 (with or without BOM) or a clear error naming the row and byte."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise IngestError(f"not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}); "
+                          "save the file as UTF-8 and ingest it again", path=path, row=max(line - 1, 0)) from None
+    return data
+
+
+def _read_csv_table(path: Path, data: bytes) -> pa.Table:
+    """Every column as text: validation decides what a value means, not the CSV reader."""
+    if not data.strip():
+        raise IngestError("file is empty (no header row)", path=path)
+    import csv
+    import io
+    header = next(csv.reader(io.StringIO(data.split(b"\n", 1)[0].decode("utf-8").rstrip("\r"))), [])
+    if len(set(header)) != len(header):
+        dup = next(h for h in header if header.count(h) > 1)
+        raise IngestError(f"header names column {dup!r} twice", path=path, row=0, column=dup)
+    try:
+        return pacsv.read_csv(
+            pa.BufferReader(data),
+            read_options=pacsv.ReadOptions(block_size=1 << 24),
+            convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in header},
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+    except pa.ArrowInvalid as exc:
+        msg = str(exc).splitlines()[0]
+        m = re.search(r"[Rr]ow #?(\d+)", msg)
+        raise IngestError(f"malformed CSV: {msg}", path=path, row=int(m.group(1)) if m else None) from None
+
+
+def _strings(table: pa.Table, name: str | None) -> pa.Array:
+    if not name or name not in table.column_names:
+        return pa.nulls(table.num_rows, pa.string())
+    col = table.column(name).combine_chunks()
+    return col if col.type == pa.string() else pc.cast(col, pa.string())
+
+
+def _np(arr: pa.Array) -> np.ndarray:
+    """Arrow strings to a numpy object array, with '' as None."""
+    arr = pc.if_else(pc.equal(pc.utf8_trim_whitespace(arr), ""), pa.scalar(None, pa.string()), arr)
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _to_float(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(values, is_blank); non-numbers become NaN with is_blank False."""
+    trimmed = pc.utf8_trim_whitespace(arr.fill_null(""))
+    blank = np.asarray(pc.equal(trimmed, "").to_numpy(zero_copy_only=False), dtype=bool)
+    try:
+        vals = pc.cast(pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed),
+                       pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        vals = pd.to_numeric(pd.Series(trimmed.to_numpy(zero_copy_only=False), dtype=object),
+                             errors="coerce").to_numpy(dtype=float)
+    return np.asarray(vals, dtype=float), blank
+
+
+def _validate_lonlat(lon_s: pa.Array, lat_s: pa.Array, reason: np.ndarray, column: np.ndarray,
+                     lon_name: str, lat_name: str) -> tuple[np.ndarray, np.ndarray]:
+    lon, lon_blank = _to_float(lon_s)
+    lat, lat_blank = _to_float(lat_s)
+    blank = lon_blank | lat_blank
+    bad = ~blank & (np.isnan(lon) | np.isnan(lat))
+    in_gb = (lon >= GB_LON[0]) & (lon <= GB_LON[1]) & (lat >= GB_LAT[0]) & (lat <= GB_LAT[1])
+    swapped = ~in_gb & (lat >= GB_LON[0]) & (lat <= GB_LON[1]) & (lon >= GB_LAT[0]) & (lon <= GB_LAT[1])
+    outside = ~blank & ~bad & ~in_gb & ~swapped
+    _mark(reason, column, blank, R_NO_LOCATION, f"{lon_name}/{lat_name}")
+    _mark(reason, column, bad, R_BAD_COORDS, f"{lon_name}/{lat_name}")
+    _mark(reason, column, swapped, R_SWAPPED, f"{lon_name}/{lat_name}")
+    _mark(reason, column, outside, R_OUTSIDE_GB, f"{lon_name}/{lat_name}")
+    return lon, lat
+
+
+def _mark(reason: np.ndarray, column: np.ndarray, mask: np.ndarray, why: str, col: str) -> None:
+    """Record the first reason a row fails (earlier checks win)."""
+    m = mask & pd.isna(reason)
+    reason[m] = why
+    column[m] = col
+
+
+def _check_columns(path: Path, have: Iterable[str], need: Iterable[str], fmt: str) -> None:
+    have = list(have)
+    missing = [c for c in need if c not in have]
+    if missing:
+        raise IngestError(f"missing required column(s) for {fmt}: {', '.join(missing)} "
+                          f"(file has: {', '.join(have) or 'no columns'})", path=path)
+
+
+def parse_police_csv(path: Path, data: bytes | None = None) -> Parsed:
+    data = _decode_check(path, _read_bytes(path) if data is None else data)
+    table = _read_csv_table(path, data)
+    _check_columns(path, table.column_names, POLICE_CSV_REQUIRED, "police.uk CSV")
+    n = table.num_rows
+    reason = np.full(n, None, dtype=object)
+    column = np.full(n, None, dtype=object)
+    month = _np(_strings(table, "Month"))
+    month_ok = np.asarray(pc.match_substring_regex(pc.utf8_trim_whitespace(_strings(table, "Month")), MONTH_RE)
+                          .to_numpy(zero_copy_only=False), dtype=bool)
+    cat = _np(_strings(table, "Crime type"))
+    lon, lat = _validate_lonlat(_strings(table, "Longitude"), _strings(table, "Latitude"), reason, column,
+                                "Longitude", "Latitude")
+    _mark(reason, column, ~month_ok, R_BAD_MONTH, "Month")
+    _mark(reason, column, pd.isna(cat), R_NO_CATEGORY, "Crime type")
+    crime_id = _np(_strings(table, "Crime ID"))
+    # Rows without a Crime ID (anti-social behaviour) are identified by their content.
+    parts = [pc.fill_null(_strings(table, c), "") for c in ("Month", "Longitude", "Latitude", "Location",
+                                                             "LSOA code", "Crime type", "Last outcome category",
+                                                             "Context", "Reported by")]
+    identity = np.asarray(pc.binary_join_element_wise(*parts, "\x1f").to_numpy(zero_copy_only=False), dtype=object)
+    e, nn = lonlat_to_bng(lon, lat)
+    cols = table.column_names
+
+    def raw(i: int) -> dict:
+        return {c: table.column(c)[i].as_py() for c in cols}
+
+    return Parsed(n, crime_id, month, np.full(n, None, dtype=object), cat, lon, lat, e, nn,
+                  _np(_strings(table, "Location")), _np(_strings(table, "Last outcome category")),
+                  _np(_strings(table, "Context")), _np(_strings(table, "LSOA code")),
+                  np.full(n, None, dtype=object), identity, reason, column, raw)
+
+
+def _load_json_records(path: Path) -> list:
+    data = _read_bytes(path)
+    if not data.strip():
+        raise IngestError("file is empty (0 bytes): expected a JSON array of police.uk crimes", path=path)
+    data = _decode_check(path, data)
+    text = data.decode("utf-8")
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")) or (not text.lstrip().startswith("[")
+                                                               and "\n{" in text):
+        out = []
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise IngestError(f"invalid JSON on line {lineno}: {exc.msg} (column {exc.colno}); "
+                                  "the file may be truncated", path=path, row=lineno) from None
+        return out
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise IngestError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} "
+                          f"(offset {exc.pos} of {len(text)}); the file may be truncated", path=path) from None
+    if isinstance(obj, dict) and isinstance(obj.get("crimes"), list):
+        obj = obj["crimes"]
+    if not isinstance(obj, list):
+        raise IngestError(f"expected a JSON array of police.uk crimes, found a {type(obj).__name__}", path=path)
+    return obj
+
+
+def parse_police_json(path: Path) -> Parsed:
+    records = _load_json_records(path)
+    n = len(records)
+    reason = np.full(n, None, dtype=object)
+    column = np.full(n, None, dtype=object)
+    fields = {k: [None] * n for k in ("id", "pid", "month", "category", "lon", "lat", "street", "outcome",
+                                      "context", "location_type")}
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            reason[i], column[i] = R_BAD_RECORD, None
+            continue
+        loc = rec.get("location") if isinstance(rec.get("location"), dict) else {}
+        street = loc.get("street") if isinstance(loc.get("street"), dict) else {}
+        outcome = rec.get("outcome_status")
+        fields["id"][i] = None if rec.get("id") in (None, "") else str(rec.get("id"))
+        fields["pid"][i] = rec.get("persistent_id") or None
+        fields["month"][i] = rec.get("month")
+        fields["category"][i] = rec.get("category")
+        fields["lon"][i] = loc.get("longitude")
+        fields["lat"][i] = loc.get("latitude")
+        fields["street"][i] = street.get("name")
+        fields["outcome"][i] = outcome.get("category") if isinstance(outcome, dict) else None
+        fields["context"][i] = rec.get("context") or None
+        fields["location_type"][i] = rec.get("location_type")
+
+    def s(key: str) -> pa.Array:
+        return pa.array([None if v is None else str(v) for v in fields[key]], pa.string())
+
+    lon, lat = _validate_lonlat(s("lon").fill_null(""), s("lat").fill_null(""), reason, column,
+                                "location.longitude", "location.latitude")
+    month_ok = np.asarray(pc.match_substring_regex(s("month").fill_null(""), MONTH_RE)
+                          .to_numpy(zero_copy_only=False), dtype=bool)
+    _mark(reason, column, ~month_ok, R_BAD_MONTH, "month")
+    cat = np.array(fields["category"], dtype=object)
+    _mark(reason, column, np.array([not c for c in cat], dtype=bool), R_NO_CATEGORY, "category")
+    ids = np.array(fields["id"], dtype=object)
+    _mark(reason, column, pd.isna(ids), R_NO_ID, "id")
+    # persistent_id is the archive's Crime ID: using it lets the same crime from the CSV and the API meet.
+    pid = np.array(fields["pid"], dtype=object)
+    crime_id = np.where(pd.isna(pid), np.array(["api:" + str(x) for x in ids], dtype=object), pid)
+    e, nn = lonlat_to_bng(lon, lat)
+    attrs = np.array([json.dumps({"api_id": i, "location_type": t}) if i else None
+                      for i, t in zip(fields["id"], fields["location_type"])], dtype=object)
+    return Parsed(n, crime_id, np.array(fields["month"], dtype=object), np.full(n, None, dtype=object), cat,
+                  lon, lat, e, nn, np.array(fields["street"], dtype=object),
+                  np.array(fields["outcome"], dtype=object), np.array(fields["context"], dtype=object),
+                  np.full(n, None, dtype=object), attrs, np.full(n, "", dtype=object), reason, column,
+                  lambda i: records[i] if isinstance(records[i], dict) else {"value": repr(records[i])[:500]})
+
+
+def parse_extract(path: Path, mapping: ExtractMapping, namespace: str = "extract") -> Parsed:
+    data = _decode_check(path, _read_bytes(path))
+    table = _read_csv_table(path, data)
+    cols = table.column_names
+    has_ll = mapping.longitude in cols and mapping.latitude in cols
+    has_en = mapping.easting in cols and mapping.northing in cols
+    when = mapping.date if mapping.date in cols else (mapping.month if mapping.month in cols else None)
+    need = [mapping.id, mapping.category]
+    if when is None:
+        need.append(mapping.date or mapping.month)
+    if not (has_ll or has_en):
+        need += [c for c in (mapping.longitude, mapping.latitude) if c not in cols] + \
+                [c for c in (mapping.easting, mapping.northing) if c not in cols]
+    missing = [c for c in need if c not in cols]
+    if missing:
+        raise IngestError(f"missing required column(s) for a local extract: {', '.join(missing)} "
+                          f"(need {mapping.id}, {mapping.category}, {mapping.date} or month, and "
+                          f"{mapping.longitude}/{mapping.latitude} or {mapping.easting}/{mapping.northing}; "
+                          f"file has: {', '.join(cols) or 'no columns'}; set the mapping in [extract] of "
+                          "the config)", path=path)
+    n = table.num_rows
+    reason = np.full(n, None, dtype=object)
+    column = np.full(n, None, dtype=object)
+    ids = _np(_strings(table, mapping.id))
+    _mark(reason, column, pd.isna(ids), R_NO_ID, mapping.id)
+    when_s = pc.utf8_trim_whitespace(_strings(table, when).fill_null(""))
+    if when == mapping.date:
+        ok = np.asarray(pc.match_substring_regex(when_s, DATE_RE).to_numpy(zero_copy_only=False), dtype=bool)
+        date = np.asarray(pc.utf8_slice_codeunits(when_s, 0, 10).to_numpy(zero_copy_only=False), dtype=object)
+        ok &= pd.to_datetime(pd.Series(date), format="%Y-%m-%d", errors="coerce").notna().to_numpy()
+        month = np.array([d[:7] for d in date], dtype=object)
+        _mark(reason, column, ~ok, R_BAD_DATE, when)
+    else:
+        ok = np.asarray(pc.match_substring_regex(when_s, MONTH_RE).to_numpy(zero_copy_only=False), dtype=bool)
+        date = np.full(n, None, dtype=object)
+        month = np.asarray(when_s.to_numpy(zero_copy_only=False), dtype=object)
+        _mark(reason, column, ~ok, R_BAD_MONTH, when)
+    if has_ll:
+        lon, lat = _validate_lonlat(_strings(table, mapping.longitude), _strings(table, mapping.latitude),
+                                    reason, column, mapping.longitude, mapping.latitude)
+        e, nn = lonlat_to_bng(lon, lat)
+    else:
+        e, e_blank = _to_float(_strings(table, mapping.easting))
+        nn, n_blank = _to_float(_strings(table, mapping.northing))
+        label = f"{mapping.easting}/{mapping.northing}"
+        blank = e_blank | n_blank
+        bad = ~blank & (np.isnan(e) | np.isnan(nn))
+        inside = (e >= GB_EASTING[0]) & (e <= GB_EASTING[1]) & (nn >= GB_NORTHING[0]) & (nn <= GB_NORTHING[1])
+        _mark(reason, column, blank, R_NO_LOCATION, label)
+        _mark(reason, column, bad, R_BAD_COORDS, label)
+        _mark(reason, column, ~blank & ~bad & ~inside, R_OUTSIDE_GB, label)
+        lon, lat = bng_to_lonlat(e, nn)
+    cat = _np(_strings(table, mapping.category))
+    _mark(reason, column, pd.isna(cat), R_NO_CATEGORY, mapping.category)
+    extras = [c for c in mapping.extras if c in cols]
+    if extras:
+        ex = {c: _np(_strings(table, c)) for c in extras}
+        attrs = np.array([json.dumps({c: ex[c][i] for c in extras}) for i in range(n)], dtype=object)
+    else:
+        attrs = np.full(n, None, dtype=object)
+    crime_id = np.array([f"{namespace}:{x}" if x is not None else None for x in ids], dtype=object)
+
+    def raw(i: int) -> dict:
+        return {c: table.column(c)[i].as_py() for c in cols}
+
+    return Parsed(n, crime_id, month, date, cat, lon, lat, e, nn, np.full(n, None, dtype=object),
+                  np.full(n, None, dtype=object), np.full(n, None, dtype=object), np.full(n, None, dtype=object),
+                  attrs, np.full(n, "", dtype=object), reason, column, raw)
+
+
+# ------------------------------------------------------------------------------------------ identities
+def incident_keys(crime_id: np.ndarray, identity: np.ndarray) -> np.ndarray:
+    """Signed 64-bit keys: from the id where there is one, else from the content plus its occurrence
+    number within the file (two identical anti-social-behaviour rows are two incidents)."""
+    has_id = ~pd.isna(crime_id)
+    material = np.empty(len(crime_id), dtype=object)
+    material[has_id] = np.char.add("id:", crime_id[has_id].astype(str)).astype(object) if has_id.any() else []
+    if (~has_id).any():
+        ident = pd.Series(identity[~has_id])
+        occ = ident.groupby(ident, sort=False).cumcount().astype(str).to_numpy()
+        material[~has_id] = ("row:" + ident + "#" + occ).to_numpy(dtype=object)
+    hashed = pd.util.hash_array(material, hash_key="hotspots-v1-key!", categorize=False)
+    return hashed.view(np.int64)
+
+
+# ------------------------------------------------------------------------------------------- ingesting
+def parse_file(path: Path, fmt: str, config: Config | None = None) -> Parsed:
+    if fmt == "police-csv":
+        return parse_police_csv(path)
+    if fmt == "police-api-json":
+        return parse_police_json(path)
+    if fmt == "extract":
+        return parse_extract(path, config.extract if config else ExtractMapping())
+    raise IngestError(f"unknown format {fmt!r} (use one of: {', '.join(FORMATS)})", path=path)
+
+
+def ingest_file(con, geocoder: Geocoder, path: Path, fmt: str | None = None, config: Config | None = None,
+                progress: Callable[[int], None] | None = None) -> IngestSummary:
+    """Parse, validate, geocode and store one file in one transaction; return its summary."""
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    parsed = parse_file(path, fmt, config)  # raises before anything is written
+    digest = sha256_file(path)
+    summary = IngestSummary(str(path), fmt, rows_read=parsed.n)
+    valid = pd.isna(parsed.reason)
+    keys = incident_keys(parsed.crime_id, parsed.identity)
+    # Within-file repeats of the same id count as duplicates; keep the first.
+    first = np.zeros(parsed.n, dtype=bool)
+    vidx = np.flatnonzero(valid)
+    _, first_pos = np.unique(keys[vidx], return_index=True)
+    first[vidx[first_pos]] = True
+    take = np.flatnonzero(first)
+    geo = geocoder.assign(parsed.easting[take], parsed.northing[take]) if len(take) else {}
+    categories = np.array([normalise_category(c) for c in parsed.category_raw[take]], dtype=object) \
+        if len(take) else np.array([], dtype=object)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    with store.transaction(con):
+        cur = con.execute("INSERT INTO ingests (path, sha256, format, started_at) VALUES (?, ?, ?, ?)",
+                          (str(path), digest, fmt, now))
+        ingest_id = cur.lastrowid
+        order = np.argsort(keys[take], kind="stable")  # insert in key order: B-tree friendly
+        sel = take[order]
+        g = {k: v[order] for k, v in geo.items()} if len(take) else {}
+        cols = [keys[sel].tolist(), parsed.crime_id[sel].tolist(), [fmt] * len(sel), [ingest_id] * len(sel),
+                (sel + 1).tolist(), parsed.month[sel].tolist(), parsed.date[sel].tolist(),
+                categories[order].tolist(), parsed.category_raw[sel].tolist(),
+                np.round(parsed.lon[sel], 6).tolist(), np.round(parsed.lat[sel], 6).tolist(),
+                np.round(parsed.easting[sel], 2).tolist(), np.round(parsed.northing[sel], 2).tolist(),
+                parsed.location[sel].tolist(), parsed.outcome[sel].tolist(), parsed.context[sel].tolist(),
+                parsed.source_lsoa[sel].tolist()]
+        for role in ("lsoa21", "lsoa11", "ward", "ward_pre2023"):
+            cols.append(g[role].tolist() if role in g else [None] * len(sel))
+        cols.append(g["in_area"].astype(int).tolist() if "in_area" in g else [0] * len(sel))
+        cols.append(parsed.attrs[sel].tolist())
+        rows = list(zip(*cols))
+        sql = (f"INSERT OR IGNORE INTO incidents ({', '.join(store.INCIDENT_COLUMNS)}) "
+               f"VALUES ({', '.join('?' * len(store.INCIDENT_COLUMNS))})")
+        before = con.total_changes
+        for start in range(0, len(rows), STORE_CHUNK):
+            con.executemany(sql, rows[start:start + STORE_CHUNK])
+            if progress:
+                progress(len(rows[start:start + STORE_CHUNK]))
+        summary.accepted = con.total_changes - before
+        summary.duplicates = int(valid.sum()) - summary.accepted
+        rejected = np.flatnonzero(~valid)
+        summary.rejected_by_reason = dict(Counter(parsed.reason[rejected].tolist()))
+        if len(rejected):
+            con.executemany(
+                "INSERT OR IGNORE INTO rejects (sha256, path, row_no, column_name, reason, raw, ingest_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(digest, str(path), int(i) + 1, parsed.column[i], parsed.reason[i],
+                  json.dumps(parsed.raw(int(i)), default=str), ingest_id) for i in rejected])
+        stats = con.execute("SELECT COALESCE(SUM(in_area = 0), 0) FROM incidents WHERE ingest_id = ?",
+                            (ingest_id,)).fetchone()
+        summary.outside_area = int(stats[0])
+        if fmt == "police-csv":
+            chk = con.execute(
+                "SELECT COUNT(*), COALESCE(SUM(source_lsoa = lsoa21 OR source_lsoa = lsoa11), 0) FROM incidents "
+                "WHERE ingest_id = ? AND in_area = 1 AND source_lsoa IS NOT NULL", (ingest_id,)).fetchone()
+            summary.lsoa_checked, summary.lsoa_agree = int(chk[0]), int(chk[1])
+        summary.ingest_id = ingest_id
+        con.execute("UPDATE ingests SET finished_at = ?, rows_read = ?, accepted = ?, duplicates = ?, "
+                    "rejected = ?, outside_area = ?, lsoa_checked = ?, lsoa_agree = ? WHERE id = ?",
+                    (datetime.now(timezone.utc).isoformat(timespec="seconds"), summary.rows_read,
+                     summary.accepted, summary.duplicates, summary.rejected, summary.outside_area,
+                     summary.lsoa_checked, summary.lsoa_agree, ingest_id))
+    assert summary.balanced, summary
+    logger.info("ingested %s: %s", path, summary.to_dict())
+    return summary
+
+
+def record_areas(con, geocoder: Geocoder) -> None:
+    """Keep the names of the areas incidents are coded to, so the store explains its own codes."""
+    with store.transaction(con):
+        for role, layer in geocoder.layers.items():
+            con.executemany("INSERT OR REPLACE INTO areas (role, code, name) VALUES (?, ?, ?)",
+                            [(role, str(c), str(n)) for c, n in zip(layer.codes, layer.names)])
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files named directly, and the incident files inside any folder named (sorted, recursive)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(
+                (".csv", ".json", ".json.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".csv.gz")))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise IngestError("file not found", path=p)
+    return out
+
+
+def ingest_paths(config: Config, paths: Iterable[str | Path], fmt: str | None = None, *,
+                 show_progress: bool = False, geocoder: Geocoder | None = None,
+                 on_error: Callable[[Exception], None] | None = None) -> list[IngestSummary]:
+    """Ingest each file in its own transaction. A file that fails entirely raises IngestError, unless
+    ``on_error`` is given, in which case it is reported there and the next file goes on."""
+    files = expand_paths(paths)
+    geocoder = geocoder or Geocoder.from_config(config)
+    con = store.connect(config.db_path)
+    try:
+        record_areas(con, geocoder)
+        summaries = []
+        prog = None
+        if show_progress:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), transient=False)
+            prog.start()
+            task = prog.add_task("Ingesting", total=len(files))
+        try:
+            for f in files:
+                if prog:
+                    prog.update(task, description=f"Ingesting {f.name}")
+                try:
+                    summaries.append(ingest_file(con, geocoder, f, fmt, config))
+                except IngestError as exc:
+                    if on_error is None:
+                        raise
+                    on_error(exc)
+                if prog:
+                    prog.advance(task)
+        finally:
+            if prog:
+                prog.stop()
+        return summaries
+    finally:
+        con.close()
