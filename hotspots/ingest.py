@@ -131,7 +131,7 @@ def detect_format(path: Path) -> str:
     if name.endswith(".csv") or name.endswith(".csv.gz"):
         head = _read_bytes(path)[:4096]
         first = head.split(b"\n", 1)[0].decode("utf-8", "replace").lstrip("\ufeff")
-        if "Crime ID" in first and "Falls within" in first:
+        if any(col in first for col in ("Crime ID", "Falls within", "Crime type", "Reported by")):
             return "police-csv"
         return "extract"
     raise IngestError("cannot tell the format from the file name; pass --format "
@@ -412,7 +412,10 @@ def parse_extract(path: Path, mapping: ExtractMapping, namespace: str = "extract
         lon, lat = bng_to_lonlat(e, nn)
     cat = _np(_strings(table, mapping.category))
     _mark(reason, column, pd.isna(cat), R_NO_CATEGORY, mapping.category)
-    extras = [c for c in mapping.extras if c in cols]
+    mapped = {mapping.id, mapping.date, mapping.month, mapping.category, mapping.longitude, mapping.latitude,
+              mapping.easting, mapping.northing}
+    # Named extras, or else every unmapped column: an extract's attributes are kept, not lost.
+    extras = [c for c in mapping.extras if c in cols] or [c for c in cols if c not in mapped]
     if extras:
         ex = {c: _np(_strings(table, c)) for c in extras}
         attrs = np.array([json.dumps({c: ex[c][i] for c in extras}) for i in range(n)], dtype=object)
