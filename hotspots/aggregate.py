@@ -23,8 +23,8 @@ from .errors import HotspotsError, NotFoundError
 logger = logging.getLogger(__name__)
 
 #: CLI/API level name -> boundary role and the incidents column holding its code.
-LEVELS = {"lsoa": ("lsoa21", "lsoa21"), "ward": ("ward", "ward"),
-          "lsoa11": ("lsoa11", "lsoa11"), "ward_pre2023": ("ward_pre2023", "ward_pre2023")}
+LEVELS = {"lsoa": ("lsoa21", "lsoa21_id"), "ward": ("ward", "ward_id"),
+          "lsoa11": ("lsoa11", "lsoa11_id"), "ward_pre2023": ("ward_pre2023", "ward_pre2023_id")}
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
@@ -92,8 +92,8 @@ def available_categories(config: Config) -> list[dict]:
     """Categories in the store, with their labels and counts inside the area."""
     con = store.connect(config.db_path, readonly=True)
     try:
-        rows = con.execute("SELECT category, COUNT(*) FROM incidents WHERE in_area = 1 GROUP BY category "
-                           "ORDER BY category").fetchall()
+        rows = con.execute("SELECT c.slug, COUNT(*) FROM incidents i JOIN categories c ON c.id = i.category_id "
+                           "WHERE i.in_area = 1 GROUP BY c.slug ORDER BY c.slug").fetchall()
     finally:
         con.close()
     return [{"slug": s, "label": category_label(s), "count": n} for s, n in rows]
@@ -112,7 +112,7 @@ def count_incidents(config: Config, column: str, categories: list[str], month_fr
     """Incidents inside the area per code of ``column``, filtered (indexed on month and category)."""
     where, params = ["in_area = 1"], []
     if categories:
-        where.append(f"category IN ({', '.join('?' * len(categories))})")
+        where.append(f"category_id IN (SELECT id FROM categories WHERE slug IN ({', '.join('?' * len(categories))}))")
         params += categories
     if month_from:
         where.append("month >= ?")
@@ -122,8 +122,9 @@ def count_incidents(config: Config, column: str, categories: list[str], month_fr
         params.append(month_to)
     con = store.connect(config.db_path, readonly=True)
     try:
-        rows = con.execute(f"SELECT {column}, COUNT(*) FROM incidents WHERE {' AND '.join(where)} "
-                           f"GROUP BY {column}", params).fetchall()
+        rows = con.execute(f"SELECT a.code, n FROM (SELECT {column} AS area_id, COUNT(*) AS n FROM incidents "
+                           f"WHERE {' AND '.join(where)} GROUP BY {column}) JOIN areas a ON a.id = area_id",
+                           params).fetchall()
     finally:
         con.close()
     return pd.Series({code: n for code, n in rows if code is not None}, dtype="int64")

@@ -42,6 +42,15 @@ def bng_to_lonlat(easting: np.ndarray, northing: np.ndarray) -> tuple[np.ndarray
     return _transformer(BNG, WGS84).transform(np.asarray(easting, float), np.asarray(northing, float))
 
 
+def _factorize_first(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, index of each distinct value's first occurrence)."""
+    import pandas as pd
+    codes, uniques = pd.factorize(values)
+    first = np.full(len(uniques), len(values), dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(len(values)))
+    return codes, first
+
+
 @dataclass(frozen=True)
 class Layer:
     role: str
@@ -92,19 +101,25 @@ class Geocoder:
                                  shapely.STRtree(gdf.geometry.to_numpy()))
         return cls(layers)
 
-    def assign(self, easting: np.ndarray, northing: np.ndarray) -> dict[str, np.ndarray]:
-        """Area code per point for every layer (object arrays, None where outside), plus ``in_area`` (bool).
+    def assign_indices(self, easting: np.ndarray, northing: np.ndarray) -> dict[str, np.ndarray]:
+        """Index into each layer's ``codes`` per point (-1 where outside). Each distinct location is
+        reprojected and joined once."""
+        e = np.asarray(easting, float)
+        n = np.asarray(northing, float)
+        if len(e) == 0:
+            return {role: np.empty(0, dtype=np.int64) for role in self.layers}
+        # Distinct locations by hashing (e, n) in millimetres packed into one int64: O(n), no sort.
+        packed = (np.round(e * 1000).astype(np.int64) << 31) ^ np.round(n * 1000).astype(np.int64)
+        inverse, first = _factorize_first(packed)
+        points = shapely.points(e[first], n[first])
+        return {role: layer.locate(points)[inverse] for role, layer in self.layers.items()}
 
-        Each distinct location is joined once."""
-        xy = np.column_stack([np.asarray(easting, float), np.asarray(northing, float)])
-        uniq, inverse = np.unique(xy, axis=0, return_inverse=True)
-        inverse = inverse.ravel()
-        points = shapely.points(uniq)
+    def assign(self, easting: np.ndarray, northing: np.ndarray) -> dict[str, np.ndarray]:
+        """Area code per point for every layer (object arrays, None where outside), plus ``in_area``."""
+        idx = self.assign_indices(easting, northing)
         out: dict[str, np.ndarray] = {}
-        for role, layer in self.layers.items():
-            idx = layer.locate(points)
-            codes = np.where(idx >= 0, layer.codes[np.clip(idx, 0, None)], None)
-            out[role] = codes[inverse]
-            if role == self.area_role:
-                out["in_area"] = (idx >= 0)[inverse]
+        for role, i in idx.items():
+            codes = self.layers[role].codes
+            out[role] = np.where(i >= 0, codes[np.clip(i, 0, None)] if len(codes) else None, None)
+        out["in_area"] = idx[self.area_role] >= 0
         return out

@@ -107,6 +107,7 @@ class IngestSummary:
     lsoa_checked: int = 0
     lsoa_agree: int = 0
     ingest_id: int | None = None
+    timings: dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
     def rejected(self) -> int:
@@ -118,6 +119,7 @@ class IngestSummary:
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
+        d.pop("timings", None)
         d["rejected"] = self.rejected
         return d
 
@@ -168,9 +170,13 @@ def _read_csv_table(path: Path, data: bytes) -> pa.Table:
     """Every column as text: validation decides what a value means, not the CSV reader."""
     if not data.strip():
         raise IngestError("file is empty (no header row)", path=path)
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
     import csv
     import io
-    header = next(csv.reader(io.StringIO(data.split(b"\n", 1)[0].decode("utf-8").rstrip("\r"))), [])
+    first_line = data.split(b"\n", 1)[0]
+    _decode_check(path, first_line)
+    header = next(csv.reader(io.StringIO(first_line.decode("utf-8").rstrip("\r"))), [])
     if len(set(header)) != len(header):
         dup = next(h for h in header if header.count(h) > 1)
         raise IngestError(f"header names column {dup!r} twice", path=path, row=0, column=dup)
@@ -183,6 +189,8 @@ def _read_csv_table(path: Path, data: bytes) -> pa.Table:
         )
     except pa.ArrowInvalid as exc:
         msg = str(exc).splitlines()[0]
+        if "UTF8" in msg or "UTF-8" in msg:
+            _decode_check(path, data)  # arrow validated UTF-8 for us; now find the line and byte
         m = re.search(r"[Rr]ow #?(\d+)", msg)
         raise IngestError(f"malformed CSV: {msg}", path=path, row=int(m.group(1)) if m else None) from None
 
@@ -245,7 +253,7 @@ def _check_columns(path: Path, have: Iterable[str], need: Iterable[str], fmt: st
 
 
 def parse_police_csv(path: Path, data: bytes | None = None) -> Parsed:
-    data = _decode_check(path, _read_bytes(path) if data is None else data)
+    data = _read_bytes(path) if data is None else data
     table = _read_csv_table(path, data)
     _check_columns(path, table.column_names, POLICE_CSV_REQUIRED, "police.uk CSV")
     n = table.num_rows
@@ -359,8 +367,7 @@ def parse_police_json(path: Path) -> Parsed:
 
 
 def parse_extract(path: Path, mapping: ExtractMapping, namespace: str = "extract") -> Parsed:
-    data = _decode_check(path, _read_bytes(path))
-    table = _read_csv_table(path, data)
+    table = _read_csv_table(path, _read_bytes(path))
     cols = table.column_names
     has_ll = mapping.longitude in cols and mapping.latitude in cols
     has_en = mapping.easting in cols and mapping.northing in cols
@@ -462,48 +469,71 @@ def ingest_file(con, geocoder: Geocoder, path: Path, fmt: str | None = None, con
     """Parse, validate, geocode and store one file in one transaction; return its summary."""
     path = Path(path)
     fmt = fmt or detect_format(path)
+    clock = _Clock()
     parsed = parse_file(path, fmt, config)  # raises before anything is written
+    clock("parse")
     digest = sha256_file(path)
     summary = IngestSummary(str(path), fmt, rows_read=parsed.n)
     valid = pd.isna(parsed.reason)
     keys = incident_keys(parsed.crime_id, parsed.identity)
-    # Within-file repeats of the same id count as duplicates; keep the first.
-    first = np.zeros(parsed.n, dtype=bool)
+    # Within-file repeats of the same identity count as duplicates; keep the first.
     vidx = np.flatnonzero(valid)
     _, first_pos = np.unique(keys[vidx], return_index=True)
-    first[vidx[first_pos]] = True
-    take = np.flatnonzero(first)
-    geo = geocoder.assign(parsed.easting[take], parsed.northing[take]) if len(take) else {}
-    categories = np.array([normalise_category(c) for c in parsed.category_raw[take]], dtype=object) \
-        if len(take) else np.array([], dtype=object)
+    take = np.sort(vidx[first_pos])
+    clock("keys")
+    area_idx = geocoder.assign_indices(parsed.easting[take], parsed.northing[take])
+    clock("geocode")
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     with store.transaction(con):
-        cur = con.execute("INSERT INTO ingests (path, sha256, format, started_at) VALUES (?, ?, ?, ?)",
-                          (str(path), digest, fmt, now))
-        ingest_id = cur.lastrowid
-        order = np.argsort(keys[take], kind="stable")  # insert in key order: B-tree friendly
-        sel = take[order]
-        g = {k: v[order] for k, v in geo.items()} if len(take) else {}
-        cols = [keys[sel].tolist(), parsed.crime_id[sel].tolist(), [fmt] * len(sel), [ingest_id] * len(sel),
-                (sel + 1).tolist(), parsed.month[sel].tolist(), parsed.date[sel].tolist(),
-                categories[order].tolist(), parsed.category_raw[sel].tolist(),
-                np.round(parsed.lon[sel], 6).tolist(), np.round(parsed.lat[sel], 6).tolist(),
-                np.round(parsed.easting[sel], 2).tolist(), np.round(parsed.northing[sel], 2).tolist(),
-                parsed.location[sel].tolist(), parsed.outcome[sel].tolist(), parsed.context[sel].tolist(),
-                parsed.source_lsoa[sel].tolist()]
-        for role in ("lsoa21", "lsoa11", "ward", "ward_pre2023"):
-            cols.append(g[role].tolist() if role in g else [None] * len(sel))
-        cols.append(g["in_area"].astype(int).tolist() if "in_area" in g else [0] * len(sel))
-        cols.append(parsed.attrs[sel].tolist())
-        rows = list(zip(*cols))
-        sql = (f"INSERT OR IGNORE INTO incidents ({', '.join(store.INCIDENT_COLUMNS)}) "
-               f"VALUES ({', '.join('?' * len(store.INCIDENT_COLUMNS))})")
+        ingest_id = con.execute("INSERT INTO ingests (path, sha256, format, started_at) VALUES (?, ?, ?, ?)",
+                                (str(path), digest, fmt, now)).lastrowid
+        existing = _existing_keys(con, keys[take])
+        clock("dedup")
+        new = ~np.isin(keys[take], existing)
+        order = np.argsort(keys[take][new], kind="stable")  # insert in key order: B-tree friendly
+        pos = np.flatnonzero(new)[order]  # positions within `take`
+        sel = take[pos]
+        n = len(sel)
+        area_ids = {role: _area_ids(con, geocoder.layers[role])[area_idx[role][pos]] for role in area_idx}
+        in_area = area_idx[geocoder.area_role][pos] >= 0
+        cat_ids = _category_ids(con, parsed.category_raw[sel])
+        loc_ids = _text_ids(con, parsed.location[sel])
+        out_ids = _text_ids(con, parsed.outcome[sel])
+        clock("dictionaries")
+        table = np.empty((n, len(store.INCIDENT_COLUMNS)), dtype=object)
+        table[:, 0] = keys[sel]
+        table[:, 1] = parsed.crime_id[sel]
+        table[:, 2] = ingest_id
+        table[:, 3] = sel + 1
+        table[:, 4] = parsed.month[sel]
+        table[:, 5] = parsed.date[sel]
+        table[:, 6] = cat_ids
+        table[:, 7] = _ints(parsed.lon[sel], 1e6)
+        table[:, 8] = _ints(parsed.lat[sel], 1e6)
+        table[:, 9] = _ints(parsed.easting[sel], 10.0)
+        table[:, 10] = _ints(parsed.northing[sel], 10.0)
+        table[:, 11] = loc_ids
+        table[:, 12] = out_ids
+        table[:, 13] = parsed.context[sel]
+        table[:, 14] = parsed.source_lsoa[sel]
+        for j, role in enumerate(store.AREA_ROLES, start=15):
+            table[:, j] = _nullable(area_ids[role]) if role in area_ids else None
+        table[:, 19] = in_area.astype(np.int64)
+        table[:, 20] = parsed.attrs[sel]
+        clock("rows")
+        stored_before = con.execute("SELECT COUNT(*) FROM incidents").fetchone()[0]
+        bulk = n > max(stored_before, 50_000)
+        if bulk:  # rebuilding the indexes once is cheaper than updating them row by row
+            for name in store.INDEXES:
+                con.execute(f"DROP INDEX IF EXISTS {name}")
         before = con.total_changes
-        for start in range(0, len(rows), STORE_CHUNK):
-            con.executemany(sql, rows[start:start + STORE_CHUNK])
-            if progress:
-                progress(len(rows[start:start + STORE_CHUNK]))
+        _insert_rows(con, table, progress)
         summary.accepted = con.total_changes - before
+        clock("insert")
+        if bulk:
+            for ddl in store.INDEXES.values():
+                con.execute(ddl)
+        clock("index")
         summary.duplicates = int(valid.sum()) - summary.accepted
         rejected = np.flatnonzero(~valid)
         summary.rejected_by_reason = dict(Counter(parsed.reason[rejected].tolist()))
@@ -513,31 +543,134 @@ def ingest_file(con, geocoder: Geocoder, path: Path, fmt: str | None = None, con
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(digest, str(path), int(i) + 1, parsed.column[i], parsed.reason[i],
                   json.dumps(parsed.raw(int(i)), default=str), ingest_id) for i in rejected])
-        stats = con.execute("SELECT COALESCE(SUM(in_area = 0), 0) FROM incidents WHERE ingest_id = ?",
-                            (ingest_id,)).fetchone()
-        summary.outside_area = int(stats[0])
-        if fmt == "police-csv":
-            chk = con.execute(
-                "SELECT COUNT(*), COALESCE(SUM(source_lsoa = lsoa21 OR source_lsoa = lsoa11), 0) FROM incidents "
-                "WHERE ingest_id = ? AND in_area = 1 AND source_lsoa IS NOT NULL", (ingest_id,)).fetchone()
-            summary.lsoa_checked, summary.lsoa_agree = int(chk[0]), int(chk[1])
+        summary.outside_area = int((~in_area).sum())
+        if fmt == "police-csv" and n:
+            src = parsed.source_lsoa[sel]
+            check = in_area & ~pd.isna(src)
+            agree = np.zeros(n, dtype=bool)
+            for role in ("lsoa21", "lsoa11"):
+                if role in area_idx:
+                    i = area_idx[role][pos]
+                    codes = geocoder.layers[role].codes
+                    ours = np.where(i >= 0, codes[np.clip(i, 0, None)], None)
+                    agree |= check & (ours == src)
+            summary.lsoa_checked, summary.lsoa_agree = int(check.sum()), int(agree.sum())
         summary.ingest_id = ingest_id
         con.execute("UPDATE ingests SET finished_at = ?, rows_read = ?, accepted = ?, duplicates = ?, "
                     "rejected = ?, outside_area = ?, lsoa_checked = ?, lsoa_agree = ? WHERE id = ?",
                     (datetime.now(timezone.utc).isoformat(timespec="seconds"), summary.rows_read,
                      summary.accepted, summary.duplicates, summary.rejected, summary.outside_area,
                      summary.lsoa_checked, summary.lsoa_agree, ingest_id))
-    assert summary.balanced, summary
+    clock("commit")
+    summary.timings = clock.laps
+    if not summary.balanced:  # pragma: no cover - a bug, never bad input
+        raise AssertionError(f"ingest summary does not balance: {summary}")
     logger.info("ingested %s: %s", path, summary.to_dict())
     return summary
+
+
+class _Clock:
+    """Lap timer: where an ingest spends its time (logged at DEBUG, printed by the benchmark)."""
+
+    def __init__(self) -> None:
+        import time
+        self._now = time.perf_counter
+        self._t = self._now()
+        self.laps: dict[str, float] = {}
+
+    def __call__(self, label: str) -> None:
+        t = self._now()
+        self.laps[label] = self.laps.get(label, 0.0) + t - self._t
+        self._t = t
+
+
+def _ints(values: np.ndarray, scale: float) -> np.ndarray:
+    return np.round(np.asarray(values, float) * scale).astype(np.int64)
+
+
+def _nullable(ids: np.ndarray) -> np.ndarray:
+    out = ids.astype(object)
+    out[ids < 0] = None
+    return out
+
+
+#: Rows per INSERT statement: multi-row VALUES halves the per-row cost of Python's sqlite3 binding.
+ROWS_PER_STATEMENT = 100
+
+
+def _insert_rows(con, table: np.ndarray, progress: Callable[[int], None] | None = None) -> None:
+    """INSERT OR IGNORE an (n, columns) object array, ROWS_PER_STATEMENT rows per statement."""
+    n, width = table.shape
+    row = "(" + ", ".join("?" * width) + ")"
+    head = f"INSERT OR IGNORE INTO incidents ({', '.join(store.INCIDENT_COLUMNS)}) VALUES "
+    r = ROWS_PER_STATEMENT
+    full = n // r * r
+    for start in range(0, full, STORE_CHUNK):
+        stop = min(start + STORE_CHUNK, full)
+        con.executemany(head + ", ".join([row] * r),
+                        (table[i:i + r].ravel().tolist() for i in range(start, stop, r)))
+        if progress:
+            progress(stop - start)
+    if full < n:
+        con.execute(head + ", ".join([row] * (n - full)), table[full:].ravel().tolist())
+        if progress:
+            progress(n - full)
+
+
+def _existing_keys(con, keys: np.ndarray) -> np.ndarray:
+    """Which of ``keys`` are already stored (one indexed join through a temp table)."""
+    if not len(keys) or con.execute("SELECT NOT EXISTS (SELECT 1 FROM incidents)").fetchone()[0]:
+        return np.empty(0, dtype=np.int64)
+    con.execute("CREATE TEMP TABLE IF NOT EXISTS _keys (key INTEGER PRIMARY KEY)")
+    con.execute("DELETE FROM _keys")
+    con.executemany("INSERT OR IGNORE INTO _keys VALUES (?)", ((k,) for k in np.sort(keys).tolist()))
+    found = [r[0] for r in con.execute("SELECT k.key FROM _keys k JOIN incidents i ON i.key = k.key")]
+    con.execute("DELETE FROM _keys")
+    return np.asarray(found, dtype=np.int64)
+
+
+def _area_ids(con, layer) -> np.ndarray:
+    """Store ids of a layer's areas, aligned with ``layer.codes``, with -1 appended for 'outside' (-1)."""
+    con.executemany("INSERT INTO areas (role, code, name) VALUES (?, ?, ?) "
+                    "ON CONFLICT (role, code) DO UPDATE SET name = excluded.name WHERE name != excluded.name",
+                    [(layer.role, str(c), str(nm)) for c, nm in zip(layer.codes, layer.names)])
+    ids = dict(con.execute("SELECT code, id FROM areas WHERE role = ?", (layer.role,)).fetchall())
+    return np.array([ids[str(c)] for c in layer.codes] + [-1], dtype=np.int64)
+
+
+def _category_ids(con, raw: np.ndarray) -> np.ndarray:
+    codes, uniques = pd.factorize(pd.Series(raw, dtype=object))
+    ids = []
+    for value in uniques:
+        slug = normalise_category(value)
+        con.execute("INSERT OR IGNORE INTO categories (slug, raw) VALUES (?, ?)", (slug, value))
+        ids.append(con.execute("SELECT id FROM categories WHERE slug = ? AND raw = ?", (slug, value)).fetchone()[0])
+    return np.asarray(ids, dtype=np.int64)[codes] if len(codes) else np.empty(0, dtype=np.int64)
+
+
+def _text_ids(con, values: np.ndarray) -> list:
+    """Dictionary-encode repeated text (street names, outcomes) into the ``texts`` table."""
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object))
+    if not len(uniques):
+        return np.full(len(values), None, dtype=object)
+    con.execute("CREATE TEMP TABLE IF NOT EXISTS _texts (pos INTEGER PRIMARY KEY, text TEXT)")
+    con.execute("DELETE FROM _texts")
+    con.executemany("INSERT INTO _texts VALUES (?, ?)", enumerate(map(str, uniques)))
+    con.execute("INSERT OR IGNORE INTO texts (text) SELECT text FROM _texts")
+    ids = np.empty(len(uniques), dtype=np.int64)
+    for pos, tid in con.execute("SELECT x.pos, t.id FROM _texts x JOIN texts t ON t.text = x.text"):
+        ids[pos] = tid
+    con.execute("DELETE FROM _texts")
+    out = ids[np.clip(codes, 0, None)].astype(object)
+    out[codes < 0] = None
+    return out
 
 
 def record_areas(con, geocoder: Geocoder) -> None:
     """Keep the names of the areas incidents are coded to, so the store explains its own codes."""
     with store.transaction(con):
-        for role, layer in geocoder.layers.items():
-            con.executemany("INSERT OR REPLACE INTO areas (role, code, name) VALUES (?, ?, ?)",
-                            [(role, str(c), str(n)) for c, n in zip(layer.codes, layer.names)])
+        for layer in geocoder.layers.values():
+            _area_ids(con, layer)
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -29,27 +29,34 @@ CREATE TABLE IF NOT EXISTS ingests (
     rows_read INTEGER, accepted INTEGER, duplicates INTEGER, rejected INTEGER,
     outside_area INTEGER, lsoa_checked INTEGER, lsoa_agree INTEGER
 );
+-- Repeated strings are stored once and referenced by id: a million incidents share a few thousand
+-- categories, outcomes, street names and area codes, and narrow rows are what make ingest fast.
+CREATE TABLE IF NOT EXISTS categories (
+    id INTEGER PRIMARY KEY, slug TEXT NOT NULL, raw TEXT NOT NULL, UNIQUE (slug, raw)
+);
+CREATE TABLE IF NOT EXISTS texts (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS areas (
+    id INTEGER PRIMARY KEY, role TEXT NOT NULL, code TEXT NOT NULL, name TEXT NOT NULL, UNIQUE (role, code)
+);
 CREATE TABLE IF NOT EXISTS incidents (
     key INTEGER PRIMARY KEY,          -- 64-bit hash of the incident's identity (dedup key)
-    crime_id TEXT,                    -- identifier in the source (Crime ID, API id, extract id), if any
-    source TEXT NOT NULL,             -- police-csv | police-api-json | extract
+    crime_id TEXT,                    -- identifier in the source (Crime ID, api:<id>, extract:<id>), if any
     ingest_id INTEGER NOT NULL REFERENCES ingests(id),
     row_no INTEGER NOT NULL,          -- 1-based data row (CSV) or array index (JSON) in the source file
     month TEXT NOT NULL,              -- YYYY-MM
     date TEXT,                        -- YYYY-MM-DD where the source has it
-    category TEXT NOT NULL,           -- normalised slug, e.g. violent-crime
-    category_raw TEXT,
-    longitude REAL, latitude REAL,    -- EPSG:4326 as given (or derived from BNG)
-    easting REAL, northing REAL,      -- EPSG:27700, used for every computation
-    location TEXT, outcome TEXT, context TEXT,
+    category_id INTEGER NOT NULL REFERENCES categories(id),
+    lon_e6 INTEGER, lat_e6 INTEGER,   -- EPSG:4326 in microdegrees (as given, or derived from BNG)
+    easting_dm INTEGER, northing_dm INTEGER,  -- EPSG:27700 in decimetres, used for every computation
+    location_id INTEGER REFERENCES texts(id),
+    outcome_id INTEGER REFERENCES texts(id),
+    context TEXT,
     source_lsoa TEXT,                 -- LSOA code the source carried (police.uk CSV)
-    lsoa21 TEXT, lsoa11 TEXT, ward TEXT, ward_pre2023 TEXT,
+    lsoa21_id INTEGER REFERENCES areas(id), lsoa11_id INTEGER REFERENCES areas(id),
+    ward_id INTEGER REFERENCES areas(id), ward_pre2023_id INTEGER REFERENCES areas(id),
     in_area INTEGER NOT NULL,         -- 1 if inside the configured area's LSOA 2021 coverage
     attrs TEXT                        -- JSON of extra attributes (victim age band, weapon flag, ...)
 );
-CREATE INDEX IF NOT EXISTS ix_incidents_month_category ON incidents(month, category);
-CREATE INDEX IF NOT EXISTS ix_incidents_lsoa21 ON incidents(lsoa21);
-CREATE INDEX IF NOT EXISTS ix_incidents_ward ON incidents(ward);
 CREATE TABLE IF NOT EXISTS rejects (
     id INTEGER PRIMARY KEY,
     sha256 TEXT NOT NULL,             -- of the source file: re-ingesting it does not repeat its rejects
@@ -61,19 +68,38 @@ CREATE TABLE IF NOT EXISTS rejects (
     ingest_id INTEGER NOT NULL,
     UNIQUE (sha256, row_no)
 );
-CREATE TABLE IF NOT EXISTS areas (
-    role TEXT NOT NULL, code TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (role, code)
-);
 CREATE VIEW IF NOT EXISTS incidents_geocoded AS
-SELECT i.*, l.name AS lsoa21_name, w.name AS ward_name
+SELECT i.key, i.crime_id, g.format AS source, g.path AS source_file, i.row_no, i.month, i.date,
+       c.slug AS category, c.raw AS category_raw,
+       i.lon_e6 / 1e6 AS longitude, i.lat_e6 / 1e6 AS latitude,
+       i.easting_dm / 10.0 AS easting, i.northing_dm / 10.0 AS northing,
+       lt.text AS location, ot.text AS outcome, i.context, i.source_lsoa,
+       l21.code AS lsoa21, l21.name AS lsoa21_name, l11.code AS lsoa11,
+       w.code AS ward, w.name AS ward_name, wo.code AS ward_pre2023, i.in_area, i.attrs
 FROM incidents i
-LEFT JOIN areas l ON l.role = 'lsoa21' AND l.code = i.lsoa21
-LEFT JOIN areas w ON w.role = 'ward' AND w.code = i.ward;
+JOIN categories c ON c.id = i.category_id
+LEFT JOIN ingests g ON g.id = i.ingest_id
+LEFT JOIN texts lt ON lt.id = i.location_id
+LEFT JOIN texts ot ON ot.id = i.outcome_id
+LEFT JOIN areas l21 ON l21.id = i.lsoa21_id
+LEFT JOIN areas l11 ON l11.id = i.lsoa11_id
+LEFT JOIN areas w ON w.id = i.ward_id
+LEFT JOIN areas wo ON wo.id = i.ward_pre2023_id;
 """
 
-INCIDENT_COLUMNS = ("key", "crime_id", "source", "ingest_id", "row_no", "month", "date", "category",
-                    "category_raw", "longitude", "latitude", "easting", "northing", "location", "outcome",
-                    "context", "source_lsoa", "lsoa21", "lsoa11", "ward", "ward_pre2023", "in_area", "attrs")
+#: Indexes for the filters (month, category, LSOA, ward). Dropped and rebuilt around a bulk load that
+#: is larger than what is already stored (inside the same transaction), which is faster than updating them.
+INDEXES = {
+    "ix_incidents_month_category": "CREATE INDEX IF NOT EXISTS ix_incidents_month_category "
+                                   "ON incidents(month, category_id)",
+    "ix_incidents_lsoa21": "CREATE INDEX IF NOT EXISTS ix_incidents_lsoa21 ON incidents(lsoa21_id)",
+    "ix_incidents_ward": "CREATE INDEX IF NOT EXISTS ix_incidents_ward ON incidents(ward_id)",
+}
+
+INCIDENT_COLUMNS = ("key", "crime_id", "ingest_id", "row_no", "month", "date", "category_id", "lon_e6",
+                    "lat_e6", "easting_dm", "northing_dm", "location_id", "outcome_id", "context",
+                    "source_lsoa", "lsoa21_id", "lsoa11_id", "ward_id", "ward_pre2023_id", "in_area", "attrs")
+AREA_ROLES = ("lsoa21", "lsoa11", "ward", "ward_pre2023")
 
 
 def connect(db_path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -87,8 +113,11 @@ def connect(db_path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         con.execute("PRAGMA busy_timeout = 60000")
         return con
     db_path.parent.mkdir(parents=True, exist_ok=True)
+    new = not db_path.exists()
     con = sqlite3.connect(db_path, timeout=60, isolation_level=None, check_same_thread=False)
     con.execute("PRAGMA busy_timeout = 60000")
+    if new:  # larger pages: fewer B-tree splits for bulk loads (only settable before the first table)
+        con.execute("PRAGMA page_size = 16384")
     con.execute("PRAGMA journal_mode = WAL")
     con.execute("PRAGMA synchronous = NORMAL")
     con.execute("PRAGMA temp_store = MEMORY")
@@ -99,15 +128,16 @@ def connect(db_path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 
 def _migrate(con: sqlite3.Connection) -> None:
     # CREATE ... IF NOT EXISTS is idempotent, so two processes opening a new store at once are safe.
-    con.executescript(SCHEMA)
+    con.executescript(SCHEMA + ";".join(INDEXES.values()) + ";")
     with transaction(con):
         row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if row is None:
             con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             con.execute("INSERT OR REPLACE INTO meta VALUES ('key_scheme', 'pandas-siphash64-v1')")
-        elif int(row[0]) > SCHEMA_VERSION:
+        elif int(row[0]) != SCHEMA_VERSION:
             from .errors import HotspotsError
-            raise HotspotsError(f"store schema version {row[0]} is newer than this hotspots ({SCHEMA_VERSION})")
+            raise HotspotsError(f"store schema version {row[0]} differs from this hotspots' ({SCHEMA_VERSION}); "
+                                "move the old store aside and re-ingest (ingest is idempotent)", path=None)
 
 
 @contextmanager

@@ -150,7 +150,7 @@ def test_points_outside_area_are_kept_and_flagged(gridtown, tmp_path):
     (s,) = ingest_paths(config, [write(tmp_path, "o.csv", police_csv([far]))])
     assert (s.accepted, s.outside_area) == (1, 1)
     con = sqlite3.connect(config.db_path)
-    assert con.execute("SELECT in_area, lsoa21 FROM incidents WHERE crime_id='o1'").fetchone() == (0, None)
+    assert con.execute("SELECT in_area, lsoa21 FROM incidents_geocoded WHERE crime_id='o1'").fetchone() == (0, None)
 
 
 def test_point_on_shared_boundary_goes_to_smallest_code(gridtown):
@@ -190,7 +190,7 @@ def test_police_api_json_and_gzip_jsonl(gridtown, tmp_path):
     s1, s2 = ingest_paths(config, [a, b])
     assert (s1.accepted, s1.rejected, s2.duplicates) == (1, 1, 1)  # the same id in two files is one crime
     con = sqlite3.connect(config.db_path)
-    assert con.execute("SELECT category, month FROM incidents").fetchall() == [("violent-crime", "2024-05")]
+    assert con.execute("SELECT category, month FROM incidents_geocoded").fetchall() == [("violent-crime", "2024-05")]
 
 
 def test_local_extract_with_bng_and_extras(gridtown, tmp_path):
@@ -203,7 +203,7 @@ def test_local_extract_with_bng_and_extras(gridtown, tmp_path):
     (s,) = ingest_paths(config, [write(tmp_path, "extract.csv", text)], "extract")
     assert (s.accepted, s.rejected) == (1, 2)
     con = sqlite3.connect(config.db_path)
-    row = con.execute("SELECT category, month, date, lsoa21, attrs FROM incidents").fetchone()
+    row = con.execute("SELECT category, month, date, lsoa21, attrs FROM incidents_geocoded").fetchone()
     assert row[:4] == ("violence-with-injury", "2024-02", "2024-02-14", lsoa_code(3, 0))
     assert json.loads(row[4]) == {"victim_age_band": "18-24", "weapon_flag": "knife"}
     assert {r[2] for r in rejects(config)} == {"date is not YYYY-MM-DD", "no location (blank coordinates)"}
