@@ -176,7 +176,10 @@ def _read_csv_table(path: Path, data: bytes) -> pa.Table:
     import io
     first_line = data.split(b"\n", 1)[0]
     _decode_check(path, first_line)
-    header = next(csv.reader(io.StringIO(first_line.decode("utf-8").rstrip("\r"))), [])
+    try:
+        header = next(csv.reader(io.StringIO(first_line.decode("utf-8").rstrip("\r"))), [])
+    except csv.Error as exc:  # e.g. a bare CR in the header line, b"\r\x00" (found by tests/test_properties.py)
+        raise IngestError(f"malformed CSV header: {exc}", path=path, row=0) from None
     if len(set(header)) != len(header):
         dup = next(h for h in header if header.count(h) > 1)
         raise IngestError(f"header names column {dup!r} twice", path=path, row=0, column=dup)
@@ -300,12 +303,17 @@ def _load_json_records(path: Path) -> list:
                 continue
             try:
                 out.append(json.loads(line))
+            except RecursionError:
+                raise IngestError(f"invalid JSON on line {lineno}: nested too deeply", path=path,
+                                  row=lineno) from None
             except json.JSONDecodeError as exc:
                 raise IngestError(f"invalid JSON on line {lineno}: {exc.msg} (column {exc.colno}); "
                                   "the file may be truncated", path=path, row=lineno) from None
         return out
     try:
         obj = json.loads(text)
+    except RecursionError:
+        raise IngestError("invalid JSON: nested too deeply", path=path) from None
     except json.JSONDecodeError as exc:
         raise IngestError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} "
                           f"(offset {exc.pos} of {len(text)}); the file may be truncated", path=path) from None
@@ -340,6 +348,9 @@ def parse_police_json(path: Path) -> Parsed:
         fields["outcome"][i] = outcome.get("category") if isinstance(outcome, dict) else None
         fields["context"][i] = rec.get("context") or None
         fields["location_type"][i] = rec.get("location_type")
+    # A list or object where police.uk has a scalar is no value: treat it as missing (the row is rejected).
+    for key, vals in fields.items():
+        fields[key] = [v if v is None or isinstance(v, (str, int, float, bool)) else None for v in vals]
 
     def s(key: str) -> pa.Array:
         return pa.array([None if v is None else str(v) for v in fields[key]], pa.string())
@@ -705,12 +716,14 @@ def ingest_paths(config: Config, paths: Iterable[str | Path], fmt: str | None = 
                             TimeElapsedColumn(), transient=False)
             prog.start()
             task = prog.add_task("Ingesting", total=len(files))
+            rows_task = prog.add_task("  rows stored", total=None)
         try:
             for f in files:
                 if prog:
                     prog.update(task, description=f"Ingesting {f.name}")
                 try:
-                    summaries.append(ingest_file(con, geocoder, f, fmt, config))
+                    step = (lambda k: prog.advance(rows_task, k)) if prog else None
+                    summaries.append(ingest_file(con, geocoder, f, fmt, config, progress=step))
                 except IngestError as exc:
                     if on_error is None:
                         raise

@@ -230,3 +230,11 @@ def test_store_schema_is_versioned(gridtown):
     assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(store.SCHEMA_VERSION)
     idx = {r[1] for r in con.execute("PRAGMA index_list('incidents')")}
     assert {"ix_incidents_month_category", "ix_incidents_lsoa21", "ix_incidents_ward"} <= idx
+
+
+def test_source_lsoa_agreement_is_reported(gridtown, tmp_path):
+    _, config = gridtown
+    right = police_csv([("s1", "2024-01", *cell_centre(2, 3), "Robbery")], lsoa=lsoa_code(2, 3))
+    wrong = police_csv([("s2", "2024-01", *cell_centre(2, 3), "Robbery")], lsoa=lsoa_code(0, 0)).split("\n", 1)[1]
+    (s,) = ingest_paths(config, [write(tmp_path, "l.csv", right + wrong)])
+    assert (s.lsoa_checked, s.lsoa_agree) == (2, 1)
