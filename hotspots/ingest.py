@@ -450,18 +450,47 @@ def parse_extract(path: Path, mapping: ExtractMapping, namespace: str = "extract
 
 
 # ------------------------------------------------------------------------------------------ identities
+_HEX_LUT = np.zeros(256, dtype=np.uint64)
+_HEX_LUT[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10, dtype=np.uint64)
+_HEX_LUT[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16, dtype=np.uint64)
+_HEX_LUT[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16, dtype=np.uint64)
+_SHIFTS = (np.arange(15, -1, -1, dtype=np.uint64) * np.uint64(4))
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
 def incident_keys(crime_id: np.ndarray, identity: np.ndarray) -> np.ndarray:
-    """Signed 64-bit keys: from the id where there is one, else from the content plus its occurrence
-    number within the file (two identical anti-social-behaviour rows are two incidents)."""
-    has_id = ~pd.isna(crime_id)
-    material = np.empty(len(crime_id), dtype=object)
-    material[has_id] = np.char.add("id:", crime_id[has_id].astype(str)).astype(object) if has_id.any() else []
-    if (~has_id).any():
-        ident = pd.Series(identity[~has_id])
-        occ = ident.groupby(ident, sort=False).cumcount().astype(str).to_numpy()
-        material[~has_id] = ("row:" + ident + "#" + occ).to_numpy(dtype=object)
-    hashed = pd.util.hash_array(material, hash_key="hotspots-v1-key!", categorize=False)
-    return hashed.view(np.int64)
+    """Signed 64-bit identity keys (the store's primary key and the duplicate check).
+
+    * a police.uk Crime ID (64 hex digits, a SHA-256; the API's ``persistent_id`` is the same value) keys
+      by its first 64 bits, so the same crime from the CSV archive and from the API meets;
+    * any other id (``api:<id>``, ``extract:<id>``) keys by a SipHash of the id;
+    * a row without an id (anti-social behaviour) keys by a SipHash of its content plus its occurrence
+      number in the file: two identical rows are two incidents, and re-ingesting the file finds both again.
+    """
+    n = len(crime_id)
+    keys = np.zeros(n, dtype=np.uint64)
+    ids = pa.array(crime_id, type=pa.string(), from_pandas=True)
+    has_id = ~np.asarray(ids.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    is_hex = has_id & np.asarray(pc.match_substring_regex(ids, r"^[0-9a-fA-F]{64}$").fill_null(False)
+                                 .to_numpy(zero_copy_only=False), dtype=bool)
+    if is_hex.any():
+        head = pc.utf8_slice_codeunits(ids.filter(pa.array(is_hex)), 0, 16).combine_chunks() \
+            if isinstance(ids, pa.ChunkedArray) else pc.utf8_slice_codeunits(ids.filter(pa.array(is_hex)), 0, 16)
+        offsets = np.frombuffer(head.buffers()[1], dtype=np.int32)[head.offset:head.offset + len(head) + 1]
+        chars = np.frombuffer(head.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]].reshape(-1, 16)
+        keys[is_hex] = np.bitwise_or.reduce(_HEX_LUT[chars] << _SHIFTS, axis=1)
+    other = has_id & ~is_hex
+    if other.any():
+        keys[other] = pd.util.hash_array(crime_id[other].astype(object), hash_key="hotspots-id-v2!!",
+                                         categorize=False)
+    no_id = ~has_id
+    if no_id.any():
+        h = pd.util.hash_array(identity[no_id].astype(object), hash_key="hotspots-row-v2!",
+                               categorize=False)
+        occ = pd.Series(h).groupby(h, sort=False).cumcount().to_numpy().astype(np.uint64)
+        with np.errstate(over="ignore"):
+            keys[no_id] = h + occ * _GOLDEN
+    return keys.view(np.int64)
 
 
 # ------------------------------------------------------------------------------------------- ingesting

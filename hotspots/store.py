@@ -133,7 +133,7 @@ def _migrate(con: sqlite3.Connection) -> None:
         row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if row is None:
             con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            con.execute("INSERT OR REPLACE INTO meta VALUES ('key_scheme', 'pandas-siphash64-v1')")
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('key_scheme', 'hex64-or-siphash64-v2')")
         elif int(row[0]) != SCHEMA_VERSION:
             from .errors import HotspotsError
             raise HotspotsError(f"store schema version {row[0]} differs from this hotspots' ({SCHEMA_VERSION}); "

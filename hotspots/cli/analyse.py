@@ -1,0 +1,106 @@
+"""``hotspots analyse``: Gi*, LISA and global Moran on the city's areas or on any polygon file.
+
+Two sources of areas:
+
+* ``--level lsoa|ward`` with ``--category``/``--from``/``--to``: counts of ingested incidents from
+  :func:`hotspots.aggregate.area_counts`;
+* ``--areas FILE --id COL --value COL [--name COL]``: any polygon layer with a value column.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from . import cli, get_config
+from ..errors import AnalysisError, ConfigError, HotspotsError
+
+OUT_SUFFIXES = (".csv", ".geojson", ".json", ".gpkg")
+
+
+def _config_or_none(ctx: click.Context):
+    try:
+        return get_config(ctx)
+    except ConfigError:
+        return None  # --areas works without a configured city
+
+
+@cli.command()
+@click.option("--level", type=click.Choice(["lsoa", "ward"]), help="Analyse incident counts at this level.")
+@click.option("--category", "categories", multiple=True, help="Incident category (repeatable; default all).")
+@click.option("--from", "month_from", metavar="YYYY-MM", help="First month (inclusive).")
+@click.option("--to", "month_to", metavar="YYYY-MM", help="Last month (inclusive).")
+@click.option("--areas", "areas_path", type=click.Path(dir_okay=False), help="Any polygon file instead of --level.")
+@click.option("--id", "id_col", help="Area id column of --areas.")
+@click.option("--value", "value_col", help="Value column of --areas.")
+@click.option("--name", "name_col", help="Area name column of --areas.")
+@click.option("--population", "population_col", help="Population column of --areas (for rates).")
+@click.option("--stat", "stat", default="gistar,lisa,moran", show_default=True,
+              help="Comma-separated: gistar, lisa, moran.")
+@click.option("--weights", default=None, help="queen | rook | knn:K | distance:METRES (default from config, else queen).")
+@click.option("--permutations", type=click.IntRange(min=0), default=None,
+              help="Permutations (default 9,999 below 10,000 areas, else 999).")
+@click.option("--seed", type=int, default=None, help="Random seed (default from config, else 12345).")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Significance level for LISA labels (default from config, else 0.05).")
+@click.option("--fdr", is_flag=True, help="Benjamini-Hochberg false discovery rate correction.")
+@click.option("--variable", type=click.Choice(["count", "rate", "eb_rate"]), default="count", show_default=True,
+              help="count, rate per 1,000 residents, or empirical-Bayes-smoothed rate.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), required=True,
+              help="Output FILE.csv, FILE.geojson or FILE.gpkg.")
+@click.pass_context
+def analyse(ctx: click.Context, level, categories, month_from, month_to, areas_path, id_col, value_col, name_col,
+            population_col, stat, weights, permutations, seed, alpha, fdr, variable, out) -> None:
+    """Find hot and cold spots (Gi*), clusters and outliers (local Moran) and overall clustering."""
+    from ..analysis import analyse_areas, read_areas
+
+    out_path = Path(out)
+    if out_path.suffix.lower() not in OUT_SUFFIXES:
+        raise AnalysisError(f"unknown output format {out_path.suffix!r}: use .csv, .geojson or .gpkg", path=out_path)
+    if bool(level) == bool(areas_path):
+        raise click.UsageError("give either --level or --areas (exactly one)")
+    config = _config_or_none(ctx) if areas_path else get_config(ctx)
+    seed = seed if seed is not None else (config.seed if config else 12345)
+    alpha = alpha if alpha is not None else (config.alpha if config else 0.05)
+    weights = weights or (config.weights if config else "queen")
+    cache_dir = config.cache_dir if config else None
+    stats = tuple(s for s in stat.split(",") if s.strip())
+    meta: dict = {}
+    if config:
+        meta["attribution"] = config.attributions() or None
+        meta["area"] = config.area_name
+        if not meta["attribution"]:
+            meta.pop("attribution")
+
+    if level:
+        try:
+            from ..aggregate import area_counts
+        except ImportError as exc:  # pragma: no cover - only while aggregate is being written
+            raise HotspotsError(f"--level needs hotspots.aggregate ({exc}); use --areas meanwhile") from None
+        areas = area_counts(config, level=level, categories=list(categories), month_from=month_from,
+                            month_to=month_to)
+        meta.update({"geography": level, "categories": list(categories) or "all", "month_from": month_from,
+                     "month_to": month_to, "subject": "violence"})
+        result = analyse_areas(areas, "code", "count", name_col="name", ward_cols=("ward_code", "ward_name"),
+                               stats=stats, weights=weights, permutations=permutations, seed=seed, alpha=alpha,
+                               fdr=fdr, variable=variable, population_col="population", metadata=meta,
+                               cache_dir=cache_dir)
+    else:
+        if not id_col or not value_col:
+            raise click.UsageError("--areas needs --id and --value")
+        extra = [c for c in (name_col, population_col) if c]
+        areas = read_areas(areas_path, id_col, value_col, extra_cols=extra)
+        meta.update({"geography": str(areas_path), "subject": value_col})
+        try:
+            result = analyse_areas(areas, id_col, value_col, name_col=name_col, stats=stats, weights=weights,
+                                   permutations=permutations, seed=seed, alpha=alpha, fdr=fdr, variable=variable,
+                                   population_col=population_col, metadata=meta, cache_dir=cache_dir)
+        except HotspotsError as exc:
+            if exc.path is None:
+                exc.path = str(areas_path)
+            raise
+    for line in result.summary_lines():
+        click.echo(line)
+    written = result.write(out_path)
+    click.echo(f"Wrote {written} ({len(result.table)} areas, {result.metadata['weights']} weights, "
+               f"{result.metadata['permutations']} permutations, seed {result.metadata['seed']}).")
