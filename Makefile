@@ -49,6 +49,7 @@ test: install-test chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install-test
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python benchmarks/ingest.py --quick
 	$(BIN)/python benchmarks/stats.py --quick
 

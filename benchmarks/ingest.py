@@ -63,7 +63,8 @@ def make_csv(path: Path, rows: int, snap_points: int, seed: int = 2) -> None:
         x, y = rng.uniform(X0, X0 + SIZE, rows), rng.uniform(Y0, Y0 + SIZE, rows)
     lon, lat = bng_to_lonlat(x, y)
     has_id = rng.random(rows) > 0.3
-    ids = np.where(has_id, [f"{v:064x}" for v in rng.integers(0, 2**62, rows)], "")
+    digests = rng.bytes(rows * 32).hex()  # Crime IDs are SHA-256 hex digests
+    ids = np.where(has_id, [digests[i * 64:(i + 1) * 64] for i in range(rows)], "")
     types = np.array(["Violence and sexual offences", "Anti-social behaviour", "Burglary", "Vehicle crime",
                       "Shoplifting", "Criminal damage and arson", "Other theft", "Public order"])
     df = pd.DataFrame({

@@ -168,13 +168,14 @@ def _decode_check(path: Path, data: bytes) -> bytes:
 
 def _read_csv_table(path: Path, data: bytes) -> pa.Table:
     """Every column as text: validation decides what a value means, not the CSV reader."""
-    if not data.strip():
-        raise IngestError("file is empty (no header row)", path=path)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    if not data[:65536].strip():
+        raise IngestError("file is empty (no header row)", path=path)
     import csv
     import io
-    first_line = data.split(b"\n", 1)[0]
+    end = data.find(b"\n")
+    first_line = data if end < 0 else data[:end]
     _decode_check(path, first_line)
     try:
         header = next(csv.reader(io.StringIO(first_line.decode("utf-8").rstrip("\r"))), [])
@@ -186,7 +187,7 @@ def _read_csv_table(path: Path, data: bytes) -> pa.Table:
     try:
         return pacsv.read_csv(
             pa.BufferReader(data),
-            read_options=pacsv.ReadOptions(block_size=1 << 24),
+            read_options=pacsv.ReadOptions(block_size=1 << 22),
             convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in header},
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False),
         )
@@ -450,19 +451,29 @@ def parse_extract(path: Path, mapping: ExtractMapping, namespace: str = "extract
 
 
 # ------------------------------------------------------------------------------------------ identities
-_HEX_LUT = np.zeros(256, dtype=np.uint64)
-_HEX_LUT[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10, dtype=np.uint64)
-_HEX_LUT[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16, dtype=np.uint64)
-_HEX_LUT[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16, dtype=np.uint64)
-_SHIFTS = (np.arange(15, -1, -1, dtype=np.uint64) * np.uint64(4))
+_NIBBLE = np.zeros(256, dtype=np.uint8)
+_NIBBLE[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10, dtype=np.uint8)
+_NIBBLE[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16, dtype=np.uint8)
+_NIBBLE[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16, dtype=np.uint8)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_WORD_MULT = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93],
+                      dtype=np.uint64)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: every input bit affects every output bit."""
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
 
 
 def incident_keys(crime_id: np.ndarray, identity: np.ndarray) -> np.ndarray:
     """Signed 64-bit identity keys (the store's primary key and the duplicate check).
 
     * a police.uk Crime ID (64 hex digits, a SHA-256; the API's ``persistent_id`` is the same value) keys
-      by its first 64 bits, so the same crime from the CSV archive and from the API meets;
+      by a vectorised mix of its four 64-bit words (case-insensitive), so the same crime from the CSV
+      archive and from the API meets;
     * any other id (``api:<id>``, ``extract:<id>``) keys by a SipHash of the id;
     * a row without an id (anti-social behaviour) keys by a SipHash of its content plus its occurrence
       number in the file: two identical rows are two incidents, and re-ingesting the file finds both again.
@@ -474,11 +485,14 @@ def incident_keys(crime_id: np.ndarray, identity: np.ndarray) -> np.ndarray:
     is_hex = has_id & np.asarray(pc.match_substring_regex(ids, r"^[0-9a-fA-F]{64}$").fill_null(False)
                                  .to_numpy(zero_copy_only=False), dtype=bool)
     if is_hex.any():
-        head = pc.utf8_slice_codeunits(ids.filter(pa.array(is_hex)), 0, 16).combine_chunks() \
-            if isinstance(ids, pa.ChunkedArray) else pc.utf8_slice_codeunits(ids.filter(pa.array(is_hex)), 0, 16)
-        offsets = np.frombuffer(head.buffers()[1], dtype=np.int32)[head.offset:head.offset + len(head) + 1]
-        chars = np.frombuffer(head.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]].reshape(-1, 16)
-        keys[is_hex] = np.bitwise_or.reduce(_HEX_LUT[chars] << _SHIFTS, axis=1)
+        hexes = ids.filter(pa.array(is_hex))
+        offsets = np.frombuffer(hexes.buffers()[1], dtype=np.int32)[hexes.offset:hexes.offset + len(hexes) + 1]
+        chars = np.frombuffer(hexes.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]].reshape(-1, 64)
+        nibbles = _NIBBLE[chars]
+        digest = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]  # (n, 32) bytes of the SHA-256
+        words = np.ascontiguousarray(digest).view(">u8").astype(np.uint64)  # (n, 4)
+        with np.errstate(over="ignore"):
+            keys[is_hex] = _mix64(np.bitwise_xor.reduce(words * _WORD_MULT, axis=1))
     other = has_id & ~is_hex
     if other.any():
         keys[other] = pd.util.hash_array(crime_id[other].astype(object), hash_key="hotspots-id-v2!!",
