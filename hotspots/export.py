@@ -108,7 +108,8 @@ def write_layer(gdf: gpd.GeoDataFrame, path: Path, config: Config, title: str,
         gdf.to_file(path, driver="GPKG", layer=path.stem)
         meta_df = pd.DataFrame({"key": list(meta), "value": [json.dumps(v) if not isinstance(v, str) else v
                                                                for v in meta.values()]})
-        gpd.GeoDataFrame(meta_df, geometry=[None] * len(meta_df)).to_file(path, driver="GPKG", layer="metadata")
+        gpd.GeoDataFrame(meta_df, geometry=[None] * len(meta_df), crs=gdf.crs).to_file(
+            path, driver="GPKG", layer="metadata")
     else:
         raise HotspotsError(f"unknown output format {suffix!r}: use .geojson, .csv or .gpkg", path=path)
     return path

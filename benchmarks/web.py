@@ -1,0 +1,170 @@
+"""Web performance budget for the Wolverhampton LSOA map (not a test): page weight and time-to-polygons.
+
+Budgets (issue 4): at most 500 KB transferred (compressed) and all LSOA polygons drawn within 1 s of
+navigation in headless Chromium on this machine.
+
+    .venv/bin/python benchmarks/web.py                 # installs the bundle in a tmp dir, starts a server
+    .venv/bin/python benchmarks/web.py --url http://127.0.0.1:5000/   # measure a running server
+    .venv/bin/python benchmarks/web.py --runs 10 --json out.json
+
+"Cold" is the first browser navigation once the server's warm-up is done (kernels compiled, default view
+computed at start); "uncached" is a first visit with another filter set (statistics computed in the request);
+"warm" runs use a fresh browser context each time (empty HTTP cache) against the server's result cache.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+BUDGET_BYTES = 500 * 1024
+BUDGET_MS = 1000.0
+N_LSOA = 161
+
+WATCH = """
+(() => {
+  window.__bench = {};
+  const t = setInterval(() => {
+    const n = document.querySelectorAll('.leaflet-overlay-pane path').length;
+    if (n >= %d && !window.__bench.polygons) { window.__bench.polygons = performance.now(); window.__bench.n = n; }
+    if (window.__bench.polygons && document.body && document.body.dataset.state === 'ready') {
+      window.__bench.ready = performance.now(); clearInterval(t);
+    }
+  }, 5);
+})();
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(bundle: Path) -> tuple[subprocess.Popen, str, Path]:
+    root = Path(tempfile.mkdtemp(prefix="hotspots-bench-"))
+    env = {**os.environ, "HOTSPOTS_DATA_DIR": str(root / "data"), "HOTSPOTS_INSTANCE_DIR": str(root / "inst"),
+           "HOTSPOTS_TILES": "none"}
+    exe = str(Path(sys.executable).with_name("hotspots"))
+    subprocess.run([exe, "data", "install", str(bundle)], env=env, check=True, capture_output=True)
+    subprocess.run([exe, "ingest", str(bundle / "crime" / "wolverhampton-police-api-2018-06")], env=env, check=True,
+                   capture_output=True)
+    port = _free_port()
+    log = open(root / "server.log", "w")
+    proc = subprocess.Popen([exe, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(300):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return proc, f"http://127.0.0.1:{port}/", root
+
+
+def wait_warm(url: str, timeout: float = 120) -> float:
+    """Wait until the server's warm-up (numba kernels + default view) is done; returns seconds waited."""
+    import urllib.request
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        try:
+            with urllib.request.urlopen(url.rstrip("/") + "/api/v1/health", timeout=2) as r:
+                if json.loads(r.read())["warm_up"].get("state") in ("done", "failed", "skipped"):
+                    break
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return time.time() - t0
+
+
+def measure(browser, url: str) -> dict:
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = ctx.new_page()
+    page.add_init_script(WATCH % N_LSOA)
+    sizes: dict[str, int] = {}
+    external: list[str] = []
+
+    def on_response(resp):
+        try:
+            sizes[resp.url] = resp.request.sizes()["responseBodySize"] + resp.request.sizes()["responseHeadersSize"]
+        except Exception:
+            pass
+    page.on("response", on_response)
+    page.on("request", lambda r: external.append(r.url) if not r.url.startswith(url.rstrip("/")) else None)
+    page.goto(url)
+    page.wait_for_function("window.__bench && window.__bench.ready", timeout=60000)
+    b = page.evaluate("window.__bench")
+    nav = page.evaluate("performance.getEntriesByType('navigation')[0].toJSON()")
+    res = page.evaluate("performance.getEntriesByType('resource').map(e => [e.name, e.transferSize, e.encodedBodySize])")
+    transfer = nav["transferSize"] + sum(r[1] for r in res)
+    ctx.close()
+    return {"polygons_ms": round(b["polygons"], 1), "ready_ms": round(b["ready"], 1), "paths": b["n"],
+            "transfer_bytes": int(transfer), "wire_bytes_playwright": int(sum(sizes.values())),
+            "requests": 1 + len(res), "external_requests": external,
+            "resources": [{"url": r[0].replace(url.rstrip("/"), ""), "transfer": r[1], "body": r[2]} for r in res]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--url", help="measure this running server instead of starting one")
+    ap.add_argument("--bundle", default=os.environ.get("HOTSPOTS_BUNDLE") or str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--json", help="write the results here")
+    a = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+    proc = None
+    url = a.url
+    if not url:
+        proc, url, root = start_server(Path(a.bundle))
+        print(f"server: {url} (data in {root})")
+    try:
+        waited = wait_warm(url)
+        print(f"server warm-up finished after {waited:.1f} s")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            cold = measure(browser, url)
+            uncached = measure(browser, url + "?category=violent-crime,public-order&layer=gistar")
+            warm = [measure(browser, url) for _ in range(a.runs)]
+            browser.close()
+    finally:
+        if proc:
+            proc.terminate()
+            proc.wait(timeout=10)
+    med = lambda k: statistics.median(r[k] for r in warm)  # noqa: E731
+    out = {"url": url, "cold": cold, "uncached_filters": uncached, "warm_runs": warm,
+           "summary": {"transfer_kb": round(cold["transfer_bytes"] / 1024, 1),
+                       "cold_polygons_ms": cold["polygons_ms"], "cold_ready_ms": cold["ready_ms"],
+                       "uncached_polygons_ms": uncached["polygons_ms"],
+                       "warm_polygons_ms_median": med("polygons_ms"), "warm_ready_ms_median": med("ready_ms"),
+                       "warm_polygons_ms_max": max(r["polygons_ms"] for r in warm)}}
+    s = out["summary"]
+    print("resources (first load):")
+    for r in sorted(cold["resources"], key=lambda r: -r["transfer"]):
+        print(f"  {r['transfer'] / 1024:7.1f} KB  {r['url'][:100]}")
+    print(f"page weight (compressed, all requests): {s['transfer_kb']} KB  (budget {BUDGET_BYTES // 1024} KB) "
+          f"{'OK' if cold['transfer_bytes'] <= BUDGET_BYTES else 'OVER'}")
+    print(f"time to {N_LSOA} polygons: cold {s['cold_polygons_ms']:.0f} ms; warm median "
+          f"{s['warm_polygons_ms_median']:.0f} ms, max {s['warm_polygons_ms_max']:.0f} ms over {a.runs} runs "
+          f"(budget {BUDGET_MS:.0f} ms) {'OK' if s['warm_polygons_ms_max'] <= BUDGET_MS and s['cold_polygons_ms'] <= BUDGET_MS else 'OVER'}")
+    print(f"first visit with a filter set not computed yet (analysis runs in the request): "
+          f"{s['uncached_polygons_ms']:.0f} ms to polygons")
+    print(f"page ready (side panel filled): cold {s['cold_ready_ms']:.0f} ms; warm median {s['warm_ready_ms_median']:.0f} ms")
+    if cold["external_requests"]:
+        print(f"EXTERNAL REQUESTS: {cold['external_requests']}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""`hotspots serve`: the web map and API on waitress (a production WSGI server; never Flask's debug server)."""
+from __future__ import annotations
+
+import click
+
+from . import cli, get_config
+
+
+@cli.command()
+@click.option("--host", default=None, help="Interface to listen on (default from config: 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default from config: 5000).")
+@click.option("--threads", type=int, default=4, show_default=True, help="Worker threads.")
+@click.option("--no-warm-up", is_flag=True, help="Do not compile the statistics kernels at start.")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, no_warm_up: bool) -> None:
+    """Serve the map at http://HOST:PORT/ and the JSON API at /api/v1/ (works offline)."""
+    config = get_config(ctx)
+    from hotspots.bundle import read_lock
+    read_lock(config)  # a clear error now, rather than on the first request, if no bundle is installed
+    from waitress import serve as waitress_serve
+
+    from web import create_app
+    app = create_app(config, test_config={"WARM_UP": not no_warm_up} if no_warm_up else None)
+    host = host or config.host
+    port = port or config.port
+    click.echo(f"Serving {config.area_name} on http://{host}:{port}/ (Ctrl+C to stop)", err=True)
+    waitress_serve(app, host=host, port=port, threads=threads, ident="hotspots", clear_untrusted_proxy_headers=True)

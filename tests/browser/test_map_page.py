@@ -1,0 +1,154 @@
+"""The map in a real headless Chromium against a real `hotspots serve` (Wolverhampton bundle).
+
+Screenshots go to <repo>/test-artifacts/ (look at them)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+pytestmark = pytest.mark.browser
+
+PATHS = "document.querySelectorAll('.leaflet-overlay-pane path').length"
+READY = "document.body.dataset.state === 'ready'"
+
+
+def _open(w, query=""):
+    w.page.goto(w.base + "/" + query)
+    w.page.wait_for_function(f"{PATHS} >= 161", timeout=30000)
+    w.page.wait_for_function(READY, timeout=60000)
+
+
+def _shot(w, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    w.page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def _clean(w):
+    assert not w.console_errors, w.console_errors
+    assert not w.external, f"requests left the server: {w.external}"
+    assert not w.failed, w.failed
+
+
+def _legend_titles(w):
+    return w.page.eval_on_selector_all("#legends .legend h3", "els => els.map(e => e.textContent)")
+
+
+def test_map_draws_all_lsoas_offline_with_legend_and_wards(page):
+    _open(page)
+    n = page.page.evaluate(PATHS)
+    assert n == 161 + 20  # LSOA Gi* polygons + ward outlines
+    assert _legend_titles(page) == ["Getis-Ord Gi* hot and cold spots", "Ward boundaries"]
+    labels = page.page.eval_on_selector_all(".ward-label", "els => els.map(e => e.textContent)")
+    assert len(labels) == 20 and "St Peters" in labels
+    attribution = page.page.inner_text(".leaflet-control-attribution")
+    assert "Open Government Licence v3.0" in attribution and "Crown copyright" in attribution
+    top = page.page.inner_text("#summary")
+    assert "Top hot spots" in top and "Moran's I" in top and "ward" in top
+    # a tooltip on hover shows area, ward, count and class
+    page.page.hover(".leaflet-overlay-pane path.leaflet-interactive >> nth=40")
+    page.page.wait_for_selector(".area-tooltip")
+    tip = page.page.inner_text(".area-tooltip")
+    assert "Ward" in tip and "Incidents" in tip and "Gi* z-score" in tip and "IMD 2025 decile" in tip
+    _shot(page, "01-gistar-default")
+    _clean(page)
+
+
+def test_toggle_layers_lazy_loads_and_updates_legends(page):
+    _open(page)
+    requests = []
+    page.page.on("request", lambda r: requests.append(r.url) if "/layers/" in r.url else None)
+    page.page.check("label:has-text('LISA clusters') input")
+    page.page.wait_for_function("document.querySelectorAll('#legends .legend').length === 3")
+    assert any("/layers/lisa.geojson" in u for u in requests)
+    page.page.uncheck("label:has-text('Gi* hot and cold spots') input")
+    page.page.uncheck("label:has-text('Ward boundaries') input")
+    page.page.check("label:has-text('IoD2025') input")
+    page.page.wait_for_function("Array.from(document.querySelectorAll('#legends h3')).some(h => h.textContent.includes('decile'))")
+    page.page.wait_for_function(READY)
+    titles = _legend_titles(page)
+    assert "Local Moran's I (LISA) clusters" in titles and not any("Gi*" in t for t in titles)
+    assert any("Index of Multiple Deprivation" in t for t in titles)
+    # ward names fade out (Leaflet removes them 200 ms after their layer)
+    page.page.wait_for_function("document.querySelectorAll('.ward-label').length === 0", timeout=5000)
+    assert "show=" in page.page.url and "iod2025" in page.page.url
+    page.page.uncheck("label:has-text('LISA clusters') input")
+    _shot(page, "02-imd2025-layer")
+    page.page.check("label:has-text('LISA clusters') input")
+    page.page.uncheck("label:has-text('IoD2025') input")
+    _shot(page, "03-lisa-layer")
+    _clean(page)
+
+
+def test_changing_a_filter_updates_map_and_url(page):
+    _open(page)
+    page.page.select_option("#layer", "count")
+    page.page.wait_for_function("Array.from(document.querySelectorAll('#legends h3')).some(h => h.textContent === 'Incident count')")
+    page.page.select_option("#geography", "ward")
+    page.page.wait_for_function(f"{PATHS} === 40", timeout=30000)  # 20 ward choropleth + 20 ward outlines
+    page.page.wait_for_function(READY)
+    assert "geography=ward" in page.page.url and "layer=count" in page.page.url
+    fills = page.page.eval_on_selector_all(".leaflet-overlay-pane path[fill]:not([fill='none'])",
+                                           "els => new Set(els.map(e => e.getAttribute('fill'))).size")
+    assert fills >= 3
+    shared = page.page.url
+    _shot(page, "04-count-by-ward")
+    # the URL is the state: opening it again gives the same view
+    page.page.goto(shared)
+    page.page.wait_for_function(f"{PATHS} === 40", timeout=30000)
+    assert page.page.input_value("#geography") == "ward" and page.page.input_value("#layer") == "count"
+    # significance control shows its cut-off
+    page.page.goto(page.base + "/?significance=fdr")
+    page.page.wait_for_function(READY, timeout=30000)
+    page.page.wait_for_function("document.getElementById('cutoff').textContent.includes('Cut-off')")
+    assert "tests" in page.page.inner_text("#cutoff")
+    _clean(page)
+
+
+def test_compare_two_periods(page):
+    _open(page, "?layer=change&from=2018-06&to=2018-06")
+    page.page.wait_for_selector("#compare-sentence")
+    sentence = page.page.inner_text("#compare-sentence")
+    assert "2018-05" in sentence and "2018-06" in sentence and "%" in sentence
+    assert "Change in count" in _legend_titles(page)
+    rows = page.page.evaluate("document.querySelectorAll('table.cmp tbody tr').length")
+    assert rows >= 5
+    _shot(page, "05-period-comparison")
+    _clean(page)
+
+
+def test_download_geojson_and_validate(page):
+    _open(page, "?layer=gistar&significance=fdr")
+    with page.page.expect_download() as dl:
+        page.page.click("a.dl-geojson")
+    d = dl.value
+    name = d.suggested_filename
+    assert name.endswith(".geojson") and "gistar" in name and "violent-crime" in name and "2018-06" in name and "fdr" in name
+    fc = json.loads(open(d.path(), encoding="utf-8").read())
+    assert fc["type"] == "FeatureCollection" and "crs" not in fc
+    assert len(fc["features"]) == 161
+    assert any("Open Government Licence" in a for a in fc["attribution"])
+    assert fc["metadata"]["method"]["weights"] == "queen" and fc["metadata"]["parameters"]["significance"] == "fdr"
+    for f in fc["features"]:
+        assert f["geometry"]["type"] in ("Polygon", "MultiPolygon")
+        assert {"code", "name", "ward_name", "count", "gi_z", "gi_p", "gi_label", "imd_decile"} <= set(f["properties"])
+    xs = [c[0] for f in fc["features"] if f["geometry"]["type"] == "Polygon" for c in f["geometry"]["coordinates"][0]]
+    assert min(xs) > -2.4 and max(xs) < -1.9  # longitudes first (RFC 7946)
+    _clean(page)
+
+
+def test_printable_view(page):
+    page.page.set_viewport_size({"width": 1123, "height": 794})  # A4 landscape at 96 dpi
+    page.page.goto(page.base + "/print?layer=gistar&show=gistar,wards")
+    page.page.wait_for_function(f"{PATHS} >= 181", timeout=30000)
+    page.page.wait_for_function(READY, timeout=30000)
+    assert page.page.evaluate("document.querySelectorAll('#legends .legend').length") == 2
+    assert "Open Government Licence" in page.page.inner_text("footer.attribution")
+    _shot(page, "06-print-view")
+    pdf = ARTIFACTS / "06-print-view.pdf"
+    page.page.pdf(path=str(pdf), landscape=True, format="A4", print_background=True)
+    assert pdf.stat().st_size > 10_000
+    _clean(page)

@@ -1,0 +1,157 @@
+"""The web shell: ``create_app()`` builds a Flask app over the engine (never computes statistics itself).
+
+One blueprint for pages (``views``), one for the JSON API under ``/api/v1/`` (``api``); one error handler
+turns ``HotspotsError`` into the JSON envelope ``{"ok": false, "error", "status", ...}`` for the API and an
+HTML page otherwise. Responses are gzip-compressed when the client accepts it (JSON, GeoJSON, HTML, CSS,
+JS). The numba kernels of the statistics are compiled in a background thread at start, so no request
+pays the ~15 s compile. Never runs in debug mode.
+"""
+from __future__ import annotations
+
+import gzip
+import logging
+import threading
+import time
+from typing import Any
+
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from hotspots.config import Config, load_config
+from hotspots.errors import HotspotsError
+
+logger = logging.getLogger("web")
+
+COMPRESSIBLE = ("application/json", "application/geo+json", "text/html", "text/css", "text/javascript",
+                "application/javascript", "text/csv", "image/svg+xml", "application/schema+json")
+MIN_GZIP_BYTES = 500
+
+
+def create_app(config: Config | None = None, test_config: dict | None = None) -> Flask:
+    """Build the app. ``config`` defaults to ``load_config()`` (file + environment); ``test_config``
+    overrides Flask settings (e.g. ``{"TESTING": True, "WARM_UP": False}``)."""
+    config = config or load_config()
+    config.instance_dir.mkdir(parents=True, exist_ok=True)
+    app = Flask(__name__, instance_path=str(config.instance_dir), instance_relative_config=True)
+    app.config.from_mapping(HOTSPOTS=config, WARM_UP=True, JSON_SORT_KEYS=False, GZIP=True,
+                            SEND_FILE_MAX_AGE_DEFAULT=3600, MAX_CONTENT_LENGTH=1 << 20)
+    if not (test_config or {}).get("TESTING"):
+        app.config.from_pyfile("config.py", silent=True)  # local settings in <instance>/config.py
+    app.config.from_mapping(test_config or {})
+    app.debug = False
+    app.json.sort_keys = False
+    _setup_logging(app)
+
+    from . import api, views
+    app.register_blueprint(views.bp)
+    app.register_blueprint(api.bp)
+    _register_errors(app)
+    if app.config.get("GZIP"):
+        app.after_request(_gzip)
+    app.after_request(_security_headers)
+    if app.config.get("WARM_UP"):
+        _start_warm_up(app)
+    else:
+        app.extensions["hotspots_warm"] = {"state": "skipped"}
+    return app
+
+
+def get_config() -> Config:
+    from flask import current_app
+    return current_app.config["HOTSPOTS"]
+
+
+def _setup_logging(app: Flask) -> None:
+    """One stream handler with path and line, on the web and engine loggers, unless one exists."""
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(pathname)s:%(lineno)d]: %(message)s")
+    for name in ("web", "hotspots"):
+        lg = logging.getLogger(name)
+        if not any(getattr(h, "_hotspots", False) for h in lg.handlers) and not logging.getLogger().handlers:
+            h = logging.StreamHandler()
+            h.setFormatter(fmt)
+            h._hotspots = True  # type: ignore[attr-defined]
+            lg.addHandler(h)
+        if lg.level == logging.NOTSET:
+            lg.setLevel(logging.INFO)
+    app.logger.setLevel(logging.INFO)
+
+
+def _start_warm_up(app: Flask) -> None:
+    state: dict[str, Any] = {"state": "running", "started": time.time()}
+    app.extensions["hotspots_warm"] = state
+
+    def run() -> None:
+        try:
+            from hotspots.stats import warm_up
+            warm_up()
+            state.update(state="kernels", seconds=round(time.time() - state["started"], 1))
+            logger.info("statistics kernels ready in %.1f s", state["seconds"])
+            from .layers import prewarm
+            prewarm(app.config["HOTSPOTS"])
+            state.update(state="done", seconds=round(time.time() - state["started"], 1))
+            logger.info("default view computed; warm-up done in %.1f s", state["seconds"])
+        except Exception as exc:  # never take the server down; requests will compile on demand
+            state.update(state="failed", error=str(exc))
+            logger.warning("warm-up failed: %s", exc)
+
+    threading.Thread(target=run, name="hotspots-warm-up", daemon=True).start()
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def error_response(status: int, message: str, **extra: Any) -> Response:
+    """The one error shape: JSON envelope for the API, a small HTML page for people."""
+    if wants_json():
+        body = {"ok": False, "error": message, "status": status}
+        body.update({k: v for k, v in extra.items() if v is not None})
+        resp = jsonify(body)
+        resp.status_code = status
+        return resp
+    html = render_template("error.html", status=status, message=message, extra=extra)
+    return Response(html, status=status, mimetype="text/html")
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(HotspotsError)
+    def hotspots_error(exc: HotspotsError):
+        d = exc.to_dict()
+        if exc.status >= 500:
+            logger.error("%s", exc.message)
+        # never leak server file paths to the web
+        return error_response(exc.status, exc.reason, column=d.get("column"), row=d.get("row"))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return error_response(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        logger.exception("unhandled error on %s", request.path)
+        return error_response(500, "internal error; the server log has the details")
+
+
+def _gzip(resp: Response) -> Response:
+    """Compress text responses when the client accepts gzip (no flask-compress dependency)."""
+    if (resp.status_code != 200 or "Content-Encoding" in resp.headers
+            or "gzip" not in request.headers.get("Accept-Encoding", "").lower()
+            or (resp.mimetype or "") not in COMPRESSIBLE or resp.is_streamed and not resp.direct_passthrough):
+        return resp
+    resp.direct_passthrough = False
+    data = resp.get_data()
+    if len(data) < MIN_GZIP_BYTES:
+        return resp
+    resp.set_data(gzip.compress(data, compresslevel=6))
+    resp.headers["Content-Encoding"] = "gzip"
+    resp.headers["Content-Length"] = str(len(resp.get_data()))
+    resp.vary.add("Accept-Encoding")
+    if resp.headers.get("ETag"):
+        resp.headers["ETag"] = resp.headers["ETag"].rstrip('"') + '-gz"'
+    return resp
+
+
+def _security_headers(resp: Response) -> Response:
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "same-origin")
+    return resp

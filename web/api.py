@@ -1,0 +1,240 @@
+"""JSON API under ``/api/v1/``: every response carries ``ok``; errors are ``{"ok": false, "error", "status"}``
+with a 4xx status naming the bad parameter (``column``). The OpenAPI 3.1 document is at
+``/api/v1/openapi.json``. Map layers and downloads come from ``web.layers.layer_data``, the same function
+the HTML map uses.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request, url_for
+
+from hotspots import overlays
+from hotspots.aggregate import level_role
+from hotspots.bundle import load_boundary
+from hotspots.export import POLICE_NOTE
+
+from . import get_config
+from . import layers as L
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def ok(**data: Any) -> Response:
+    return jsonify({"ok": True, **data})
+
+
+def _params(layer: str | None = None) -> L.LayerParams:
+    return L.parse_params(get_config(), request.args, layer=layer)
+
+
+@bp.get("/")
+def index():
+    """What the API offers."""
+    return ok(name="hotspots API", version="v1", openapi=url_for("api.openapi"),
+              endpoints=[r["path"] for r in ROUTES])
+
+
+@bp.get("/health")
+def health():
+    from flask import current_app
+    return ok(warm_up=current_app.extensions.get("hotspots_warm", {}))
+
+
+@bp.get("/categories")
+def categories():
+    return ok(categories=L.categories(get_config()))
+
+
+@bp.get("/periods")
+def periods():
+    months = L.months(get_config())
+    return ok(months=months, first=months[0] if months else None, last=months[-1] if months else None)
+
+
+@bp.get("/geographies")
+def geographies():
+    return ok(geographies=[{"name": k, "label": v} for k, v in L.GEOGRAPHIES.items()])
+
+
+@bp.get("/areas")
+def areas():
+    config = get_config()
+    geo = request.args.get("geography", "lsoa")
+    if geo not in L.GEOGRAPHIES:
+        from hotspots.errors import NotFoundError
+        raise NotFoundError(f"unknown geography {geo!r} (use one of: {', '.join(L.GEOGRAPHIES)})", column="geography")
+    p = L.parse_params(config, {"geography": geo, "layer": "count"})
+    r = L.layer_data(config, p)
+    keep = ("code", "name", "ward_code", "ward_name", "population", "imd_decile")
+    rows = [{k: v for k, v in row.items() if k in keep} for row in L.table_rows(r)]
+    return ok(geography=geo, role=level_role(geo), count=len(rows), areas=rows)
+
+
+@bp.get("/layers")
+def layer_list():
+    return ok(layers=L.layer_catalogue(get_config()))
+
+
+@bp.get("/layers/<name>")
+def layer_json(name: str):
+    """A layer as a table (no geometry): rows, legend, tooltip fields and metadata."""
+    config = get_config()
+    if "." in name:
+        name, fmt = name.rsplit(".", 1)
+        return layer_file(name, fmt)
+    r = L.layer_data(config, _params(name))
+    return ok(layer=r.name, title=r.title, legend=r.legend, fields=r.fields, metadata=r.metadata,
+              rows=L.table_rows(r))
+
+
+def layer_file(name: str, fmt: str):
+    """``.geojson``: the map's simplified GeoJSON; other formats are downloads."""
+    config = get_config()
+    r = L.layer_data(config, _params(name))
+    if fmt == "geojson" and not request.args.get("download"):
+        resp = Response(L.display_geojson(config, r), mimetype="application/geo+json")
+        resp.headers["Cache-Control"] = "private, max-age=300"
+        return resp
+    return _download(r, fmt)
+
+
+@bp.get("/downloads/<name>.<fmt>")
+def download(name: str, fmt: str):
+    """Full-resolution download with attribution and method metadata; file name carries the filters."""
+    return _download(L.layer_data(get_config(), _params(name)), fmt)
+
+
+def _download(r: L.LayerResult, fmt: str) -> Response:
+    body, mimetype, filename = L.download(get_config(), r, fmt)
+    resp = Response(body, mimetype=mimetype)
+    resp.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return resp
+
+
+@bp.get("/downloads")
+def downloads():
+    """Download links for every layer with the given filters."""
+    config = get_config()
+    p = _params(request.args.get("layer") or "count")
+    out = []
+    for layer in L.layer_names(config):
+        q = p.query(layer=layer)
+        out.append({"layer": layer, "formats": {fmt: url_for("api.download", name=layer, fmt=fmt, **q)
+                                                for fmt in L.DOWNLOAD_TYPES}})
+    return ok(parameters=p.query(), downloads=out)
+
+
+@bp.get("/hotspots")
+def hotspots():
+    """Side-panel analysis: top hot spots, Moran's I in words, parameters and why, vintages."""
+    config = get_config()
+    return ok(**L.panel(config, _params("gistar")))
+
+
+@bp.get("/compare")
+def compare():
+    """Change in count per area between the period (from/to) and a baseline (compare_from/compare_to,
+    default: the same number of months just before)."""
+    config = get_config()
+    return ok(**L.comparison(config, _params("change")))
+
+
+@bp.get("/overlays")
+def overlay_list():
+    config = get_config()
+    dep = []
+    for d in overlays.deprivation_sets(config):
+        dep.append({**d, "domains": [{"slug": x["slug"], "label": x["label"]}
+                                     for x in L.domains(config, d["key"])]})
+    return ok(deprivation=dep, risk_factors=[o.describe() for o in overlays.list_overlays(config)])
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document())
+
+
+# -- OpenAPI --------------------------------------------------------------------------------------------
+
+FILTERS = [
+    ("category", "Crime category slug or name; repeat or comma-separate for several (default violent-crime)."),
+    ("from", "First month, YYYY-MM (default: first month in the store)."),
+    ("to", "Last month, YYYY-MM (default: last month in the store)."),
+    ("geography", "lsoa | ward"),
+    ("variable", "Statistic variable for gistar/lisa: count | rate | eb_rate"),
+    ("weights", "queen | rook | knn:K | distance:METRES"),
+    ("significance", "raw | fdr | bonferroni"),
+    ("alpha", "Significance level for LISA (default 0.05)."),
+    ("permutations", "Permutations for pseudo p-values, 99 to 99999."),
+    ("classes", "Choropleth classification: quantiles | fisherjenks | equalinterval | naturalbreaks"),
+    ("k", "Number of classes, 3 to 7."),
+    ("domain", "Deprivation domain slug (imd, income, ...) for deprivation layers."),
+    ("compare_from", "Baseline first month for the change layer."),
+    ("compare_to", "Baseline last month for the change layer."),
+]
+
+ROUTES = [
+    {"path": "/api/v1/", "summary": "API index", "filters": False},
+    {"path": "/api/v1/health", "summary": "Server state (statistics warm-up)", "filters": False},
+    {"path": "/api/v1/categories", "summary": "Crime categories in the store with counts", "filters": False},
+    {"path": "/api/v1/periods", "summary": "Months in the store", "filters": False},
+    {"path": "/api/v1/geographies", "summary": "Geographies offered", "filters": False},
+    {"path": "/api/v1/areas", "summary": "Areas of a geography with ward, population and IMD decile",
+     "filters": False, "params": [("geography", "lsoa | ward")]},
+    {"path": "/api/v1/layers", "summary": "Layer catalogue", "filters": False},
+    {"path": "/api/v1/layers/{name}", "summary": "A layer as rows with legend, fields and metadata",
+     "filters": True, "name": True},
+    {"path": "/api/v1/layers/{name}.geojson", "summary": "A layer as simplified GeoJSON for the map",
+     "filters": True, "name": True, "geojson": True},
+    {"path": "/api/v1/downloads", "summary": "Download links for every layer with these filters", "filters": True},
+    {"path": "/api/v1/downloads/{name}.{fmt}", "summary": "Download a layer (geojson, csv, gpkg), full resolution",
+     "filters": True, "name": True, "fmt": True},
+    {"path": "/api/v1/hotspots", "summary": "Side panel: top hot spots, Moran's I, parameters, vintages",
+     "filters": True},
+    {"path": "/api/v1/compare", "summary": "Period comparison table", "filters": True},
+    {"path": "/api/v1/overlays", "summary": "Deprivation datasets and risk-factor overlays", "filters": False},
+    {"path": "/api/v1/openapi.json", "summary": "This document", "filters": False},
+]
+
+
+def openapi_document() -> dict:
+    err = {"description": "Bad parameter (400) or unknown name (404)",
+           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    paths: dict[str, Any] = {}
+    for r in ROUTES:
+        params = []
+        if r.get("name"):
+            params.append({"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+                           "description": "Layer: count, rate, eb_rate, gistar, lisa, change, iod2025, iod2019, "
+                                          "wards or overlay-<id> (see /api/v1/layers)"})
+        if r.get("fmt"):
+            params.append({"name": "fmt", "in": "path", "required": True,
+                           "schema": {"type": "string", "enum": list(L.DOWNLOAD_TYPES)}})
+        for pname, desc in r.get("params", []):
+            params.append({"name": pname, "in": "query", "required": False, "schema": {"type": "string"},
+                           "description": desc})
+        if r["filters"]:
+            for pname, desc in FILTERS:
+                params.append({"name": pname, "in": "query", "required": False, "schema": {"type": "string"},
+                               "description": desc})
+        content = ({"application/geo+json": {"schema": {"type": "object"}}} if r.get("geojson") else
+                   {k: {"schema": {"type": "string", "format": "binary"}} for k in L.DOWNLOAD_TYPES.values()}
+                   if r.get("fmt") else {"application/json": {"schema": {"$ref": "#/components/schemas/Ok"}}})
+        paths[r["path"]] = {"get": {"summary": r["summary"], "parameters": params,
+                                    "responses": {"200": {"description": "OK", "content": content},
+                                                  "400": err, "404": err}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "hotspots API", "version": "1.0.0",
+                 "description": "Violence hot spots by LSOA and ward. " + POLICE_NOTE,
+                 "license": {"name": "Data: Open Government Licence v3.0",
+                             "url": "https://www.nationalarchives.gov.uk/doc/open-government-licence/version/3/"}},
+        "paths": paths,
+        "components": {"schemas": {
+            "Ok": {"type": "object", "required": ["ok"], "properties": {"ok": {"const": True}}},
+            "Error": {"type": "object", "required": ["ok", "error", "status"],
+                      "properties": {"ok": {"const": False}, "error": {"type": "string"},
+                                     "status": {"type": "integer"}, "column": {"type": "string"},
+                                     "row": {"type": "integer"}}}}},
+    }

@@ -1,0 +1,785 @@
+"""The one data function per map layer, used by the HTML map, the JSON API and every download.
+
+``parse_params`` turns query arguments into a validated, hashable ``LayerParams`` (errors name the
+parameter); ``layer_data(config, params)`` returns a ``LayerResult``: a GeoDataFrame in EPSG:27700 with
+the layer's properties, class and fill colour, its legend, the tooltip fields and the provenance metadata.
+Everything a person sees or takes away goes through ``layer_data``, so a later rule (the disclosure
+control of issue 5, suppressing counts 1-4 for viewers) is applied in one place: ``_finish``.
+
+Renderers: ``display_geojson`` (simplified with ``shapely.coverage_simplify`` in EPSG:27700, so shared
+borders stay shared, then WGS84 with coordinates quantised to 5 decimals, about 1 m) for the map, and
+``download`` (full-resolution geometry, RFC 7946 GeoJSON / CSV / GeoPackage via ``hotspots.export``).
+Results are cached per parameter set and data version (store, bundle lock and overlays change it).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from hotspots import maps, overlays
+from hotspots.aggregate import (LEVELS, area_counts, available_categories, available_months, check_month,
+                                check_period, level_role, normalise_categories)
+from hotspots.bundle import BNG, WGS84, load_boundary, read_lock
+from hotspots.categories import category_label
+from hotspots.config import Config
+from hotspots.errors import AnalysisError, HotspotsError, NotFoundError
+from hotspots.export import POLICE_NOTE, provenance, safe_csv_frame, to_geojson_dict
+
+logger = logging.getLogger(__name__)
+
+#: map geographies offered to users (the engine knows more).
+GEOGRAPHIES = {"lsoa": "LSOA (2021)", "ward": "Ward (2023)"}
+VARIABLES = {"count": "count", "rate": "rate per 1,000 residents", "eb_rate": "EB-smoothed rate per 1,000"}
+SIGNIFICANCE = {"raw": "no correction", "fdr": "False Discovery Rate (Benjamini-Hochberg)",
+                "bonferroni": "Bonferroni"}
+CRIME_LAYERS = {"count": "Incident count", "rate": "Rate per 1,000 residents",
+                "eb_rate": "EB-smoothed rate per 1,000", "gistar": "Gi* hot and cold spots",
+                "lisa": "LISA clusters (local Moran's I)", "change": "Change between periods"}
+SIMPLIFY_M = 8.0
+DISPLAY_DECIMALS = 5
+CACHE_SIZE = 64
+
+
+@dataclass(frozen=True)
+class LayerParams:
+    """A validated filter set. Hashable: it is the cache key (with the data version)."""
+
+    layer: str = "gistar"
+    geography: str = "lsoa"
+    categories: tuple[str, ...] = ()
+    month_from: str | None = None
+    month_to: str | None = None
+    variable: str = "count"
+    weights: str = "queen"
+    significance: str = "raw"
+    alpha: float = 0.05
+    classes: str = "quantiles"
+    k: int = 5
+    domain: str = "imd"
+    compare_from: str | None = None
+    compare_to: str | None = None
+    permutations: int = 9999
+
+    def query(self, **changes: Any) -> dict[str, str]:
+        """The URL query string that reproduces these parameters (shareable link)."""
+        p = replace(self, **changes)
+        q = {"layer": p.layer, "geography": p.geography, "category": ",".join(p.categories),
+             "from": p.month_from or "", "to": p.month_to or "", "variable": p.variable, "weights": p.weights,
+             "significance": p.significance, "alpha": _num(p.alpha), "classes": p.classes, "k": str(p.k),
+             "domain": p.domain, "compare_from": p.compare_from or "", "compare_to": p.compare_to or "",
+             "permutations": str(p.permutations)}
+        return {k: v for k, v in q.items() if v != ""}
+
+
+def _num(v: float) -> str:
+    return f"{v:g}"
+
+
+@dataclass
+class LayerResult:
+    name: str
+    title: str
+    frame: gpd.GeoDataFrame  # EPSG:27700, output columns + class_label + fill
+    legend: dict
+    fields: list[list[str]]  # [column, label] for tooltips and tables
+    metadata: dict
+    role: str  # boundary role of the geometry
+    filename: str
+    summary: dict = field(default_factory=dict)
+    _display: bytes | None = field(default=None, repr=False)
+
+
+# -- parameters ----------------------------------------------------------------------------------------
+
+def shift_month(month: str, delta: int) -> str:
+    y, m = int(month[:4]), int(month[5:7])
+    idx = y * 12 + (m - 1) + delta
+    return f"{idx // 12:04d}-{idx % 12 + 1:02d}"
+
+
+def months_between(a: str, b: str) -> int:
+    return (int(b[:4]) * 12 + int(b[5:7])) - (int(a[:4]) * 12 + int(a[5:7])) + 1
+
+
+def categories(config: Config) -> list[dict]:
+    """Categories in the store (cached per data version: the query scans the incidents table)."""
+    return cached(config, ("categories",), lambda: available_categories(config))
+
+
+def months(config: Config) -> list[str]:
+    return cached(config, ("months",), lambda: available_months(config))
+
+
+def domains(config: Config, key: str) -> list[dict]:
+    return cached(config, ("domains", key), lambda: overlays.deprivation_domains(config, key))
+
+
+def layer_names(config: Config) -> list[str]:
+    return cached(config, ("layer-names",), lambda: _layer_names(config))
+
+
+def _layer_names(config: Config) -> list[str]:
+    names = list(CRIME_LAYERS)
+    names += [d["key"] for d in overlays.deprivation_sets(config)
+              if not any(d["key"].startswith(o["key"] + "_") for o in overlays.deprivation_sets(config))]
+    names += ["wards"]
+    names += [f"overlay-{o.id}" for o in overlays.list_overlays(config)]
+    return names
+
+
+def layer_catalogue(config: Config) -> list[dict]:
+    """Every layer with its title and kind, in layer-control order."""
+    return cached(config, ("catalogue",), lambda: _layer_catalogue(config))
+
+
+def _layer_catalogue(config: Config) -> list[dict]:
+    out = [{"name": n, "title": t, "kind": "crime", "lazy": n not in ("gistar",)} for n, t in CRIME_LAYERS.items()]
+    for d in overlays.deprivation_sets(config):
+        if any(d["key"].startswith(o["key"] + "_") for o in overlays.deprivation_sets(config)):
+            continue
+        out.append({"name": d["key"], "title": f"Deprivation: {d['key'].upper().replace('IOD', 'IoD')} deciles",
+                    "kind": "deprivation", "geography": d["geography"], "vintage": d["vintage"], "lazy": True,
+                    "domains": [{"slug": x["slug"], "label": x["label"]}
+                                for x in domains(config, d["key"])]})
+    out.append({"name": "wards", "title": "Ward boundaries", "kind": "boundary", "lazy": False})
+    for o in overlays.list_overlays(config):
+        out.append({"name": f"overlay-{o.id}", "title": o.label, "kind": "overlay", "geography": o.geography,
+                    "lazy": True})
+    return out
+
+
+def _first(args: Mapping, name: str, default: str | None = None) -> str | None:
+    v = args.get(name)
+    if v is None or (isinstance(v, str) and v.strip() == ""):
+        return default
+    return str(v).strip()
+
+
+def parse_params(config: Config, args: Mapping, layer: str | None = None) -> LayerParams:
+    """Validate query arguments (a dict or werkzeug MultiDict); defaults come from the config and store.
+
+    Raises HotspotsError (400) for malformed values and NotFoundError (404) for unknown names, each
+    naming the parameter."""
+    layer = layer or _first(args, "layer", "gistar")
+    if layer not in layer_names(config):
+        raise NotFoundError(f"unknown layer {layer!r} (have: {', '.join(layer_names(config))})", column="layer")
+    geography = _first(args, "geography", "lsoa")
+    if geography not in GEOGRAPHIES:
+        raise NotFoundError(f"unknown geography {geography!r} (use one of: {', '.join(GEOGRAPHIES)})",
+                            column="geography")
+    raw_cats = args.getlist("category") if hasattr(args, "getlist") else (
+        [args["category"]] if isinstance(args.get("category"), str) else list(args.get("category") or []))
+    cats = normalise_categories([c for c in raw_cats if c and c.strip()])
+    known = {c["slug"] for c in categories(config)}
+    unknown = [c for c in cats if c not in known]
+    if unknown:
+        raise NotFoundError(f"unknown category {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})",
+                            column="category")
+    if not cats and "violent-crime" in known:
+        cats = ["violent-crime"]
+    months_ = months(config)
+    month_from, month_to = check_period(_first(args, "from"), _first(args, "to"))
+    if month_to is None and months_:
+        month_to = max(months_[-1], month_from or "")
+    if month_from is None and months_:
+        month_from = min(months_[0], month_to or months_[0])
+    check_period(month_from, month_to)
+    variable = _choice(args, "variable", VARIABLES, "count")
+    significance = _choice(args, "significance", SIGNIFICANCE, "raw")
+    classes = _choice(args, "classes", maps.SCHEMES, "quantiles")
+    alpha = _float(args, "alpha", config.alpha, 0.0001, 0.2)
+    k = int(_float(args, "k", 5, 3, 7))
+    perms = int(_float(args, "permutations", config.permutations, 99, 99999))
+    weights = _first(args, "weights", config.weights)
+    try:
+        from hotspots.weights import parse_spec
+        weights = str(parse_spec(weights))
+    except AnalysisError as exc:
+        raise HotspotsError(exc.reason, column="weights") from None
+    domain = _first(args, "domain", "imd")
+    cf, ct = check_period(_first(args, "compare_from"), _first(args, "compare_to"))
+    if (cf is None) != (ct is None):
+        raise HotspotsError("give both compare_from and compare_to, or neither", column="compare_from")
+    return LayerParams(layer=layer, geography=geography, categories=tuple(sorted(set(cats))), month_from=month_from,
+                       month_to=month_to, variable=variable, weights=weights, significance=significance,
+                       alpha=alpha, classes=classes, k=k, domain=domain, compare_from=cf, compare_to=ct,
+                       permutations=perms)
+
+
+def _choice(args: Mapping, name: str, allowed: Mapping, default: str) -> str:
+    v = _first(args, name, default)
+    if v not in allowed:
+        raise HotspotsError(f"{name} must be one of {', '.join(allowed)}, got {v!r}", column=name)
+    return v
+
+
+def _float(args: Mapping, name: str, default: float, lo: float, hi: float) -> float:
+    v = _first(args, name)
+    if v is None:
+        return default
+    try:
+        x = float(v)
+    except ValueError:
+        raise HotspotsError(f"{name} must be a number, got {v!r}", column=name) from None
+    if not (lo <= x <= hi) or not math.isfinite(x):
+        raise HotspotsError(f"{name} must be between {_num(lo)} and {_num(hi)}, got {v}", column=name)
+    return x
+
+
+def baseline_period(p: LayerParams) -> tuple[str, str]:
+    """The comparison period: as given, else the same number of months immediately before."""
+    if p.compare_from and p.compare_to:
+        return p.compare_from, p.compare_to
+    if not (p.month_from and p.month_to):
+        raise HotspotsError("a period comparison needs 'from' and 'to'", column="from")
+    n = months_between(p.month_from, p.month_to)
+    return shift_month(p.month_from, -n), shift_month(p.month_from, -1)
+
+
+# -- cache ---------------------------------------------------------------------------------------------
+
+_cache: OrderedDict = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def data_version(config: Config) -> tuple:
+    """Changes whenever the store, the bundle or the overlays change (cheap: three stat calls)."""
+    out = []
+    for p in (config.db_path, config.lock_path, overlays.overlays_dir(config) / "overlays.json"):
+        try:
+            st = p.stat()
+            out.append((st.st_mtime_ns, st.st_size))
+        except FileNotFoundError:
+            out.append(None)
+    wal = config.db_path.with_name(config.db_path.name + "-wal")
+    if wal.exists():
+        st = wal.stat()
+        out.append((st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+def cached(config: Config, key: tuple, fn: Callable[[], Any]) -> Any:
+    full = (str(config.instance_dir), str(config.data_dir), data_version(config)) + key
+    with _cache_lock:
+        if full in _cache:
+            _cache.move_to_end(full)
+            return _cache[full]
+    value = fn()
+    with _cache_lock:
+        _cache[full] = value
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return value
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+# -- analysis --------------------------------------------------------------------------------------------
+
+def _counts(config: Config, p: LayerParams, month_from=None, month_to=None) -> gpd.GeoDataFrame:
+    mf, mt = (month_from, month_to) if month_from else (p.month_from, p.month_to)
+    return cached(config, ("counts", p.geography, p.categories, mf, mt),
+                  lambda: _with_eb(area_counts(config, p.geography, list(p.categories), mf, mt)))
+
+
+def _with_eb(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    from hotspots.stats import empirical_bayes_rate
+    out = gdf.copy()
+    e, b = out["count"].to_numpy(float), out["population"].to_numpy(float)
+    ok = np.isfinite(b) & (b > 0)
+    eb = np.full(len(out), np.nan)
+    if ok.any():
+        eb[ok] = empirical_bayes_rate(e[ok], b[ok]) * 1000.0
+    out["eb_rate_per_1000"] = eb
+    return out
+
+
+def analysis(config: Config, p: LayerParams) -> dict:
+    """Gi*, local and global Moran for the filter set, once per (geography, filters, variable, weights,
+    significance, permutations): the gistar and lisa layers and the side panel share it."""
+    key = ("analysis", p.geography, p.categories, p.month_from, p.month_to, p.variable, p.weights,
+           p.significance, p.alpha, p.permutations)
+    return cached(config, key, lambda: _run_analysis(config, p))
+
+
+def _run_analysis(config: Config, p: LayerParams) -> dict:
+    frame = _counts(config, p)
+    value_col = {"count": "count", "rate": "rate_per_1000", "eb_rate": "eb_rate_per_1000"}[p.variable]
+    if p.variable != "count" and not np.isfinite(frame[value_col]).all():
+        raise AnalysisError(f"no population for some areas of {p.geography}: use variable=count", column="variable")
+    from hotspots.analysis import analyse_areas
+    res = analyse_areas(frame, "code", "count", name_col="name",
+                        ward_cols=("ward_code", "ward_name"), stats=("gistar", "lisa", "moran"),
+                        weights=p.weights, permutations=p.permutations, seed=config.seed, alpha=p.alpha,
+                        fdr=p.significance == "fdr", variable=p.variable,
+                        population_col="population" if p.variable != "count" else None,
+                        metadata={"categories": list(p.categories), "from": p.month_from, "to": p.month_to,
+                                  "geography": p.geography, "subject": _subject(p)},
+                        cache_dir=config.cache_dir)
+    table = pd.DataFrame(res.table.drop(columns=res.table.geometry.name))
+    cut = _cutoffs(table, p)
+    if p.significance == "bonferroni":
+        table = _rebin_bonferroni(table, p.alpha)
+    return {"table": table, "moran": dict(res.moran or {}), "metadata": dict(res.metadata or {}),
+            "summary_lines": list(res.summary_lines()), "cutoffs": cut, "frame": frame}
+
+
+def _cutoffs(table: pd.DataFrame, p: LayerParams) -> dict:
+    """The p-value cut-offs actually applied, for the legend and side panel."""
+    from hotspots import stats
+    pg = table["gi_p"].to_numpy(float) if "gi_p" in table else np.array([])
+    pl = table["lisa_p_sim"].to_numpy(float) if "lisa_p_sim" in table else np.array([])
+    m = int(np.isfinite(pg).sum())
+    out = {"mode": p.significance, "alpha": p.alpha, "tests": m}
+    if p.significance == "raw":
+        out["gi"] = {"90%": 0.10, "95%": 0.05, "99%": 0.01}
+        out["lisa"] = p.alpha
+    elif p.significance == "fdr":
+        out["gi"] = {lvl: stats.fdr_cutoff(pg, a) for lvl, a in (("90%", 0.10), ("95%", 0.05), ("99%", 0.01))}
+        out["lisa"] = stats.fdr_cutoff(pl, p.alpha)
+    else:
+        out["gi"] = {lvl: stats.bonferroni_cutoff(pg, a) for lvl, a in (("90%", 0.10), ("95%", 0.05), ("99%", 0.01))}
+        out["lisa"] = stats.bonferroni_cutoff(pl, p.alpha)
+    return out
+
+
+def _rebin_bonferroni(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Gi* bins and LISA labels with Bonferroni cut-offs (α/m per confidence level; m = areas tested)."""
+    from hotspots import stats
+    t = table.copy()
+    pg = t["gi_p"].to_numpy(float)
+    z = t["gi_z"].to_numpy(float)
+    bins = np.zeros(len(t), dtype=int)
+    for level, a in ((1, 0.10), (2, 0.05), (3, 0.01)):
+        cut = stats.bonferroni_cutoff(pg, a)
+        bins[np.isfinite(pg) & (pg <= cut)] = level
+    bins = np.where(np.nan_to_num(z) < 0, -bins, bins)
+    t["gi_bin"] = bins
+    t["gi_label"] = [stats.LABEL_NO_NEIGHBOURS if not np.isfinite(pp) else stats.GI_LABELS[int(b)]
+                     for b, pp in zip(bins, pg)]
+    if "lisa_p_sim" in t:
+        pl = t["lisa_p_sim"].to_numpy(float)
+        cut = stats.bonferroni_cutoff(pl, alpha)
+        quad = {1: "High-High", 2: "Low-High", 3: "Low-Low", 4: "High-Low"}
+        t["lisa_label"] = [lab if lab == stats.LABEL_NO_NEIGHBOURS else
+                           (quad.get(int(q), stats.LABEL_NOT_SIGNIFICANT) if np.isfinite(pp) and pp <= cut
+                            else stats.LABEL_NOT_SIGNIFICANT)
+                           for lab, q, pp in zip(t["lisa_label"], t["lisa_q"].fillna(0), pl)]
+    return t
+
+
+# -- the one data function ----------------------------------------------------------------------------
+
+def layer_data(config: Config, p: LayerParams) -> LayerResult:
+    """The layer for a filter set: frame (EPSG:27700), legend, tooltip fields and metadata. Cached."""
+    return cached(config, ("layer", p), lambda: _finish(config, p, _build(config, p)))
+
+
+def _filters_text(p: LayerParams) -> str:
+    cats = ", ".join(category_label(c) for c in p.categories) or "all categories"
+    period = p.month_from if p.month_from == p.month_to else f"{p.month_from} to {p.month_to}"
+    return f"{cats}, {period}"
+
+
+def _filename(p: LayerParams, extra: str = "") -> str:
+    parts = ["hotspots", p.layer]
+    if p.layer in CRIME_LAYERS:
+        parts += [p.geography, "+".join(p.categories) or "all", f"{p.month_from}_{p.month_to}"]
+        if p.layer in ("gistar", "lisa"):
+            parts += [p.variable, p.weights.replace(":", ""), p.significance]
+    if extra:
+        parts.append(extra)
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", "_".join(x for x in parts if x))
+
+
+def _imd_deciles(config: Config, role: str) -> pd.Series | None:
+    if role != "lsoa21" or "iod2025" not in config.datasets:
+        return None
+    try:
+        g = cached(config, ("imd2025-imd",), lambda: overlays.deprivation_layer(config, "iod2025", "imd"))
+    except HotspotsError:
+        return None
+    return pd.Series(g["decile"].to_numpy(), index=g["code"])
+
+
+AREA_FIELDS = [["name", "Area"], ["code", "Code"], ["ward_name", "Ward"]]
+
+
+def _build(config: Config, p: LayerParams) -> LayerResult:
+    base_meta = {"layer": p.layer, "parameters": p.query()}
+    if p.layer in ("count", "rate", "eb_rate"):
+        g = _counts(config, p).copy()
+        col = {"count": "count", "rate": "rate_per_1000", "eb_rate": "eb_rate_per_1000"}[p.layer]
+        title = f"{CRIME_LAYERS[p.layer]}: {_filters_text(p)}"
+        st = maps.classify(g[col], p.classes, p.k, integer=p.layer == "count", title=CRIME_LAYERS[p.layer])
+        fields = AREA_FIELDS + [["count", "Incidents"], ["rate_per_1000", "Rate per 1,000"],
+                                ["eb_rate_per_1000", "EB rate per 1,000"], ["population", "Residents (2021)"]]
+        meta = {**base_meta, "value": col, "classification": p.classes, "classes": p.k,
+                "eb_method": "global empirical Bayes (Marshall 1991)" if p.layer == "eb_rate" else None}
+        return LayerResult(p.layer, title, _style(g, st), st.legend, fields, meta, level_role(p.geography),
+                           _filename(p))
+    if p.layer in ("gistar", "lisa"):
+        a = analysis(config, p)
+        g = a["frame"][["code", "name", "ward_code", "ward_name", "count", "population", "rate_per_1000",
+                        "eb_rate_per_1000", "geometry"]].copy()
+        t = a["table"].set_index("area_code")
+        cols = (["value", "gi_z", "gi_p", "gi_p_sim", "gi_bin", "gi_label", "n_neighbours"] if p.layer == "gistar"
+                else ["value", "lisa_i", "lisa_q", "lisa_p_sim", "lisa_label", "n_neighbours"])
+        for c in cols:
+            if c in t:
+                g[c] = t[c].reindex(g["code"]).to_numpy()
+        cut = a["cutoffs"]
+        if p.layer == "gistar":
+            note = _gi_note(cut)
+            st = maps.style_gi(g["gi_bin"].where(g["gi_label"] != "No neighbours"), note=note)
+            fields = AREA_FIELDS + [["count", "Incidents"], ["rate_per_1000", "Rate per 1,000"],
+                                    ["gi_z", "Gi* z-score"], ["gi_p", "p (two-sided)"], ["gi_p_sim", "p (permutation)"],
+                                    ["gi_label", "Class"]]
+        else:
+            note = f"p ≤ {cut['lisa']:.4g} ({SIGNIFICANCE[p.significance]}); {a['metadata'].get('permutations', p.permutations):,} permutations"
+            st = maps.style_lisa(g["lisa_label"].tolist(), note=note)
+            fields = AREA_FIELDS + [["count", "Incidents"], ["rate_per_1000", "Rate per 1,000"],
+                                    ["lisa_i", "Local Moran's I"], ["lisa_p_sim", "p (permutation)"],
+                                    ["lisa_label", "Cluster"]]
+        title = f"{CRIME_LAYERS[p.layer]} of {VARIABLES[p.variable]}: {_filters_text(p)}"
+        meta = {**base_meta, "method": a["metadata"], "cutoffs": cut, "moran": _jsonable(a["moran"])}
+        return LayerResult(p.layer, title, _style(g, st), st.legend, fields, meta, level_role(p.geography),
+                           _filename(p))
+    if p.layer == "change":
+        bf, bt = baseline_period(p)
+        after = _counts(config, p)
+        before = _counts(config, p, bf, bt)
+        g = after[["code", "name", "ward_code", "ward_name", "geometry"]].copy()
+        g["count_before"] = before["count"].to_numpy()
+        g["count_after"] = after["count"].to_numpy()
+        g["change"] = g["count_after"] - g["count_before"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g["pct_change"] = np.where(g["count_before"] > 0, g["change"] / g["count_before"] * 100.0, np.nan)
+        period_b = f"{bf}" if bf == bt else f"{bf} to {bt}"
+        period_a = p.month_from if p.month_from == p.month_to else f"{p.month_from} to {p.month_to}"
+        st = maps.style_change(g["change"], title="Change in count",
+                               note=f"{period_a} against {period_b}")
+        fields = AREA_FIELDS + [["count_before", f"Incidents {period_b}"], ["count_after", f"Incidents {period_a}"],
+                                ["change", "Change"], ["pct_change", "Change %"]]
+        meta = {**base_meta, "baseline": {"from": bf, "to": bt}, "current": {"from": p.month_from, "to": p.month_to}}
+        return LayerResult("change", f"Change in count: {_filters_text(p)} against {period_b}", _style(g, st),
+                           st.legend, fields, meta, level_role(p.geography), _filename(p, f"vs_{bf}_{bt}"))
+    if p.layer in [d["key"] for d in overlays.deprivation_sets(config)]:
+        g = overlays.deprivation_layer(config, p.layer, p.domain)
+        label = g.attrs["domain_label"]
+        st = maps.style_deciles(g["decile"], title=f"{label} decile ({p.layer.upper().replace('IOD', 'IoD')})")
+        fields = [["name", "Area"], ["code", "Code"], ["decile", "Decile (1 = most deprived)"],
+                  ["rank", "Rank in England"], ["score", "Score"]]
+        meta = {**base_meta, "dataset": g.attrs["dataset"], "domain": p.domain, "domain_label": label,
+                "vintage": g.attrs["vintage"], "geography": g.attrs["geography"], "missing": g.attrs["missing"],
+                "attribution_dataset": g.attrs["attribution"]}
+        return LayerResult(p.layer, f"{label} decile, {g.attrs['vintage']}", _style(g, st), st.legend, fields, meta,
+                           g.attrs["geography"], _filename(p, p.domain))
+    if p.layer == "wards":
+        w = load_boundary(config, "ward")
+        g = w[["code", "name", "geometry"]].copy()
+        legend = {"title": "Ward boundaries", "items": [{"label": f"Wards ({len(g)})", "colour": "#333333",
+                                                         "n": len(g), "outline": True}],
+                  "note": config.dataset(config.boundary("ward").key).vintage}
+        g["class_label"], g["fill"] = "Ward", "#333333"
+        return LayerResult("wards", "Ward boundaries", g, legend, [["name", "Ward"], ["code", "Code"]],
+                           {**base_meta, "vintage": config.boundary("ward").vintage}, "ward", _filename(p))
+    if p.layer.startswith("overlay-"):
+        g = overlays.overlay_layer(config, p.layer[len("overlay-"):])
+        ov = g.attrs["overlay"]
+        note = []
+        if ov["missing_codes"]:
+            note.append(f"{len(ov['missing_codes'])} area(s) with no value")
+        if ov["unknown_codes"]:
+            note.append(f"{len(ov['unknown_codes'])} code(s) in {ov['source']} not on this map: "
+                        + ", ".join(ov["unknown_codes"][:5]) + ("…" if len(ov["unknown_codes"]) > 5 else ""))
+        st = maps.classify(g["value"], p.classes, p.k, title=ov["label"], palette=maps.PUBUGN,
+                           note="; ".join(note))
+        fields = [["name", "Area"], ["code", "Code"], ["value", ov["label"]]]
+        return LayerResult(p.layer, ov["label"], _style(g, st), st.legend, fields, {**base_meta, "overlay": ov},
+                           ov["geography"], _filename(p))
+    raise NotFoundError(f"unknown layer {p.layer!r}", column="layer")  # pragma: no cover (parse_params checks)
+
+
+def _gi_note(cut: dict) -> str:
+    g = cut["gi"]
+    mode = SIGNIFICANCE[cut["mode"]]
+    if cut["mode"] == "raw":
+        return "90/95/99% confidence: |z| ≥ 1.645 / 1.960 / 2.576 (two-sided), no correction"
+    return f"{mode}: p ≤ {g['90%']:.3g} / {g['95%']:.3g} / {g['99%']:.3g} for 90/95/99%"
+
+
+def _style(g: gpd.GeoDataFrame, st: maps.Styled) -> gpd.GeoDataFrame:
+    g = g.copy()
+    labels = [it["label"] for it in st.legend["items"]]
+    g["class_label"] = [labels[c] if c >= 0 else "No data" for c in st.classes]
+    g["fill"] = st.fills
+    cols = [c for c in g.columns if c != "geometry"] + ["geometry"]
+    return gpd.GeoDataFrame(g[cols], geometry="geometry", crs=BNG)
+
+
+def _finish(config: Config, p: LayerParams, r: LayerResult) -> LayerResult:
+    """Last step for every output: IMD decile joined for LSOA crime layers, provenance attached.
+
+    Issue 5's disclosure control (suppressing counts 1-4 for viewers) belongs here, the single place
+    every map, table and download passes through."""
+    if p.layer in CRIME_LAYERS:
+        dec = _imd_deciles(config, r.role)
+        if dec is not None:
+            r.frame.insert(len(r.frame.columns) - 3, "imd_decile", dec.reindex(r.frame["code"]).to_numpy())
+            r.fields.append(["imd_decile", "IMD 2025 decile"])
+    vintages = {}
+    for ds in config.datasets.values():
+        if ds.kind in ("boundary", "table") and ds.vintage:
+            vintages[ds.key] = ds.vintage
+    r.metadata = provenance(config, r.title, {**r.metadata, "filters": _filters_text(p) if p.layer in CRIME_LAYERS
+                                              else None, "vintages": vintages, "crs_computed": BNG,
+                                              "legend": r.legend})
+    return r
+
+
+def _jsonable(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {str(k): _jsonable(v) for k, v in d.items()}
+    if isinstance(d, (list, tuple)):
+        return [_jsonable(v) for v in d]
+    if isinstance(d, (np.integer,)):
+        return int(d)
+    if isinstance(d, (np.floating, float)):
+        return float(d) if math.isfinite(float(d)) else None
+    if isinstance(d, np.ndarray):
+        return _jsonable(d.tolist())
+    if isinstance(d, (np.bool_,)):
+        return bool(d)
+    return d
+
+
+# -- renderers --------------------------------------------------------------------------------------------
+
+def display_geometries(config: Config, role: str) -> dict[str, str]:
+    """code -> GeoJSON geometry text: coverage-simplified in EPSG:27700 (shared borders kept), WGS84,
+    coordinates quantised to 5 decimals. Cached per bundle version."""
+    def build() -> dict[str, str]:
+        b = load_boundary(config, role)
+        geoms = b.geometry.to_numpy()
+        try:
+            simp = shapely.coverage_simplify(geoms, SIMPLIFY_M)
+            if not shapely.is_valid(simp).all():
+                raise ValueError("invalid")
+        except Exception:  # not a clean coverage: simplify each polygon on its own
+            simp = shapely.simplify(geoms, SIMPLIFY_M, preserve_topology=True)
+        g = gpd.GeoSeries(simp, crs=BNG).to_crs(WGS84)
+        g = shapely.set_precision(g.to_numpy(), 10 ** -DISPLAY_DECIMALS)
+        return {code: shapely.to_geojson(geom) for code, geom in zip(b["code"], g)}
+    return cached(config, ("display-geom", role), build)
+
+
+def _round(v: Any) -> Any:
+    v = export_jsonable(v)
+    if isinstance(v, float):
+        return float(f"{v:.4g}") if abs(v) < 1000 else round(v, 1)
+    return v
+
+
+def export_jsonable(v: Any) -> Any:
+    from hotspots.export import _jsonable as j
+    return j(v)
+
+
+def display_geojson(config: Config, r: LayerResult) -> bytes:
+    """The map's GeoJSON: simplified geometry, compact numbers, legend and fields as foreign members.
+    Built once per layer result (the result itself is cached per filter set)."""
+    if r._display is None:
+        r._display = _display_geojson(config, r)
+    return r._display
+
+
+def _display_geojson(config: Config, r: LayerResult) -> bytes:
+    geoms = display_geometries(config, r.role)
+    props = pd.DataFrame(r.frame.drop(columns="geometry"))
+    parts = []
+    for rec in props.to_dict(orient="records"):
+        pj = json.dumps({k: _round(v) for k, v in rec.items()}, separators=(",", ":"), ensure_ascii=False)
+        parts.append('{"type":"Feature","properties":%s,"geometry":%s}' % (pj, geoms.get(rec["code"], "null")))
+    head = {"type": "FeatureCollection", "name": r.name, "title": r.title, "legend": r.legend, "fields": r.fields,
+            "attribution": config.attributions(), "note": POLICE_NOTE}
+    text = json.dumps(head, separators=(",", ":"), ensure_ascii=False)[:-1] + ',"features":[' + ",".join(parts) + "]}"
+    return text.encode("utf-8")
+
+
+def table_rows(r: LayerResult) -> list[dict]:
+    props = pd.DataFrame(r.frame.drop(columns="geometry"))
+    return [{k: export_jsonable(v) for k, v in rec.items()} for rec in props.to_dict(orient="records")]
+
+
+DOWNLOAD_TYPES = {"geojson": "application/geo+json", "csv": "text/csv; charset=utf-8",
+                  "gpkg": "application/geopackage+sqlite3"}
+
+
+def download(config: Config, r: LayerResult, fmt: str) -> tuple[bytes, str, str]:
+    """(body, mimetype, filename) of a download: full-resolution geometry, attribution and metadata in
+    every format (GeoJSON foreign member; CSV header comment lines; GeoPackage ``metadata`` table)."""
+    if fmt not in DOWNLOAD_TYPES:
+        raise NotFoundError(f"unknown format {fmt!r} (use one of: {', '.join(DOWNLOAD_TYPES)})", column="format")
+    name = f"{r.filename}.{fmt}"
+    meta = r.metadata
+    if fmt == "geojson":
+        fc = to_geojson_dict(r.frame, meta)
+        fc = {"type": fc["type"], "name": r.filename, "attribution": config.attributions(), **fc}
+        return json.dumps(fc, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), DOWNLOAD_TYPES[fmt], name
+    if fmt == "csv":
+        df = safe_csv_frame(pd.DataFrame(r.frame.drop(columns="geometry")))
+        lines = [f"# {r.title}", *[f"# {a}" for a in config.attributions()], f"# {POLICE_NOTE}",
+                 f"# generated {meta['generated_at']} by {meta['software']}; parameters: "
+                 + "&".join(f"{k}={v}" for k, v in meta.get("parameters", {}).items())]
+        body = "\n".join(lines) + "\n" + df.to_csv(index=False, lineterminator="\n")
+        return body.encode("utf-8"), DOWNLOAD_TYPES[fmt], name
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        from hotspots.export import write_layer
+        write_layer(r.frame, path, config, r.title, {k: v for k, v in meta.items()
+                                                      if k not in ("title",) and k not in provenance(config, "")})
+        return path.read_bytes(), DOWNLOAD_TYPES[fmt], name
+
+
+def _subject(p: LayerParams) -> str:
+    cats = [category_label(c).lower() for c in p.categories]
+    return " and ".join(cats) if cats else "crime"
+
+
+# -- side panel ------------------------------------------------------------------------------------------
+
+WEIGHTS_WORDS = {"queen": "queen contiguity (areas sharing a border or a corner are neighbours)",
+                 "rook": "rook contiguity (areas sharing a border are neighbours)"}
+
+
+def _weights_words(spec: str) -> str:
+    if spec in WEIGHTS_WORDS:
+        return WEIGHTS_WORDS[spec]
+    kind, _, v = spec.partition(":")
+    if kind == "knn":
+        return f"the {v} nearest areas (by centroid) are neighbours"
+    if kind == "distance":
+        return f"areas whose centroids are within {v} m are neighbours"
+    return spec
+
+
+def panel(config: Config, p: LayerParams) -> dict:
+    """Side-panel content (cached per filter set); see ``_panel``."""
+    return cached(config, ("panel", replace(p, layer="gistar")), lambda: _panel(config, p))
+
+
+def _panel(config: Config, p: LayerParams) -> dict:
+    """Side-panel content for a filter set: top hot spots with wards, global Moran's I in plain English,
+    the parameters chosen and why (in the style of ArcGIS's Optimized Hot Spot Analysis messages), data
+    vintages and attributions."""
+    a = analysis(config, p)
+    t = a["table"]
+    frame = a["frame"]
+    meta = a["metadata"]
+    m = _jsonable(a["moran"])
+    n = len(t)
+    total = int(frame["count"].sum())
+    geo = GEOGRAPHIES[p.geography]
+    msgs = [f"Incidents: {total:,} of {_filters_text(p)}, in {n} areas ({geo}) of {config.area_name}.",
+            f"Analysis variable: {VARIABLES[p.variable]}"
+            + (" (chosen: rates per 1,000 residents correct for population size; EB smoothing steadies rates of "
+               "small populations)" if p.variable != "count" else " (counts: where incidents are; choose a "
+               "rate to allow for population)") + "."]
+    zeros = int((frame["count"] == 0).sum())
+    msgs.append(f"Incidents per area: mean {frame['count'].mean():.1f}, maximum {int(frame['count'].max())}; "
+                f"{zeros} area(s) with none.")
+    if total < 60:
+        msgs.append(f"Warning: only {total} incidents; hot-spot statistics are weak below about 60.")
+    card = t["n_neighbours"].to_numpy()
+    msgs.append(f"Spatial weights: {_weights_words(p.weights)}; neighbours per area {int(card.min())} to "
+                f"{int(card.max())} (mean {card.mean():.1f}).")
+    perms = meta.get("permutations", p.permutations)
+    msgs.append(f"Permutations: {perms:,} with seed {meta.get('seed', config.seed)} (reproducible); the smallest "
+                f"attainable pseudo p-value is {2 / (perms + 1):.2g}.")
+    cut = a["cutoffs"]
+    if p.significance == "raw":
+        msgs.append("Significance: no correction for multiple testing; Gi* classes at |z| ≥ 1.645 / 1.960 / 2.576 "
+                    f"(90/95/99%); LISA at p ≤ {p.alpha:g}. With {n} tests about {n * 0.05:.0f} areas can look "
+                    "significant at 95% by chance alone: consider FDR.")
+    else:
+        msgs.append(f"Significance: {SIGNIFICANCE[p.significance]} over {cut['tests']} tests; Gi* cut-offs p ≤ "
+                    f"{cut['gi']['90%']:.3g} / {cut['gi']['95%']:.3g} / {cut['gi']['99%']:.3g} (90/95/99%); "
+                    f"LISA p ≤ {cut['lisa']:.3g}." + (" A cut-off of 0 means no area passes." if
+                                                       cut["gi"]["95%"] == 0 else ""))
+    for w in meta.get("warnings", []):
+        msgs.append(f"Warning: {w}")
+    hot = t[t["gi_bin"] > 0].sort_values("gi_z", ascending=False)
+    cols = {"area_code": "code", "area_name": "name", "ward_name": "ward", "gi_z": "z", "gi_p": "p",
+            "gi_label": "class", "value": "value"}
+    top = [{cols[k]: _jsonable(v) for k, v in r.items() if k in cols} for r in hot.head(10).to_dict("records")]
+    counts = frame.set_index("code")["count"]
+    for r in top:
+        r["count"] = int(counts.get(r["code"], 0))
+    moran_text = ""
+    if m:
+        ps = m.get("p_sim") if m.get("p_sim") is not None else m.get("p_rand")
+        ptxt = "p < 0.001" if ps is not None and ps < 0.001 else f"p = {ps:.3f}" if ps is not None else "p n/a"
+        if ps is not None and ps <= p.alpha and m["I"] > m["EI"]:
+            moran_text = (f"Moran's I = {m['I']:.2f} ({ptxt}): incidents cluster. Areas with many incidents tend to "
+                          "sit next to other areas with many, more than chance would produce.")
+        elif ps is not None and ps <= p.alpha:
+            moran_text = (f"Moran's I = {m['I']:.2f} ({ptxt}): a dispersed pattern. Neighbouring areas differ more "
+                          "than chance would produce.")
+        else:
+            moran_text = (f"Moran's I = {m['I']:.2f} ({ptxt}): no evidence of clustering across the city; the "
+                          "pattern could be chance. Local hot spots may still be worth a look.")
+    vintages = [{"dataset": ds.key, "vintage": ds.vintage} for ds in config.datasets.values()
+                if ds.kind in ("boundary", "table") and ds.vintage]
+    return {"title": f"Hot spots of {VARIABLES[p.variable]}: {_filters_text(p)}", "moran": m,
+            "moran_text": moran_text, "top": top, "n_hot": int((t["gi_bin"] > 0).sum()),
+            "n_cold": int((t["gi_bin"] < 0).sum()), "lisa": {k: int(v) for k, v in t["lisa_label"].value_counts().items()},
+            "messages": msgs, "cutoffs": cut, "summary_lines": a["summary_lines"], "vintages": vintages,
+            "attribution": config.attributions(), "note": POLICE_NOTE, "parameters": p.query()}
+
+
+def comparison(config: Config, p: LayerParams) -> dict:
+    """Period comparison as a table: counts per area in the baseline and current periods, change, % change."""
+    r = layer_data(config, replace(p, layer="change"))
+    f = pd.DataFrame(r.frame.drop(columns="geometry"))
+    before, after = int(f["count_before"].sum()), int(f["count_after"].sum())
+    pct = (after - before) / before * 100.0 if before else None
+    base = r.metadata["baseline"]
+    pb = base["from"] if base["from"] == base["to"] else f"{base['from']} to {base['to']}"
+    pa = p.month_from if p.month_from == p.month_to else f"{p.month_from} to {p.month_to}"
+    cats = ", ".join(category_label(c) for c in p.categories) or "all categories"
+    if pct is None:
+        sentence = f"{cats}: {after:,} incidents in {pa}; none in {pb}, so no percentage change."
+    else:
+        sentence = f"{cats}: {after:,} incidents in {pa} against {before:,} in {pb} ({pct:+.0f} %)."
+    rows = f.sort_values(["change", "code"], ascending=[False, True])
+    keep = ["code", "name", "ward_name", "count_before", "count_after", "change", "pct_change"]
+    return {"baseline": base, "current": {"from": p.month_from, "to": p.month_to}, "total_before": before,
+            "total_after": after, "pct_change": pct, "sentence": sentence,
+            "rows": [{k: export_jsonable(v) for k, v in rec.items() if k in keep} for rec in rows.to_dict("records")],
+            "legend": r.legend}
+
+
+def prewarm(config: Config) -> None:
+    """Compute the default view (Gi* + wards + side panel) so the first visitor does not wait for it."""
+    p = parse_params(config, {})
+    display_geojson(config, layer_data(config, p))
+    display_geojson(config, layer_data(config, replace(p, layer="wards")))
+    panel(config, p)
+    layer_catalogue(config)
