@@ -1,18 +1,11 @@
 """Shared fixtures: synthetic bundles built by the tests, and the real bundle for integration tests."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def real_bundle_path() -> Path | None:
-    """The real data bundle: HOTSPOTS_BUNDLE, else ../shared/data beside the repo; None if absent."""
-    p = Path(os.environ.get("HOTSPOTS_BUNDLE") or REPO.parent / "shared" / "data")
-    return p if (p / "boundaries").is_dir() else None
+from bundle_paths import REPO, real_bundle_path  # noqa: F401  (re-exported for fixtures)
 
 
 @pytest.fixture

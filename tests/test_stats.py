@@ -109,7 +109,7 @@ def test_gi_bin_with_fdr_uses_bh_cutoffs():
 
 @pytest.fixture(scope="module")
 def wolverhampton_imd(request):
-    from conftest import real_bundle_path
+    from bundle_paths import real_bundle_path
     import geopandas as gpd
     import pandas as pd
     root = real_bundle_path()
