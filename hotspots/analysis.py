@@ -184,7 +184,10 @@ def read_areas(path: str | Path, id_col: str, value_col: str | None = None,
     if not path.exists():
         raise AnalysisError("file not found", path=path)
     try:
-        gdf = gpd.read_file(path)
+        try:  # Arrow batches are about twice as fast as pyogrio's row-by-row reading
+            gdf = gpd.read_file(path, engine="pyogrio", use_arrow=True)
+        except ImportError:  # pragma: no cover - pyarrow is optional
+            gdf = gpd.read_file(path)
     except Exception as exc:  # pyogrio raises several types; all mean "not a readable layer"
         raise AnalysisError(f"cannot read as a spatial layer: {exc}", path=path) from None
     for col in [id_col, value_col, *extra_cols]:
@@ -200,7 +203,7 @@ def read_areas(path: str | Path, id_col: str, value_col: str | None = None,
         raise AnalysisError(f"need polygons, found {', '.join(sorted(types))}", path=path)
     if gdf.geometry.isna().any() or gdf.geometry.is_empty.any():
         raise AnalysisError("some features have no geometry", path=path)
-    return gdf.to_crs(BNG_EPSG)
+    return gdf if gdf.crs.to_epsg() == BNG_EPSG else gdf.to_crs(BNG_EPSG)
 
 
 def _values(areas: gpd.GeoDataFrame, value_col: str, variable: str, population_col: str | None,

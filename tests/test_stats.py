@@ -399,3 +399,26 @@ def test_sparse_matrix_input_is_accepted():
     m = sp.csr_matrix(lattice(6))
     res = stats.gi_star(np.arange(36.0) % 5, m)
     assert len(res.z) == 36
+
+
+def test_normal_p_equals_scipy():
+    from scipy.stats import norm
+    z = np.array([-40.0, -3.1, -1.96, -0.3, 0.0, 0.2, 0.7, 1.645, 2.576, 8.0, np.nan])
+    ours = stats._p_normal_two_sided(z)
+    ref = 2 * norm.sf(np.abs(z))
+    assert np.allclose(ours, ref, rtol=1e-13, atol=0, equal_nan=True)
+    assert stats._p_normal_two_sided(-1.96) == pytest.approx(0.04999579029644087, rel=1e-13)
+
+
+def test_gi_and_lisa_share_one_permutation_pass():
+    g = grid_city(10)
+    w = build_weights(g, "queen", id_col="code")
+    y = g["count"].to_numpy()
+    stats._counts_memo.clear()
+    gi = stats.gi_star(y, w, permutations=199, seed=3)
+    assert len(stats._counts_memo) == 1
+    lm = stats.local_moran(y, w, permutations=199, seed=3)
+    stats._counts_memo.clear()
+    lm2 = stats.local_moran(y, w, permutations=199, seed=3)  # recomputed, not remembered
+    assert np.array_equal(lm.p_sim, lm2.p_sim) and np.array_equal(gi.p_sim, lm.p_sim)
+    assert not np.array_equal(stats.local_moran(y, w, permutations=199, seed=4).p_sim, lm.p_sim)

@@ -110,3 +110,22 @@ def test_queen_and_rook_equal_libpysal_and_pygeoda_on_wolverhampton(real_bundle)
         assert sorted(gw.get_neighbors(i)) == q.neighbours(i).tolist()
     assert q.islands == () and q.n_components == 1
     assert np.isclose(q.cardinalities.mean(), gw.mean_neighbors())
+
+
+def test_holes_and_multipolygons():
+    """Rings other than the exterior: a hole with a polygon inside it, and a two-part area."""
+    import geopandas as gpd
+    from shapely.geometry import MultiPolygon, Polygon, box
+    donut = Polygon([(0, 0), (300, 0), (300, 100), (300, 300), (0, 300)], [[(100, 100), (200, 100), (200, 200), (100, 200)]])
+    inner = box(100, 100, 200, 200)
+    east = box(300, 0, 400, 100)  # shares the edge (300, 0)-(300, 100) with the donut
+    pair = MultiPolygon([box(400, 0, 500, 100), box(300, 300, 400, 400)])  # edge with east, corner with donut
+    far = box(1000, 1000, 1100, 1100)
+    g = gpd.GeoDataFrame({"code": list("abcde")}, geometry=[donut, inner, east, pair, far], crs=27700)
+    q = build_weights(g, "queen", id_col="code")
+    r = build_weights(g, "rook", id_col="code")
+    nb = lambda w, i: {w.ids[j] for j in w.neighbours(i)}  # noqa: E731
+    assert nb(q, 0) == {"b", "c", "d"} and nb(r, 0) == {"b", "c"}
+    assert nb(q, 3) == {"a", "c"} and nb(r, 3) == {"c"}
+    assert q.islands == ("e",) and r.islands == ("e",)
+    assert (q.matrix != q.matrix.T).nnz == 0 and (r.matrix != r.matrix.T).nnz == 0
