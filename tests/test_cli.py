@@ -68,3 +68,14 @@ def test_corrupt_bundle_status_exits_1(env):
 def test_usage_error_exits_2(env):
     r = CliRunner().invoke(cli, ["ingest"], obj={})
     assert r.exit_code == 2
+
+
+def test_cli_choices_match_engine():
+    """The CLI spells its choices out (so `--help` imports nothing heavy); they must match the engine."""
+    from hotspots.aggregate import LEVELS
+    from hotspots.cli import cli as group
+    from hotspots.ingest import FORMATS
+    counts_level = next(p for p in group.commands["counts"].params if p.name == "level")
+    ingest_fmt = next(p for p in group.commands["ingest"].params if p.name == "fmt")
+    assert list(counts_level.type.choices) == list(LEVELS)
+    assert list(ingest_fmt.type.choices) == list(FORMATS)

@@ -5,13 +5,12 @@ from pathlib import Path
 
 import click
 
-from ..aggregate import LEVELS, area_counts
-from ..export import write_layer
 from . import cli, get_config
 
 
 @cli.command()
-@click.option("--level", type=click.Choice(list(LEVELS)), default="lsoa", show_default=True)
+@click.option("--level", type=click.Choice(["lsoa", "ward", "lsoa11", "ward_pre2023"]), default="lsoa",
+              show_default=True)
 @click.option("--category", "categories", multiple=True,
               help="Category slug or name, e.g. violent-crime or 'Violence and sexual offences' (repeatable).")
 @click.option("--from", "month_from", metavar="YYYY-MM")
@@ -22,6 +21,8 @@ from . import cli, get_config
 def counts(ctx: click.Context, level: str, categories: tuple[str, ...], month_from: str | None,
            month_to: str | None, out: str | None, top: int) -> None:
     """Counts and rates per 1,000 usual residents (Census 2021) per area."""
+    from ..aggregate import area_counts
+    from ..export import write_layer
     config = get_config(ctx)
     gdf = area_counts(config, level, list(categories), month_from, month_to)
     if out:

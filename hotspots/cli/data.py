@@ -5,7 +5,6 @@ from pathlib import Path
 
 import click
 
-from ..bundle import bundle_status, install_bundle, read_lock
 from . import cli, get_config
 
 
@@ -19,6 +18,7 @@ def data() -> None:
 @click.pass_context
 def data_install(ctx: click.Context, bundle: str | None) -> None:
     """Copy BUNDLE (default: ../shared/data, or HOTSPOTS_BUNDLE) into the data folder and check it."""
+    from ..bundle import install_bundle
     config = get_config(ctx)
     files = install_bundle(config, Path(bundle) if bundle else None, progress=True)
     click.echo(f"Installed {len(files)} files into {config.data_dir} (checksums in {config.lock_path.name}).")
@@ -28,6 +28,7 @@ def data_install(ctx: click.Context, bundle: str | None) -> None:
 @click.pass_context
 def data_status(ctx: click.Context) -> None:
     """List installed files with vintages, feature/row counts and checksum status. Exit 1 if any is bad."""
+    from ..bundle import bundle_status, read_lock
     config = get_config(ctx)
     lock = read_lock(config)
     rows = bundle_status(config)

@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import click
 
-from ..bundle import dataset_files
 from ..errors import HotspotsError
-from ..ingest import FORMATS, ingest_paths
 from . import cli, get_config
 
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Force a format (default: detect per file).")
+@click.option("--format", "fmt", type=click.Choice(["police-csv", "police-api-json", "extract"]), help="Force a format (default: detect per file).")
 @click.option("--bundle", "from_bundle", is_flag=True,
               help="Ingest the incident datasets of the installed bundle (what `make run` does).")
 @click.option("--keep-going", is_flag=True, help="Report a file that cannot be read and go on with the next.")
@@ -21,6 +19,8 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, from_bun
 
     Each file is one transaction: a file with missing columns, bad encoding or broken JSON is refused
     whole; rows that cannot be placed are kept in the rejects table with their reason."""
+    from ..bundle import dataset_files
+    from ..ingest import ingest_paths
     config = get_config(ctx)
     targets: list = list(paths)
     if from_bundle:
