@@ -206,10 +206,14 @@ def _strings(table: pa.Table, name: str | None) -> pa.Array:
     return col if col.type == pa.string() else pc.cast(col, pa.string())
 
 
+def _nullify(arr: pa.Array) -> pa.Array:
+    """Blank (or whitespace-only) strings become nulls."""
+    return pc.if_else(pc.equal(pc.utf8_trim_whitespace(arr), ""), pa.scalar(None, pa.string()), arr)
+
+
 def _np(arr: pa.Array) -> np.ndarray:
     """Arrow strings to a numpy object array, with '' as None."""
-    arr = pc.if_else(pc.equal(pc.utf8_trim_whitespace(arr), ""), pa.scalar(None, pa.string()), arr)
-    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=object)
+    return np.asarray(_nullify(arr).to_numpy(zero_copy_only=False), dtype=object)
 
 
 def _to_float(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -266,11 +270,13 @@ def parse_police_csv(path: Path, data: bytes | None = None) -> Parsed:
     month = _np(_strings(table, "Month"))
     month_ok = np.asarray(pc.match_substring_regex(pc.utf8_trim_whitespace(_strings(table, "Month")), MONTH_RE)
                           .to_numpy(zero_copy_only=False), dtype=bool)
-    cat = _np(_strings(table, "Crime type"))
+    # Repeated text stays in Arrow (dictionary-encoded at store time, never converted row by row).
+    cat = _nullify(_strings(table, "Crime type"))
     lon, lat = _validate_lonlat(_strings(table, "Longitude"), _strings(table, "Latitude"), reason, column,
                                 "Longitude", "Latitude")
     _mark(reason, column, ~month_ok, R_BAD_MONTH, "Month")
-    _mark(reason, column, pd.isna(cat), R_NO_CATEGORY, "Crime type")
+    _mark(reason, column, np.asarray(cat.is_null().to_numpy(zero_copy_only=False), dtype=bool), R_NO_CATEGORY,
+          "Crime type")
     crime_id = _np(_strings(table, "Crime ID"))
     # Rows without a Crime ID (anti-social behaviour) are identified by their content.
     parts = [pc.fill_null(_strings(table, c), "") for c in ("Month", "Longitude", "Latitude", "Location",
@@ -284,7 +290,7 @@ def parse_police_csv(path: Path, data: bytes | None = None) -> Parsed:
         return {c: table.column(c)[i].as_py() for c in cols}
 
     return Parsed(n, crime_id, month, np.full(n, None, dtype=object), cat, lon, lat, e, nn,
-                  _np(_strings(table, "Location")), _np(_strings(table, "Last outcome category")),
+                  _nullify(_strings(table, "Location")), _nullify(_strings(table, "Last outcome category")),
                   _np(_strings(table, "Context")), _np(_strings(table, "LSOA code")),
                   np.full(n, None, dtype=object), identity, reason, column, raw)
 
@@ -340,7 +346,8 @@ def parse_police_json(path: Path) -> Parsed:
         street = loc.get("street") if isinstance(loc.get("street"), dict) else {}
         outcome = rec.get("outcome_status")
         fields["id"][i] = None if rec.get("id") in (None, "") else str(rec.get("id"))
-        fields["pid"][i] = rec.get("persistent_id") or None
+        pid = rec.get("persistent_id")
+        fields["pid"][i] = str(pid) if isinstance(pid, (str, int, float)) and pid != "" else None
         fields["month"][i] = rec.get("month")
         fields["category"][i] = rec.get("category")
         fields["lon"][i] = loc.get("longitude")
@@ -550,9 +557,9 @@ def ingest_file(con, geocoder: Geocoder, path: Path, fmt: str | None = None, con
         n = len(sel)
         area_ids = {role: _area_ids(con, geocoder.layers[role])[area_idx[role][pos]] for role in area_idx}
         in_area = area_idx[geocoder.area_role][pos] >= 0
-        cat_ids = _category_ids(con, parsed.category_raw[sel])
-        loc_ids = _text_ids(con, parsed.location[sel])
-        out_ids = _text_ids(con, parsed.outcome[sel])
+        cat_ids = _category_ids(con, _take(parsed.category_raw, sel))
+        loc_ids = _text_ids(con, _take(parsed.location, sel))
+        out_ids = _text_ids(con, _take(parsed.outcome, sel))
         clock("dictionaries")
         table = np.empty((n, len(store.INCIDENT_COLUMNS)), dtype=object)
         table[:, 0] = keys[sel]
@@ -692,8 +699,24 @@ def _area_ids(con, layer) -> np.ndarray:
     return np.array([ids[str(c)] for c in layer.codes] + [-1], dtype=np.int64)
 
 
-def _category_ids(con, raw: np.ndarray) -> np.ndarray:
-    codes, uniques = pd.factorize(pd.Series(raw, dtype=object))
+def _take(values, sel: np.ndarray):
+    return values.take(pa.array(sel)) if isinstance(values, (pa.Array, pa.ChunkedArray)) else values[sel]
+
+
+def _factorize(values) -> tuple[np.ndarray, list]:
+    """(codes with -1 for missing, distinct values) for Arrow or numpy object arrays."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        enc = pc.dictionary_encode(values)
+        if isinstance(enc, pa.ChunkedArray):
+            enc = enc.combine_chunks()
+        codes = np.asarray(enc.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+        return codes, enc.dictionary.to_pylist()
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object))
+    return codes, list(uniques)
+
+
+def _category_ids(con, raw) -> np.ndarray:
+    codes, uniques = _factorize(raw)
     ids = []
     for value in uniques:
         slug = normalise_category(value)
@@ -702,9 +725,9 @@ def _category_ids(con, raw: np.ndarray) -> np.ndarray:
     return np.asarray(ids, dtype=np.int64)[codes] if len(codes) else np.empty(0, dtype=np.int64)
 
 
-def _text_ids(con, values: np.ndarray) -> list:
+def _text_ids(con, values) -> np.ndarray:
     """Dictionary-encode repeated text (street names, outcomes) into the ``texts`` table."""
-    codes, uniques = pd.factorize(pd.Series(values, dtype=object))
+    codes, uniques = _factorize(values)
     if not len(uniques):
         return np.full(len(values), None, dtype=object)
     con.execute("CREATE TEMP TABLE IF NOT EXISTS _texts (pos INTEGER PRIMARY KEY, text TEXT)")

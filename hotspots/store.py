@@ -121,6 +121,7 @@ def connect(db_path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     con.execute("PRAGMA journal_mode = WAL")
     con.execute("PRAGMA synchronous = NORMAL")
     con.execute("PRAGMA temp_store = MEMORY")
+    con.execute("PRAGMA threads = 2")  # worker threads for the sorts of CREATE INDEX
     con.execute("PRAGMA cache_size = -200000")
     _migrate(con)
     return con
