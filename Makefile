@@ -1,5 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make run    create .venv, install, install the data bundle, ingest its incidents, serve on http://127.0.0.1:5000
+#               in public mode (HOTSPOTS_PUBLIC=1: anonymous visitors are viewers, small numbers suppressed;
+#               PUBLIC=0 make run to require sign-in; add accounts with `.venv/bin/hotspots users add NAME --role ROLE`)
 #   make test   create .venv with test extras, install Debian's chromium if missing, run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -7,6 +9,8 @@ BIN    := $(VENV)/bin
 BUNDLE ?= ../shared/data
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
+PUBLIC ?= 1
+THREADS ?= 8
 PYTEST_ARGS ?=
 
 .PHONY: run test venv install install-test chromium bundle ingest serve bench clean
@@ -40,10 +44,11 @@ ingest: bundle
 	$(BIN)/hotspots ingest --bundle
 
 serve: install
-	$(BIN)/hotspots serve --host $(HOST) --port $(PORT)
+	HOTSPOTS_PUBLIC=$(PUBLIC) $(BIN)/hotspots serve --host $(HOST) --port $(PORT) --threads $(THREADS)
 
+# never debug mode: `hotspots serve` is waitress with the app's debug switched off
 run: ingest
-	$(BIN)/hotspots serve --host $(HOST) --port $(PORT)
+	HOTSPOTS_PUBLIC=$(PUBLIC) $(BIN)/hotspots serve --host $(HOST) --port $(PORT) --threads $(THREADS)
 
 test: install-test chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

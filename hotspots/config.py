@@ -26,6 +26,8 @@ ENV_OVERRIDES = {
     "HOTSPOTS_PORT": "port",
     "HOTSPOTS_TILES": "tiles",
     "HOTSPOTS_PUBLIC": "public_mode",
+    "HOTSPOTS_SECURE_COOKIES": "secure_cookies",
+    "HOTSPOTS_MAX_UPLOAD_MB": "max_upload_mb",
 }
 
 BOUNDARY_ROLES = ("lsoa21", "lsoa11", "ward", "ward_pre2023")
@@ -47,6 +49,7 @@ class Dataset:
     vintage: str = ""
     licence: str = ""
     attribution: str = ""
+    disclosure: str = ""  # disclosure rule name for this dataset (e.g. "hospital"); "" = the [disclosure] rule
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,12 @@ class Config:
     alpha: float = 0.05
     weights: str = "queen"
     public_mode: bool = False
+    #: [disclosure] table: {"rule": "default"} or a custom rule (see hotspots.disclosure.rule_from_mapping)
+    disclosure: dict = field(default_factory=lambda: {"rule": "default"})
+    #: session cookie Secure flag: "auto" (when the request is HTTPS), "true" or "false"
+    secure_cookies: str = "auto"
+    session_hours: float = 12.0
+    max_upload_mb: float = 50.0
     source: Path | None = None
 
     # -- derived paths -------------------------------------------------------------------------
@@ -175,6 +184,10 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         permutations=int(analysis.get("permutations", 9999)), seed=int(analysis.get("seed", 12345)),
         alpha=float(analysis.get("alpha", 0.05)), weights=analysis.get("weights", "queen"),
         public_mode=bool(server.get("public_mode", False)),
+        secure_cookies=str(server.get("secure_cookies", "auto")).lower(),
+        session_hours=float(server.get("session_hours", 12.0)),
+        max_upload_mb=float(server.get("max_upload_mb", 50.0)),
+        disclosure=dict(raw.get("disclosure") or {"rule": "default"}),
         datasets=datasets, extract=extract, source=path,
     )
     for var, fld in ENV_OVERRIDES.items():
@@ -186,8 +199,26 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
                 v = int(v)
             elif fld == "public_mode":
                 v = v.lower() in ("1", "true", "yes", "on")
+            elif fld == "secure_cookies":
+                v = v.lower()
+            elif fld == "max_upload_mb":
+                v = float(v)
             values[fld] = v
     values.update(overrides)
     for fld in ("data_dir", "instance_dir", "bundle"):
         values[fld] = Path(values[fld])
+    if values["secure_cookies"] in ("1", "yes", "on"):
+        values["secure_cookies"] = "true"
+    if values["secure_cookies"] in ("0", "no", "off"):
+        values["secure_cookies"] = "false"
+    if values["secure_cookies"] not in ("auto", "true", "false"):
+        raise ConfigError(f"[server] secure_cookies must be auto, true or false, got {values['secure_cookies']!r}",
+                          path=path)
+    if not 0 < float(values["max_upload_mb"]) <= 4096:
+        raise ConfigError("[server] max_upload_mb must be between 0 and 4096", path=path)
+    from .disclosure import rule_from_mapping, get_rule  # validate the rules now, not on the first request
+    rule_from_mapping(values["disclosure"])
+    for ds in values["datasets"].values():
+        if ds.disclosure:
+            get_rule(ds.disclosure)
     return Config(**values)

@@ -191,6 +191,7 @@ class _Table:
     g_values: np.ndarray = field(init=False)
     g_status: np.ndarray = field(init=False)
     g_hint: np.ndarray = field(init=False)  # group total suppressed as "next smallest" (attacker knows a bound)
+    g_demoted: np.ndarray = field(init=False)  # a small (primary) group total shown as the secondary label
     t_value: int = field(init=False)
     t_status: int = field(init=False)
 
@@ -200,6 +201,7 @@ class _Table:
         self.g_values = np.bincount(self.group_idx, weights=self.values, minlength=self.n_groups).astype(np.int64)
         self.g_status = np.where((self.g_values >= 1) & (self.g_values <= r.max_suppressed), PRIMARY, PUBLISHED)
         self.g_hint = np.zeros(self.n_groups, dtype=bool)
+        self.g_demoted = np.zeros(self.n_groups, dtype=bool)
         self.t_value = int(self.values.sum())
         self.t_status = PRIMARY if 1 <= self.t_value <= r.max_suppressed else PUBLISHED
         if not self.total_published:
@@ -228,6 +230,10 @@ class _Table:
         return lo, hi
 
     def _total_interval(self, value: int, status: int) -> tuple[float, float] | None:
+        """What an attacker knows of a total: its published interval, or 1..max_suppressed when it shows
+        the primary label (a small total still bounds its cells); None when hidden otherwise."""
+        if status == PRIMARY:
+            return 1.0, float(self.rule.max_suppressed)
         if status != PUBLISHED:
             return None
         return self.rule.published_interval(self.rule.round(value))
@@ -248,6 +254,8 @@ class _Table:
             c_lo, c_hi = clo.sum(), chi.sum()
             if self.g_status[g] == PUBLISHED:
                 lo[g], hi[g] = pub_total_lo[g], pub_total_hi[g]
+            elif self.g_demoted[g]:  # a small total shown as "*": only "at least 1" is known
+                lo[g], hi[g] = max(1.0, c_lo), c_hi
             else:
                 lo[g], hi[g] = max(pub_total_lo[g], c_lo), min(pub_total_hi[g], c_hi)
         return lo, hi
@@ -305,10 +313,10 @@ class _Table:
             if city is None:
                 return False
             idx, lo, hi = self._group_cell_bounds(0)
-            if self._group_at_risk(idx, lo, hi, city[0], city[1], True):
+            if self._group_at_risk(idx, lo, hi, city[0], city[1], self.t_status == PUBLISHED):
                 if self._suppress_next_cell(idx):
                     return True
-                self.t_status = SECONDARY
+                self.t_status = SECONDARY  # hidden (a small total: shown as the secondary label)
                 return True
             return False
         g_lo, g_hi = self._group_total_bounds()
@@ -322,22 +330,29 @@ class _Table:
             published = self.g_status[g] == PUBLISHED
             if published:
                 t_lo, t_hi = self._total_interval(self.g_values[g], PUBLISHED)
-            elif city is not None:
-                t_lo, t_hi = gr_lo[g], gr_hi[g]
             else:
-                continue  # neither this group's total nor the grand total is published
+                # hidden total: the grand total (if published) and its own label (1..max for a small
+                # total shown as the primary label) still bound it
+                t_lo, t_hi = (gr_lo[g], gr_hi[g]) if city is not None else (g_lo[g], g_hi[g])
+                if city is None and not np.isfinite(t_hi) and not self.g_status[g] == PRIMARY:
+                    continue
             if self._group_at_risk(idx, lo, hi, t_lo, t_hi, published):
                 if self._suppress_next_cell(idx):
                     return True
                 if published:
                     self.g_status[g] = SECONDARY
                     return True
+                if self.g_status[g] == PRIMARY and not self.g_demoted[g]:
+                    self.g_status[g] = SECONDARY  # its "<5" label pins the cells: show "*" instead
+                    self.g_demoted[g] = True
+                    return True
                 widen_city = True
         if city is None:
             return False
         st = self.g_status
         sup = st != PUBLISHED
-        at_risk = widen_city or sup.sum() == 1 or bool(((st == PRIMARY) & (gr_lo >= gr_hi)).any())
+        literal = self.t_status == PUBLISHED and sup.sum() == 1  # one hidden group beside a published total
+        at_risk = widen_city or literal or bool(((st == PRIMARY) & (gr_lo >= gr_hi)).any())
         if sup.any() and at_risk:
             if self._suppress_next_group():
                 return True
@@ -543,3 +558,29 @@ def redact_statistics(frame: pd.DataFrame, suppressed: str | Iterable[bool] = "s
         col[mask] = None
         out[c] = col
     return out
+
+
+# ------------------------------------------------------------------------------------ configuration
+def _strictness(r: DisclosureRule) -> tuple[int, int]:
+    return (r.max_suppressed, r.round_to)
+
+
+def config_rule(config: Any) -> DisclosureRule:
+    """The ``[disclosure]`` rule of a configuration (``default`` when the table is absent)."""
+    spec = getattr(config, "disclosure", None) or {"rule": "default"}
+    if isinstance(spec, (str, DisclosureRule)):
+        return get_rule(spec)
+    return rule_from_mapping(spec)
+
+
+def effective_rule(config: Any, kinds: Iterable[str] = ("incidents",)) -> DisclosureRule:
+    """The rule for a layer built from datasets of ``kinds``: the strictest of the ``[disclosure]`` rule
+    and every such dataset's own ``disclosure`` rule (incidents of all datasets share one store, so a
+    crime layer must satisfy the strictest rule among them)."""
+    best = config_rule(config)
+    for ds in (getattr(config, "datasets", None) or {}).values():
+        if ds.kind in kinds and getattr(ds, "disclosure", ""):
+            r = get_rule(ds.disclosure)
+            if _strictness(r) > _strictness(best):
+                best = r
+    return best

@@ -5,6 +5,11 @@ turns ``HotspotsError`` into the JSON envelope ``{"ok": false, "error", "status"
 HTML page otherwise. Responses are gzip-compressed when the client accepts it (JSON, GeoJSON, HTML, CSS,
 JS). The numba kernels of the statistics are compiled in a background thread at start, so no request
 pays the ~15 s compile. Never runs in debug mode.
+
+Trust (issue 5): ``web.auth`` (sign-in, roles, the access gate), ``web.security`` (CSP with a per-request
+nonce, security headers, CSRF, session cookie flags), ``web.uploads`` (incident files through the web),
+disclosure control in ``web.layers._finish``. The secret key comes from ``HOTSPOTS_SECRET_KEY`` or
+``<instance>/secret_key`` (``hotspots.users.secret_key``).
 """
 from __future__ import annotations
 
@@ -33,22 +38,30 @@ def create_app(config: Config | None = None, test_config: dict | None = None) ->
     config = config or load_config()
     config.instance_dir.mkdir(parents=True, exist_ok=True)
     app = Flask(__name__, instance_path=str(config.instance_dir), instance_relative_config=True)
+    # the upload limit plus room for the multipart envelope; larger requests get 413
     app.config.from_mapping(HOTSPOTS=config, WARM_UP=True, JSON_SORT_KEYS=False, GZIP=True,
-                            SEND_FILE_MAX_AGE_DEFAULT=3600, MAX_CONTENT_LENGTH=1 << 20)
+                            SEND_FILE_MAX_AGE_DEFAULT=3600,
+                            MAX_CONTENT_LENGTH=int(config.max_upload_mb * (1 << 20)) + (64 << 10),
+                            MAX_FORM_MEMORY_SIZE=1 << 20)
     if not (test_config or {}).get("TESTING"):
         app.config.from_pyfile("config.py", silent=True)  # local settings in <instance>/config.py
     app.config.from_mapping(test_config or {})
-    app.debug = False
+    app.debug = False  # whatever FLASK_DEBUG or <instance>/config.py say
+    app.config["DEBUG"] = False
     app.json.sort_keys = False
+    from hotspots.users import secret_key
+    app.secret_key = app.config.get("SECRET_KEY") if (test_config or {}).get("SECRET_KEY") else secret_key(config)
     _setup_logging(app)
 
-    from . import api, views
+    from . import api, auth, security, uploads, views
+    auth.init_app(app)
+    security.init_app(app)
     app.register_blueprint(views.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(uploads.bp)
     _register_errors(app)
     if app.config.get("GZIP"):
         app.after_request(_gzip)
-    app.after_request(_security_headers)
     if app.config.get("WARM_UP"):
         _start_warm_up(app)
     else:
@@ -114,6 +127,13 @@ def error_response(status: int, message: str, **extra: Any) -> Response:
 
 
 def _register_errors(app: Flask) -> None:
+    from .security import CSRFError
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        logger.warning("CSRF check failed on %s %s from %s", request.method, request.path, request.remote_addr)
+        return error_response(400, str(exc))
+
     @app.errorhandler(HotspotsError)
     def hotspots_error(exc: HotspotsError):
         d = exc.to_dict()
@@ -124,6 +144,9 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        if exc.code == 413:
+            limit = app.config["HOTSPOTS"].max_upload_mb
+            return error_response(413, f"the file is too large (the limit is {limit:g} MB)", limit_mb=limit)
         return error_response(exc.code or 500, exc.description or exc.name)
 
     @app.errorhandler(Exception)
@@ -148,10 +171,4 @@ def _gzip(resp: Response) -> Response:
     resp.vary.add("Accept-Encoding")
     if resp.headers.get("ETag"):
         resp.headers["ETag"] = resp.headers["ETag"].rstrip('"') + '-gz"'
-    return resp
-
-
-def _security_headers(resp: Response) -> Response:
-    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-    resp.headers.setdefault("Referrer-Policy", "same-origin")
     return resp

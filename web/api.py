@@ -2,6 +2,11 @@
 with a 4xx status naming the bad parameter (``column``). The OpenAPI 3.1 document is at
 ``/api/v1/openapi.json``. Map layers and downloads come from ``web.layers.layer_data``, the same function
 the HTML map uses.
+
+Access (``web.auth``): every route but ``/health`` needs a user (signed in, or anonymous in public mode).
+Viewers get the viewer-level results (small numbers suppressed, ``hotspots.disclosure``); users with the
+``view_unsuppressed`` right (analysts, admins) the full ones. Risk-factor overlays need ``overlays``;
+incident-level records (``/incidents``) need ``view_incidents``: anyone else gets 403 JSON.
 """
 from __future__ import annotations
 
@@ -12,10 +17,13 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from hotspots import overlays
 from hotspots.aggregate import level_role
 from hotspots.bundle import load_boundary
+from hotspots.disclosure import suppress_value
+from hotspots.errors import HotspotsError
 from hotspots.export import POLICE_NOTE
 
 from . import get_config
 from . import layers as L
+from .auth import can, current_user, require
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -25,7 +33,28 @@ def ok(**data: Any) -> Response:
 
 
 def _params(layer: str | None = None) -> L.LayerParams:
-    return L.parse_params(get_config(), request.args, layer=layer)
+    p = L.parse_params(get_config(), request.args, layer=layer)
+    check_layer_access(p.layer)
+    return p
+
+
+def full() -> bool:
+    """Unsuppressed results for this user?"""
+    return can("view_unsuppressed")
+
+
+class Forbidden(HotspotsError):
+    status = 403
+
+
+def check_layer_access(name: str) -> None:
+    """Risk-factor overlays are local, unvetted data: analysts only (403 for viewers)."""
+    if name.startswith("overlay-") and not can("overlays"):
+        raise Forbidden("risk-factor overlays are for analysts: sign in with an analyst account", column="layer")
+
+
+def visible_layers(catalogue: list[dict]) -> list[dict]:
+    return [l for l in catalogue if l["kind"] != "overlay" or can("overlays")]
 
 
 @bp.get("/")
@@ -41,9 +70,28 @@ def health():
     return ok(warm_up=current_app.extensions.get("hotspots_warm", {}))
 
 
+@bp.get("/me")
+def me():
+    """Who is asking: username, role, rights, and the CSRF token for POSTs from scripts."""
+    from hotspots.users import PERMISSIONS
+    from .security import csrf_token
+    u = current_user()
+    return ok(username=None if u.username == "(public)" else u.username, role=u.role,
+              public=u.username == "(public)", permissions=sorted(PERMISSIONS.get(u.role, ())),
+              csrf_token=csrf_token())
+
+
+def categories_for_user(config) -> list[dict]:
+    cats = L.categories(config)
+    if full():
+        return cats
+    rule = L.viewer_rule(config)
+    return [{**c, "count": suppress_value(c["count"], rule)} for c in cats]
+
+
 @bp.get("/categories")
 def categories():
-    return ok(categories=L.categories(get_config()))
+    return ok(categories=categories_for_user(get_config()))
 
 
 @bp.get("/periods")
@@ -65,7 +113,7 @@ def areas():
         from hotspots.errors import NotFoundError
         raise NotFoundError(f"unknown geography {geo!r} (use one of: {', '.join(L.GEOGRAPHIES)})", column="geography")
     p = L.parse_params(config, {"geography": geo, "layer": "count"})
-    r = L.layer_data(config, p)
+    r = L.layer_data(config, p, full=True)  # names, wards, population, IMD only: no counts leave here
     keep = ("code", "name", "ward_code", "ward_name", "population", "imd_decile")
     rows = [{k: v for k, v in row.items() if k in keep} for row in L.table_rows(r)]
     return ok(geography=geo, role=level_role(geo), count=len(rows), areas=rows)
@@ -73,7 +121,7 @@ def areas():
 
 @bp.get("/layers")
 def layer_list():
-    return ok(layers=L.layer_catalogue(get_config()))
+    return ok(layers=visible_layers(L.layer_catalogue(get_config())))
 
 
 @bp.get("/layers/<name>")
@@ -83,7 +131,7 @@ def layer_json(name: str):
     if "." in name:
         name, fmt = name.rsplit(".", 1)
         return layer_file(name, fmt)
-    r = L.layer_data(config, _params(name))
+    r = L.layer_data(config, _params(name), full=full())
     return ok(layer=r.name, title=r.title, legend=r.legend, fields=r.fields, metadata=r.metadata,
               rows=L.table_rows(r))
 
@@ -91,7 +139,7 @@ def layer_json(name: str):
 def layer_file(name: str, fmt: str):
     """``.geojson``: the map's simplified GeoJSON; other formats are downloads."""
     config = get_config()
-    r = L.layer_data(config, _params(name))
+    r = L.layer_data(config, _params(name), full=full())
     if fmt == "geojson" and not request.args.get("download"):
         resp = Response(L.display_geojson(config, r), mimetype="application/geo+json")
         resp.headers["Cache-Control"] = "private, max-age=300"
@@ -102,7 +150,7 @@ def layer_file(name: str, fmt: str):
 @bp.get("/downloads/<name>.<fmt>")
 def download(name: str, fmt: str):
     """Full-resolution download with attribution and method metadata; file name carries the filters."""
-    return _download(L.layer_data(get_config(), _params(name)), fmt)
+    return _download(L.layer_data(get_config(), _params(name), full=full()), fmt)
 
 
 def _download(r: L.LayerResult, fmt: str) -> Response:
@@ -119,6 +167,8 @@ def downloads():
     p = _params(request.args.get("layer") or "count")
     out = []
     for layer in L.layer_names(config):
+        if layer.startswith("overlay-") and not can("overlays"):
+            continue
         q = p.query(layer=layer)
         out.append({"layer": layer, "formats": {fmt: url_for("api.download", name=layer, fmt=fmt, **q)
                                                 for fmt in L.DOWNLOAD_TYPES}})
@@ -129,7 +179,7 @@ def downloads():
 def hotspots():
     """Side-panel analysis: top hot spots, Moran's I in words, parameters and why, vintages."""
     config = get_config()
-    return ok(**L.panel(config, _params("gistar")))
+    return ok(**L.panel(config, _params("gistar"), full=full()))
 
 
 @bp.get("/compare")
@@ -137,7 +187,7 @@ def compare():
     """Change in count per area between the period (from/to) and a baseline (compare_from/compare_to,
     default: the same number of months just before)."""
     config = get_config()
-    return ok(**L.comparison(config, _params("change")))
+    return ok(**L.comparison(config, _params("change"), full=full()))
 
 
 @bp.get("/overlays")
@@ -147,7 +197,80 @@ def overlay_list():
     for d in overlays.deprivation_sets(config):
         dep.append({**d, "domains": [{"slug": x["slug"], "label": x["label"]}
                                      for x in L.domains(config, d["key"])]})
-    return ok(deprivation=dep, risk_factors=[o.describe() for o in overlays.list_overlays(config)])
+    return ok(deprivation=dep, risk_factors=[o.describe() for o in overlays.list_overlays(config)]
+              if can("overlays") else [])
+
+
+INCIDENT_COLUMNS = ["crime_id", "month", "date", "category", "category_raw", "longitude", "latitude", "easting",
+                    "northing", "location", "outcome", "context", "lsoa21", "lsoa21_name", "ward", "ward_name",
+                    "source"]
+MAX_INCIDENTS = 10000
+
+
+@bp.get("/incidents")
+@require("view_incidents")
+def incidents():
+    """Incident-level records (analysts only): from the store view ``incidents_geocoded``, inside the area,
+    filtered by category, month range and area (an LSOA 2021 or ward code); ``limit``/``offset`` page
+    through them; ``format=csv`` downloads them (formula-safe CSV)."""
+    from hotspots import store
+    config = get_config()
+    p = L.parse_params(config, request.args, layer="count")
+    where, args = ["in_area = 1"], []
+    if p.categories:
+        where.append(f"category IN ({', '.join('?' * len(p.categories))})")
+        args += list(p.categories)
+    if p.month_from:
+        where.append("month >= ?")
+        args.append(p.month_from)
+    if p.month_to:
+        where.append("month <= ?")
+        args.append(p.month_to)
+    area = (request.args.get("area") or "").strip()
+    if area:
+        if not (len(area) <= 16 and area.isalnum()):
+            raise HotspotsError(f"area must be an LSOA or ward code, got {area[:20]!r}", column="area")
+        where.append("(lsoa21 = ? OR ward = ?)")
+        args += [area, area]
+    limit = int(L._float(request.args, "limit", 1000, 1, MAX_INCIDENTS))
+    offset = int(L._float(request.args, "offset", 0, 0, 1e12))
+    sql_where = " AND ".join(where)
+    con = store.connect(config.db_path, readonly=True)
+    try:
+        total = con.execute(f"SELECT COUNT(*) FROM incidents_geocoded WHERE {sql_where}", args).fetchone()[0]
+        cur = con.execute(f"SELECT {', '.join(INCIDENT_COLUMNS)} FROM incidents_geocoded WHERE {sql_where} "
+                          "ORDER BY month, key LIMIT ? OFFSET ?", args + [limit, offset])
+        rows = [dict(zip(INCIDENT_COLUMNS, r)) for r in cur.fetchall()]
+    finally:
+        con.close()
+    if area and total == 0 and not _area_exists(config, area):
+        from hotspots.errors import NotFoundError
+        raise NotFoundError(f"unknown area {area!r}", column="area")
+    if request.args.get("format") == "csv":
+        import pandas as pd
+        from hotspots.export import safe_csv_frame
+        df = safe_csv_frame(pd.DataFrame(rows, columns=INCIDENT_COLUMNS))
+        body = (f"# incident-level records: {L._filters_text(p)}; not for publication (no disclosure control)\n"
+                f"# {POLICE_NOTE}\n" + df.to_csv(index=False, lineterminator="\n"))
+        resp = Response(body.encode("utf-8"), mimetype="text/csv")
+        resp.headers["Content-Disposition"] = (f'attachment; filename="incidents_{L._filename(p)}.csv"')
+        return resp
+    nxt = offset + len(rows)
+    return ok(count=len(rows), total=total, offset=offset, limit=limit,
+              next=url_for("api.incidents", **{**request.args.to_dict(), "offset": nxt}) if nxt < total else None,
+              parameters={"category": list(p.categories), "from": p.month_from, "to": p.month_to,
+                          "area": area or None},
+              note=POLICE_NOTE, incidents=rows)
+
+
+def _area_exists(config, code: str) -> bool:
+    for role in ("lsoa21", "ward"):
+        try:
+            if code in set(load_boundary(config, role)["code"]):
+                return True
+        except HotspotsError:
+            continue
+    return False
 
 
 @bp.get("/openapi.json")
@@ -193,7 +316,13 @@ ROUTES = [
     {"path": "/api/v1/hotspots", "summary": "Side panel: top hot spots, Moran's I, parameters, vintages",
      "filters": True},
     {"path": "/api/v1/compare", "summary": "Period comparison table", "filters": True},
-    {"path": "/api/v1/overlays", "summary": "Deprivation datasets and risk-factor overlays", "filters": False},
+    {"path": "/api/v1/overlays", "summary": "Deprivation datasets and risk-factor overlays (analysts)", "filters": False},
+    {"path": "/api/v1/me", "summary": "The signed-in user: role, rights and CSRF token", "filters": False},
+    {"path": "/api/v1/incidents", "summary": "Incident-level records with lon/lat (analysts only; 403 otherwise)",
+     "filters": False, "params": [("category", "Crime category slug(s)"), ("from", "First month YYYY-MM"),
+                                  ("to", "Last month YYYY-MM"), ("area", "LSOA 2021 or ward code"),
+                                  ("limit", "Rows per page, 1 to 10000 (default 1000)"),
+                                  ("offset", "Rows to skip"), ("format", "json (default) or csv")]},
     {"path": "/api/v1/openapi.json", "summary": "This document", "filters": False},
 ]
 
@@ -221,9 +350,11 @@ def openapi_document() -> dict:
         content = ({"application/geo+json": {"schema": {"type": "object"}}} if r.get("geojson") else
                    {k: {"schema": {"type": "string", "format": "binary"}} for k in L.DOWNLOAD_TYPES.values()}
                    if r.get("fmt") else {"application/json": {"schema": {"$ref": "#/components/schemas/Ok"}}})
-        paths[r["path"]] = {"get": {"summary": r["summary"], "parameters": params,
-                                    "responses": {"200": {"description": "OK", "content": content},
-                                                  "400": err, "404": err}}}
+        responses = {"200": {"description": "OK", "content": content}, "400": err, "404": err}
+        if r["path"] != "/api/v1/health":
+            responses["401"] = {**err, "description": "Sign-in required (public mode off)"}
+            responses["403"] = {**err, "description": "Your role may not do this"}
+        paths[r["path"]] = {"get": {"summary": r["summary"], "parameters": params, "responses": responses}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "hotspots API", "version": "1.0.0",
@@ -231,7 +362,11 @@ def openapi_document() -> dict:
                  "license": {"name": "Data: Open Government Licence v3.0",
                              "url": "https://www.nationalarchives.gov.uk/doc/open-government-licence/version/3/"}},
         "paths": paths,
-        "components": {"schemas": {
+        "security": [{"session": []}],
+        "components": {"securitySchemes": {"session": {"type": "apiKey", "in": "cookie", "name": "hotspots_session",
+                                                       "description": "Sign in at /login; viewers get suppressed "
+                                                                      "counts, analysts the full data"}},
+                       "schemas": {
             "Ok": {"type": "object", "required": ["ok"], "properties": {"ok": {"const": True}}},
             "Error": {"type": "object", "required": ["ok", "error", "status"],
                       "properties": {"ok": {"const": False}, "error": {"type": "string"},

@@ -3,8 +3,11 @@
 ``parse_params`` turns query arguments into a validated, hashable ``LayerParams`` (errors name the
 parameter); ``layer_data(config, params)`` returns a ``LayerResult``: a GeoDataFrame in EPSG:27700 with
 the layer's properties, class and fill colour, its legend, the tooltip fields and the provenance metadata.
-Everything a person sees or takes away goes through ``layer_data``, so a later rule (the disclosure
-control of issue 5, suppressing counts 1-4 for viewers) is applied in one place: ``_finish``.
+Everything a person sees or takes away goes through ``layer_data``, so the disclosure control of issue 5
+is applied in one place: ``_finish`` (``_disclose``). ``layer_data(config, p)`` is the viewer-level result
+(small numbers suppressed under the configured rule); ``layer_data(config, p, full=True)`` the analyst's.
+Statistics are always computed on the full data; the viewer result hides the counts, rates and numeric
+statistics of suppressed areas and keeps their Gi*/LISA class.
 
 Renderers: ``display_geojson`` (simplified with ``shapely.coverage_simplify`` in EPSG:27700, so shared
 borders stay shared, then WGS84 with coordinates quantised to 5 decimals, about 1 m) for the map, and
@@ -35,6 +38,8 @@ from hotspots.aggregate import (LEVELS, area_counts, available_categories, avail
 from hotspots.bundle import BNG, WGS84, load_boundary, read_lock
 from hotspots.categories import category_label
 from hotspots.config import Config
+from hotspots.disclosure import (DisclosureRule, effective_rule, get_rule, redact_statistics, rule_metadata,
+                                 suppress_change, suppress_table, suppress_value)
 from hotspots.errors import AnalysisError, HotspotsError, NotFoundError
 from hotspots.export import POLICE_NOTE, provenance, safe_csv_frame, to_geojson_dict
 
@@ -100,6 +105,7 @@ class LayerResult:
     filename: str
     summary: dict = field(default_factory=dict)
     _display: bytes | None = field(default=None, repr=False)
+    _downloads: dict = field(default_factory=dict, repr=False)
 
 
 # -- parameters ----------------------------------------------------------------------------------------
@@ -386,9 +392,22 @@ def _rebin_bonferroni(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
 
 # -- the one data function ----------------------------------------------------------------------------
 
-def layer_data(config: Config, p: LayerParams) -> LayerResult:
-    """The layer for a filter set: frame (EPSG:27700), legend, tooltip fields and metadata. Cached."""
-    return cached(config, ("layer", p), lambda: _finish(config, p, _build(config, p)))
+def layer_data(config: Config, p: LayerParams, full: bool = False) -> LayerResult:
+    """The layer for a filter set: frame (EPSG:27700), legend, tooltip fields and metadata. Cached.
+
+    ``full=False`` (the default, what viewers and public visitors get): counts under the disclosure rule;
+    ``full=True``: unsuppressed (analysts)."""
+    rule = None if full else viewer_rule(config)
+    return cached(config, ("layer", p, _rule_key(rule)), lambda: _finish(config, p, _build(config, p), rule))
+
+
+def viewer_rule(config: Config) -> DisclosureRule:
+    """The rule for crime layers: the strictest of ``[disclosure]`` and the incident datasets' rules."""
+    return effective_rule(config)
+
+
+def _rule_key(rule: DisclosureRule | None) -> tuple | None:
+    return None if rule is None else tuple(sorted(vars(rule).items()))
 
 
 def _filters_text(p: LayerParams) -> str:
@@ -534,24 +553,198 @@ def _style(g: gpd.GeoDataFrame, st: maps.Styled) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(g[cols], geometry="geometry", crs=BNG)
 
 
-def _finish(config: Config, p: LayerParams, r: LayerResult) -> LayerResult:
-    """Last step for every output: IMD decile joined for LSOA crime layers, provenance attached.
-
-    Issue 5's disclosure control (suppressing counts 1-4 for viewers) belongs here, the single place
-    every map, table and download passes through."""
+def _finish(config: Config, p: LayerParams, r: LayerResult, rule: DisclosureRule | None = None) -> LayerResult:
+    """Last step for every output: IMD decile joined for LSOA crime layers, disclosure control for viewers
+    (``rule``; None = unsuppressed, analysts), provenance with the rule attached."""
     if p.layer in CRIME_LAYERS:
         dec = _imd_deciles(config, r.role)
         if dec is not None:
             r.frame.insert(len(r.frame.columns) - 3, "imd_decile", dec.reindex(r.frame["code"]).to_numpy())
             r.fields.append(["imd_decile", "IMD 2025 decile"])
+        if rule is not None:
+            r = _disclose(config, p, r, rule)
     vintages = {}
     for ds in config.datasets.values():
         if ds.kind in ("boundary", "table") and ds.vintage:
             vintages[ds.key] = ds.vintage
+    if rule is None:
+        disc = rule_metadata("none")
+        disc["disclosure"]["audience"] = "analyst: unsuppressed counts; do not publish without disclosure control"
+    else:
+        disc = rule_metadata(rule)
+        disc["disclosure"]["audience"] = "viewer: small numbers suppressed"
+        if p.layer not in CRIME_LAYERS:
+            disc["disclosure"]["applies"] = "no incident counts in this layer"
     r.metadata = provenance(config, r.title, {**r.metadata, "filters": _filters_text(p) if p.layer in CRIME_LAYERS
                                               else None, "vintages": vintages, "crs_computed": BNG,
-                                              "legend": r.legend})
+                                              "legend": r.legend, **disc})
     return r
+
+
+# -- disclosure control ------------------------------------------------------------------------------
+
+SUPPRESSED_COLOUR = "#d9d9d9"
+#: numeric statistics a suppressed area does not show (its class stays)
+REDACT = ("value", "gi_z", "gi_p", "gi_p_sim", "lisa_i", "lisa_p_sim", "rate_per_1000", "eb_rate_per_1000",
+          "pct_change")
+
+
+def protected_counts(config: Config, geography: str, cats: tuple, mf: str | None, mt: str | None,
+                     rule: DisclosureRule) -> pd.DataFrame:
+    """The viewer-level counts of one filter set: ``code``, ``count`` (number or the rule's label),
+    ``suppressed``, derived rates; ``attrs["disclosure"]`` holds the publishable totals. Cached.
+
+    LSOAs are protected with their ward as the group (ward totals are published by the ward view) and
+    the city total. Wards are protected with the city total, and a ward whose total the LSOA audit had to
+    hide is hidden here too, so the two views never give back what the other hides."""
+    key = ("protected", geography, cats, mf, mt, _rule_key(rule))
+    return cached(config, key, lambda: _protected_counts(config, geography, cats, mf, mt, rule))
+
+
+def _protected_counts(config, geography, cats, mf, mt, rule) -> pd.DataFrame:
+    p = LayerParams(layer="count", geography=geography, categories=cats, month_from=mf, month_to=mt)
+    frame = pd.DataFrame(_counts(config, p).drop(columns="geometry"))
+    derived = {"rate_per_1000": "count", "eb_rate_per_1000": "count"}
+    if geography == "lsoa":
+        sp = suppress_table(frame, "count", rule, group_col="ward_code", total=True, derived=derived)
+        out = sp.frame
+    else:
+        sp = suppress_table(frame, "count", rule, group_col=None, total=True, derived=derived)
+        out = sp.frame
+        lsoa = protected_counts(config, "lsoa", cats, mf, mt, rule)
+        hidden = {g["ward_code"] for g in (lsoa.attrs["disclosure"].get("group_totals") or [])
+                  if g.get("suppressed")}
+        force = out["code"].isin(hidden).to_numpy() & ~out["suppressed"].to_numpy(bool)
+        if force.any():
+            out.loc[force, "count"] = rule.secondary_label
+            out.loc[force, "suppressed"] = True
+            for c in derived:
+                out.loc[force, c] = None
+    if rule.round_to > 1 and "eb_rate_per_1000" in out:
+        # EB rates from the rounded counts, so the exact count cannot be solved back from the smoothing
+        from hotspots.stats import empirical_bayes_rate
+        rounded = np.array([rule.round(v) for v in frame["count"]], dtype=float)
+        b = frame["population"].to_numpy(float)
+        okb = np.isfinite(b) & (b > 0)
+        eb = np.full(len(out), np.nan)
+        if okb.any():
+            eb[okb] = empirical_bayes_rate(rounded[okb], b[okb]) * 1000.0
+        sup = out["suppressed"].to_numpy(bool)
+        out["eb_rate_per_1000"] = [None if (s_ or not np.isfinite(v)) else float(v) for s_, v in zip(sup, eb)]
+    out.attrs["disclosure"] = dict(sp.frame.attrs.get("disclosure", {}))
+    return out
+
+
+def _numeric(values) -> np.ndarray:
+    return np.array(pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce"), dtype=float)
+
+
+def _restyle(g: gpd.GeoDataFrame, st: maps.Styled, suppressed: np.ndarray, rule: DisclosureRule) -> tuple:
+    """Classes of the published values, and one more class for the suppressed areas."""
+    g = _style(g, st)
+    legend = {**st.legend, "items": [dict(i) for i in st.legend["items"]]}
+    n = int(suppressed.sum())
+    if n:
+        g.loc[suppressed, "class_label"] = "Suppressed (small number)"
+        g.loc[suppressed, "fill"] = SUPPRESSED_COLOUR
+        for i in legend["items"]:
+            if i["label"] == "No data":
+                i["n"] -= n
+        legend["items"] = [i for i in legend["items"] if not (i["label"] == "No data" and i["n"] <= 0)]
+        legend["items"].append({"label": "Suppressed (small number)", "colour": SUPPRESSED_COLOUR, "n": n})
+    legend["note"] = ((legend.get("note") or "") + ("; " if legend.get("note") else "")
+                      + f"small numbers suppressed ({rule.name} rule: {_rule_words(rule)})")
+    return g, legend
+
+
+def _rule_words(rule: DisclosureRule) -> str:
+    words = f"1-{rule.max_suppressed} shown as {rule.label}" if rule.max_suppressed else "none hidden"
+    if rule.round_to > 1:
+        words += f", others rounded to {rule.round_to}"
+    if rule.secondary:
+        words += f", {rule.secondary_label} = hidden to protect another"
+    return words
+
+
+def _disclose(config: Config, p: LayerParams, r: LayerResult, rule: DisclosureRule) -> LayerResult:
+    """The viewer-level version of a crime layer (see ``protected_counts``)."""
+    g = r.frame.copy()
+    keep = [c for c in g.columns if c not in ("class_label", "fill")]
+    g = gpd.GeoDataFrame(g[keep], geometry="geometry", crs=r.frame.crs)
+    if p.layer == "change":
+        return _disclose_change(config, p, r, g, rule)
+    prot = protected_counts(config, p.geography, p.categories, p.month_from, p.month_to, rule).set_index("code")
+    codes = g["code"]
+    for c in ("count", "rate_per_1000", "eb_rate_per_1000"):
+        if c in g:
+            g[c] = prot[c].reindex(codes).astype(object).to_numpy()
+    sup = prot["suppressed"].reindex(codes).fillna(False).to_numpy(bool)
+    g.insert(len(g.columns) - 1, "suppressed", sup)
+    g = gpd.GeoDataFrame(redact_statistics(g, "suppressed", columns=REDACT), geometry="geometry", crs=r.frame.crs)
+    if p.layer in ("count", "rate", "eb_rate"):
+        col = {"count": "count", "rate": "rate_per_1000", "eb_rate": "eb_rate_per_1000"}[p.layer]
+        vals = _numeric(g[col])
+        vals[sup] = np.nan
+        st = maps.classify(vals, p.classes, p.k, integer=p.layer == "count", title=CRIME_LAYERS[p.layer])
+        g, legend = _restyle(g, st, sup, rule)
+    else:  # gistar / lisa: the class of every area stays, computed on the full data
+        g["class_label"] = r.frame["class_label"].to_numpy()
+        g["fill"] = r.frame["fill"].to_numpy()
+        legend = {**r.legend, "note": (r.legend.get("note") or "") + f"; counts: {_rule_words(rule)} "
+                  "(classes computed on the full data)"}
+        g = gpd.GeoDataFrame(g[[c for c in g.columns if c != "geometry"] + ["geometry"]], geometry="geometry",
+                             crs=r.frame.crs)
+    totals = prot.attrs.get("disclosure", {}).get("totals", {})
+    return replace(r, frame=g, legend=legend, summary={**r.summary, "totals": {"count": totals.get("count")}},
+                   _display=None, _downloads={})
+
+
+def _disclose_change(config, p, r, g, rule) -> LayerResult:
+    bf, bt = r.metadata["baseline"]["from"], r.metadata["baseline"]["to"]
+    after = protected_counts(config, p.geography, p.categories, p.month_from, p.month_to, rule)
+    before = protected_counts(config, p.geography, p.categories, bf, bt, rule)
+    a_full = pd.DataFrame({"code": g["code"], "ward_code": g["ward_code"],
+                           "count": pd.to_numeric(r.frame["count_before"]).to_numpy()})
+    b_full = pd.DataFrame({"code": g["code"], "count": pd.to_numeric(r.frame["count_after"]).to_numpy()})
+    group = "ward_code" if p.geography == "lsoa" else None
+    after_contains = bf >= p.month_from and bt <= p.month_to
+    before_contains = p.month_from >= bf and p.month_to <= bt
+    if before_contains and not after_contains:  # the baseline holds the current period: swap the roles
+        a2 = pd.DataFrame({"code": g["code"], "ward_code": g["ward_code"], "count": b_full["count"]})
+        sc = suppress_change(a2, a_full[["code", "count"]], rule, group_col=group, nested=True)
+        sc = sc.rename(columns={"count_a": "count_b", "count_b": "count_a", "count_a_suppressed": "count_b_suppressed",
+                                "count_b_suppressed": "count_a_suppressed"})
+        sc["change"] = [c if isinstance(c, str) else -c for c in sc["change"]]
+    else:
+        sc = suppress_change(a_full, b_full, rule, group_col=group, nested=after_contains)
+    sc = sc.set_index("code").reindex(g["code"])
+    # never show what the period's own map hides (e.g. a ward hidden to protect its LSOAs)
+    hide_a = sc["count_a_suppressed"].to_numpy(bool) | after_hidden(before, g["code"])
+    hide_b = sc["count_b_suppressed"].to_numpy(bool) | after_hidden(after, g["code"])
+    ca = np.array(sc["count_a"].tolist(), dtype=object)
+    cb = np.array(sc["count_b"].tolist(), dtype=object)
+    ca[hide_a & ~sc["count_a_suppressed"].to_numpy(bool)] = rule.secondary_label
+    cb[hide_b & ~sc["count_b_suppressed"].to_numpy(bool)] = rule.secondary_label
+    hide_c = sc["change_suppressed"].to_numpy(bool) | hide_a | hide_b
+    ch = np.array(sc["change"].tolist(), dtype=object)
+    ch[hide_c] = rule.secondary_label
+    g["count_before"], g["count_after"], g["change"] = ca, cb, ch
+    na, nb = _numeric(ca), _numeric(cb)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pct = np.where((na > 0) & ~hide_c, (nb - na) / na * 100.0, np.nan)
+    g["pct_change"] = [None if not np.isfinite(v) else float(v) for v in pct]
+    sup = hide_a | hide_b | hide_c
+    g.insert(len(g.columns) - 1, "suppressed", sup)
+    vals = _numeric(ch)
+    st = maps.style_change(vals, title="Change in count", note=r.legend.get("note", ""))
+    g, legend = _restyle(g, st, sup, rule)
+    totals = {"count_before": before.attrs.get("disclosure", {}).get("totals", {}).get("count"),
+              "count_after": after.attrs.get("disclosure", {}).get("totals", {}).get("count")}
+    return replace(r, frame=g, legend=legend, summary={**r.summary, "totals": totals}, _display=None, _downloads={})
+
+
+def after_hidden(prot: pd.DataFrame, codes: pd.Series) -> np.ndarray:
+    return prot.set_index("code")["suppressed"].reindex(codes).fillna(False).to_numpy(bool)
 
 
 def _jsonable(d: Any) -> Any:
@@ -624,8 +817,12 @@ def _display_geojson(config: Config, r: LayerResult) -> bytes:
 
 
 def table_rows(r: LayerResult) -> list[dict]:
-    props = pd.DataFrame(r.frame.drop(columns="geometry"))
-    return [{k: export_jsonable(v) for k, v in rec.items()} for rec in props.to_dict(orient="records")]
+    """The layer as rows without geometry (built once per layer result)."""
+    if "rows" not in r._downloads:
+        props = pd.DataFrame(r.frame.drop(columns="geometry"))
+        r._downloads["rows"] = [{k: export_jsonable(v) for k, v in rec.items()}
+                                for rec in props.to_dict(orient="records")]
+    return r._downloads["rows"]
 
 
 DOWNLOAD_TYPES = {"geojson": "application/geo+json", "csv": "text/csv; charset=utf-8",
@@ -634,7 +831,16 @@ DOWNLOAD_TYPES = {"geojson": "application/geo+json", "csv": "text/csv; charset=u
 
 def download(config: Config, r: LayerResult, fmt: str) -> tuple[bytes, str, str]:
     """(body, mimetype, filename) of a download: full-resolution geometry, attribution and metadata in
-    every format (GeoJSON foreign member; CSV header comment lines; GeoPackage ``metadata`` table)."""
+    every format (GeoJSON foreign member; CSV header comment lines; GeoPackage ``metadata`` table).
+    Built once per layer result and format (the result itself is cached per filter set and audience)."""
+    if fmt in DOWNLOAD_TYPES and fmt in r._downloads:
+        return r._downloads[fmt]
+    out = _download(config, r, fmt)
+    r._downloads[fmt] = out
+    return out
+
+
+def _download(config: Config, r: LayerResult, fmt: str) -> tuple[bytes, str, str]:
     if fmt not in DOWNLOAD_TYPES:
         raise NotFoundError(f"unknown format {fmt!r} (use one of: {', '.join(DOWNLOAD_TYPES)})", column="format")
     name = f"{r.filename}.{fmt}"
@@ -645,15 +851,25 @@ def download(config: Config, r: LayerResult, fmt: str) -> tuple[bytes, str, str]
         return json.dumps(fc, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), DOWNLOAD_TYPES[fmt], name
     if fmt == "csv":
         df = safe_csv_frame(pd.DataFrame(r.frame.drop(columns="geometry")))
+        d = meta.get("disclosure") or {}
         lines = [f"# {r.title}", *[f"# {a}" for a in config.attributions()], f"# {POLICE_NOTE}",
+                 f"# disclosure control: rule {d.get('rule')} (version {d.get('version')}): {d.get('description')}",
                  f"# generated {meta['generated_at']} by {meta['software']}; parameters: "
                  + "&".join(f"{k}={v}" for k, v in meta.get("parameters", {}).items())]
         body = "\n".join(lines) + "\n" + df.to_csv(index=False, lineterminator="\n")
         return body.encode("utf-8"), DOWNLOAD_TYPES[fmt], name
+    frame = r.frame
+    mixed = [c for c in frame.columns if c != "geometry" and frame[c].dtype == object
+             and frame[c].map(lambda v: isinstance(v, str)).any() and not frame[c].map(
+                 lambda v: v is None or isinstance(v, str)).all()]
+    if mixed:  # a suppressed count column holds numbers and labels: a text column in the GeoPackage
+        frame = frame.copy()
+        for c in mixed:
+            frame[c] = frame[c].map(lambda v: None if v is None else str(v))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
         from hotspots.export import write_layer
-        write_layer(r.frame, path, config, r.title, {k: v for k, v in meta.items()
+        write_layer(frame, path, config, r.title, {k: v for k, v in meta.items()
                                                       if k not in ("title",) and k not in provenance(config, "")})
         return path.read_bytes(), DOWNLOAD_TYPES[fmt], name
 
@@ -680,12 +896,13 @@ def _weights_words(spec: str) -> str:
     return spec
 
 
-def panel(config: Config, p: LayerParams) -> dict:
-    """Side-panel content (cached per filter set); see ``_panel``."""
-    return cached(config, ("panel", replace(p, layer="gistar")), lambda: _panel(config, p))
+def panel(config: Config, p: LayerParams, full: bool = False) -> dict:
+    """Side-panel content (cached per filter set); see ``_panel``. ``full=False``: viewer level."""
+    rule = None if full else viewer_rule(config)
+    return cached(config, ("panel", replace(p, layer="gistar"), _rule_key(rule)), lambda: _panel(config, p, rule))
 
 
-def _panel(config: Config, p: LayerParams) -> dict:
+def _panel(config: Config, p: LayerParams, rule: DisclosureRule | None = None) -> dict:
     """Side-panel content for a filter set: top hot spots with wards, global Moran's I in plain English,
     the parameters chosen and why (in the style of ArcGIS's Optimized Hot Spot Analysis messages), data
     vintages and attributions."""
@@ -696,17 +913,34 @@ def _panel(config: Config, p: LayerParams) -> dict:
     m = _jsonable(a["moran"])
     n = len(t)
     total = int(frame["count"].sum())
+    counts = frame.set_index("code")["count"]
+    shown = counts.astype(object)
+    hidden: set = set()
+    mean, maximum = frame["count"].mean(), int(frame["count"].max())
+    if rule is not None:  # viewer level: only figures the maps publish
+        prot = protected_counts(config, p.geography, p.categories, p.month_from, p.month_to, rule)
+        shown = prot.set_index("code")["count"]
+        hidden = set(prot.loc[prot["suppressed"], "code"])
+        t_shown = prot.attrs["disclosure"]["totals"].get("count")
+        total = t_shown if isinstance(t_shown, (int, np.integer)) else suppress_value(total, rule)
+        nums = _numeric(shown)
+        maximum = int(np.nanmax(nums)) if np.isfinite(nums).any() else 0
+        mean = total / n if isinstance(total, (int, np.integer)) and n else float("nan")
+    total_txt = f"{total:,}" if isinstance(total, (int, np.integer)) else str(total)
     geo = GEOGRAPHIES[p.geography]
-    msgs = [f"Incidents: {total:,} of {_filters_text(p)}, in {n} areas ({geo}) of {config.area_name}.",
+    msgs = [f"Incidents: {total_txt} of {_filters_text(p)}, in {n} areas ({geo}) of {config.area_name}.",
             f"Analysis variable: {VARIABLES[p.variable]}"
             + (" (chosen: rates per 1,000 residents correct for population size; EB smoothing steadies rates of "
                "small populations)" if p.variable != "count" else " (counts: where incidents are; choose a "
                "rate to allow for population)") + "."]
     zeros = int((frame["count"] == 0).sum())
-    msgs.append(f"Incidents per area: mean {frame['count'].mean():.1f}, maximum {int(frame['count'].max())}; "
-                f"{zeros} area(s) with none.")
-    if total < 60:
-        msgs.append(f"Warning: only {total} incidents; hot-spot statistics are weak below about 60.")
+    msgs.append(f"Incidents per area: mean {mean:.1f}, maximum {maximum}; {zeros} area(s) with none."
+                if np.isfinite(mean) else f"Incidents per area: maximum shown {maximum}; {zeros} area(s) with none.")
+    if not isinstance(total, (int, np.integer)) or total < 60:
+        msgs.append(f"Warning: only {total_txt} incidents; hot-spot statistics are weak below about 60.")
+    if rule is not None:
+        msgs.append(f"Small numbers are suppressed ({rule.name} rule: {_rule_words(rule)}); statistics are "
+                    "computed on the full data and suppressed areas show only their class.")
     card = t["n_neighbours"].to_numpy()
     msgs.append(f"Spatial weights: {_weights_words(p.weights)}; neighbours per area {int(card.min())} to "
                 f"{int(card.max())} (mean {card.mean():.1f}).")
@@ -729,9 +963,11 @@ def _panel(config: Config, p: LayerParams) -> dict:
     cols = {"area_code": "code", "area_name": "name", "ward_name": "ward", "gi_z": "z", "gi_p": "p",
             "gi_label": "class", "value": "value"}
     top = [{cols[k]: _jsonable(v) for k, v in r.items() if k in cols} for r in hot.head(10).to_dict("records")]
-    counts = frame.set_index("code")["count"]
     for r in top:
-        r["count"] = int(counts.get(r["code"], 0))
+        c = shown.get(r["code"], 0)
+        r["count"] = c if isinstance(c, str) else int(c)
+        if r["code"] in hidden:
+            r.update(z=None, p=None, value=None, suppressed=True)
     moran_text = ""
     if m:
         ps = m.get("p_sim") if m.get("p_sim") is not None else m.get("p_rand")
@@ -754,21 +990,42 @@ def _panel(config: Config, p: LayerParams) -> dict:
             "attribution": config.attributions(), "note": POLICE_NOTE, "parameters": p.query()}
 
 
-def comparison(config: Config, p: LayerParams) -> dict:
-    """Period comparison as a table: counts per area in the baseline and current periods, change, % change."""
-    r = layer_data(config, replace(p, layer="change"))
+def comparison(config: Config, p: LayerParams, full: bool = False) -> dict:
+    """Period comparison as a table: counts per area in the baseline and current periods, change, % change.
+    ``full=False``: viewer level (the change layer's suppressed values and published totals). Cached."""
+    return cached(config, ("comparison", replace(p, layer="change"), full), lambda: _comparison(config, p, full))
+
+
+def _comparison(config: Config, p: LayerParams, full: bool = False) -> dict:
+    r = layer_data(config, replace(p, layer="change"), full=full)
     f = pd.DataFrame(r.frame.drop(columns="geometry"))
-    before, after = int(f["count_before"].sum()), int(f["count_after"].sum())
-    pct = (after - before) / before * 100.0 if before else None
+    if full:
+        before, after = int(f["count_before"].sum()), int(f["count_after"].sum())
+    else:
+        tot = r.summary.get("totals", {})
+        before, after = tot.get("count_before"), tot.get("count_after")
     base = r.metadata["baseline"]
     pb = base["from"] if base["from"] == base["to"] else f"{base['from']} to {base['to']}"
     pa = p.month_from if p.month_from == p.month_to else f"{p.month_from} to {p.month_to}"
     cats = ", ".join(category_label(c) for c in p.categories) or "all categories"
-    if pct is None:
-        sentence = f"{cats}: {after:,} incidents in {pa}; none in {pb}, so no percentage change."
+
+    def num(v: Any) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+    fmt = (lambda v: f"{v:,}" if num(v) else str(v))
+    pct = None
+    if num(before) and num(after):
+        pct = (after - before) / before * 100.0 if before else None
+        if pct is None:
+            sentence = f"{cats}: {after:,} incidents in {pa}; none in {pb}, so no percentage change."
+        else:
+            sentence = f"{cats}: {after:,} incidents in {pa} against {before:,} in {pb} ({pct:+.0f} %)."
     else:
-        sentence = f"{cats}: {after:,} incidents in {pa} against {before:,} in {pb} ({pct:+.0f} %)."
-    rows = f.sort_values(["change", "code"], ascending=[False, True])
+        sentence = (f"{cats}: {fmt(after)} incidents in {pa} against {fmt(before)} in {pb} (small numbers "
+                    "suppressed, so no percentage change).")
+    # suppressed changes sort after the published ones
+    f["_order"] = [(-v if isinstance(v, (int, float, np.integer, np.floating)) and v == v else float("inf"))
+                   for v in f["change"]]
+    rows = f.sort_values(["_order", "code"]).drop(columns="_order")
     keep = ["code", "name", "ward_name", "count_before", "count_after", "change", "pct_change"]
     return {"baseline": base, "current": {"from": p.month_from, "to": p.month_to}, "total_before": before,
             "total_after": after, "pct_change": pct, "sentence": sentence,
@@ -779,7 +1036,8 @@ def comparison(config: Config, p: LayerParams) -> dict:
 def prewarm(config: Config) -> None:
     """Compute the default view (Gi* + wards + side panel) so the first visitor does not wait for it."""
     p = parse_params(config, {})
-    display_geojson(config, layer_data(config, p))
+    for full in (False, True):
+        display_geojson(config, layer_data(config, p, full=full))
+        panel(config, p, full=full)
     display_geojson(config, layer_data(config, replace(p, layer="wards")))
-    panel(config, p)
     layer_catalogue(config)

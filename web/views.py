@@ -11,6 +11,8 @@ from hotspots.export import POLICE_NOTE
 
 from . import get_config
 from . import layers as L
+from .api import categories_for_user, check_layer_access, visible_layers
+from .security import nonced
 
 bp = Blueprint("views", __name__)
 
@@ -22,34 +24,49 @@ MAP_ATTRIBUTION = ("Contains public sector information licensed under the Open G
 def _page(template: str, printable: bool):
     config = get_config()
     p = L.parse_params(config, request.args)
+    check_layer_access(p.layer)
     show = [s for s in (request.args.get("show") or "").split(",") if s]
     names = L.layer_names(config)
     bad = [s for s in show if s not in names]
     if bad:
         from hotspots.errors import NotFoundError
         raise NotFoundError(f"unknown layer {', '.join(bad)} in 'show' (have: {', '.join(names)})", column="show")
+    for s in show:
+        check_layer_access(s)
     if not show:
         show = [p.layer, "wards"]
     elif p.layer not in show:
         show = [p.layer] + show
-    m = maps.build_map(centre=config.centre, zoom=config.zoom,
-                       leaflet_js=url_for("static", filename="vendor/leaflet/leaflet.js"),
-                       leaflet_css=url_for("static", filename="vendor/leaflet/leaflet.css"),
-                       tiles=config.tiles, tiles_attribution=config.tiles_attribution)
-    parts = maps.map_parts(m)
+    parts = {k: (nonced(v) if k != "name" else v) for k, v in _map_parts(config).items()}
     dep = [{"key": d["key"], "geography": d["geography"], "vintage": d["vintage"],
             "domains": [{"slug": x["slug"], "label": x["label"]} for x in L.domains(config, d["key"])]}
            for d in overlays.deprivation_sets(config)]
     state = {
         "map": parts["name"], "params": p.query(), "show": show, "print": printable,
-        "layers": L.layer_catalogue(config), "api": url_for("api.index"),
+        "layers": visible_layers(L.layer_catalogue(config)), "api": url_for("api.index"),
         "attribution": [MAP_ATTRIBUTION], "note": POLICE_NOTE, "tiles": config.tiles,
     }
-    return render_template(template, map=parts, state=state, p=p, categories=L.categories(config),
+    return render_template(template, map=parts, state=state, p=p, categories=categories_for_user(config),
                            months=L.months(config), geographies=L.GEOGRAPHIES, variables=L.VARIABLES,
                            significance=L.SIGNIFICANCE, schemes=list(maps.SCHEMES), config=config,
                            crime_layers=L.CRIME_LAYERS, deprivation=dep, note=POLICE_NOTE,
                            weights_options=["queen", "rook", "knn:5", "knn:8", "distance:1000"])
+
+
+_shell: dict = {}
+
+
+def _map_parts(config) -> dict:
+    """The Folium shell (header, body, script) rendered once per configuration and static path; each
+    request only adds its CSP nonce."""
+    js = url_for("static", filename="vendor/leaflet/leaflet.js")
+    css = url_for("static", filename="vendor/leaflet/leaflet.css")
+    key = (id(config), config.centre, config.zoom, config.tiles, config.tiles_attribution, js, css)
+    if key not in _shell:
+        m = maps.build_map(centre=config.centre, zoom=config.zoom, leaflet_js=js, leaflet_css=css,
+                           tiles=config.tiles, tiles_attribution=config.tiles_attribution)
+        _shell[key] = maps.map_parts(m)
+    return _shell[key]
 
 
 @bp.get("/")

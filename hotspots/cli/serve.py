@@ -9,7 +9,7 @@ from . import cli, get_config
 @cli.command()
 @click.option("--host", default=None, help="Interface to listen on (default from config: 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default from config: 5000).")
-@click.option("--threads", type=int, default=4, show_default=True, help="Worker threads.")
+@click.option("--threads", type=int, default=8, show_default=True, help="Worker threads.")
 @click.option("--no-warm-up", is_flag=True, help="Do not compile the statistics kernels at start.")
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, no_warm_up: bool) -> None:
@@ -23,5 +23,17 @@ def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, 
     app = create_app(config, test_config={"WARM_UP": not no_warm_up} if no_warm_up else None)
     host = host or config.host
     port = port or config.port
+    from hotspots.users import list_users
+    n_users = len(list_users(config))
+    if config.public_mode:
+        click.echo("Public mode: anonymous visitors get viewer rights (small numbers suppressed); "
+                   f"{n_users} account(s) can sign in at /login.", err=True)
+    elif n_users == 0:
+        click.echo("Sign-in required and no accounts exist yet: add one with "
+                   "`hotspots users add NAME --role admin` (or serve with HOTSPOTS_PUBLIC=1).", err=True)
+    else:
+        click.echo(f"Sign-in required ({n_users} account(s)); public mode is off.", err=True)
     click.echo(f"Serving {config.area_name} on http://{host}:{port}/ (Ctrl+C to stop)", err=True)
-    waitress_serve(app, host=host, port=port, threads=threads, ident="hotspots", clear_untrusted_proxy_headers=True)
+    # connection_limit above the load test's 50 keep-alive clients; no proxy headers trusted
+    waitress_serve(app, host=host, port=port, threads=threads, ident="hotspots", clear_untrusted_proxy_headers=True,
+                   connection_limit=200, channel_timeout=60)

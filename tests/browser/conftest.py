@@ -4,6 +4,10 @@ The bundle is found via HOTSPOTS_BUNDLE or <repo>/../shared/data (tests skip wit
 test installs it into a tmp dir, ingests the 2018-06 police.uk API files, and adds a derived 2018-05 file
 (every second violent crime of June, re-dated) so that a period comparison has two periods to compare.
 Every request leaving 127.0.0.1 is blocked and recorded: the page must work offline.
+
+The server runs in public mode (anonymous visitors are viewers: the map tests see what the public sees),
+with an analyst account (``ANALYST``) made through the CLI and a risk-factor overlay whose label is an
+XSS payload (``XSS_LABEL``). Every page records Content-Security-Policy violations and dialogs.
 """
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
+ANALYST = ("ana", "browser-analyst-pw-1")
+XSS_LABEL = '<img src=x onerror="window.__xss=1;alert(1)">'
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -75,12 +81,20 @@ def server(tmp_path_factory):
     pytest.importorskip("playwright.sync_api")
     root = tmp_path_factory.mktemp("browser")
     env = {**os.environ, "HOTSPOTS_DATA_DIR": str(root / "data"), "HOTSPOTS_INSTANCE_DIR": str(root / "instance"),
-           "HOTSPOTS_BUNDLE": str(bundle), "HOTSPOTS_TILES": "none"}
+           "HOTSPOTS_BUNDLE": str(bundle), "HOTSPOTS_TILES": "none", "HOTSPOTS_PUBLIC": "1"}
     env.pop("HOTSPOTS_CONFIG", None)
+    env.pop("HOTSPOTS_SECRET_KEY", None)
     _may_run(_cli() + ["data", "install", str(bundle)], env)
     may = root / "2018-05-derived-street.csv"
     _previous_month_csv(bundle, may)
     _may_run(_cli() + ["ingest", str(bundle / "crime" / "wolverhampton-police-api-2018-06"), str(may)], env)
+    r = subprocess.run(_cli() + ["users", "add", ANALYST[0], "--role", "analyst", "--password-stdin"], env=env,
+                       input=ANALYST[1] + "\n", capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lsoas = json.loads(next((root / "data" / "boundaries").glob("*lsoa21*.geojson")).read_text())["features"]
+    ind = root / "indicator.csv"
+    ind.write_text("code,value\n" + "".join(f"{f['properties']['LSOA21CD']},{i % 7}\n" for i, f in enumerate(lsoas)))
+    _may_run(_cli() + ["overlay", "add", str(ind), "--key", "code", "--value", "value", "--label", XSS_LABEL], env)
     port = _free_port()
     log = open(root / "server.log", "w+")
     proc = subprocess.Popen(_cli() + ["serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
@@ -99,7 +113,7 @@ def server(tmp_path_factory):
         else:
             log.seek(0)
             pytest.fail(f"hotspots serve did not listen on {port} within 60 s:\n{log.read()}")
-        yield {"url": f"http://127.0.0.1:{port}", "log": root / "server.log", "root": root}
+        yield {"url": f"http://127.0.0.1:{port}", "log": root / "server.log", "root": root, "env": env}
     finally:
         proc.terminate()
         try:
@@ -124,13 +138,49 @@ class PageWatch:
         self.console_errors: list[str] = []
         self.external: list[str] = []
         self.failed: list[str] = []
+        self.dialogs: list[str] = []
+
+    def csp_violations(self) -> list:
+        return self.page.evaluate("window.__csp || []")
+
+    def sign_in(self, username: str, password: str, then: str = "/") -> None:
+        self.page.goto(self.base + "/login?next=" + then)
+        self.page.fill("#username", username)
+        self.page.fill("#password", password)
+        with self.page.expect_navigation():
+            self.page.click("#login-form button[type=submit]")
+
+
+#: records CSP violations in the page (Chromium also logs them as console errors, which _clean catches)
+CSP_WATCH = """
+window.__csp = [];
+document.addEventListener('securitypolicyviolation', function (e) {
+  window.__csp.push({directive: e.violatedDirective, blocked: e.blockedURI, sample: e.sample});
+});
+"""
 
 
 @pytest.fixture
 def page(browser, server, request):
     ctx = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    ctx.add_init_script(CSP_WATCH)
     pg = ctx.new_page()
+    # The CSP has no 'unsafe-eval'; Playwright evaluates a *string expression* predicate with eval inside
+    # the page, but a function predicate through the debugger protocol: wrap expressions as functions.
+    _wait = pg.wait_for_function
+
+    def wait_for_function(expression, *a, **kw):
+        if isinstance(expression, str) and not expression.lstrip().startswith(("(", "function", "async")):
+            expression = f"() => ({expression})"
+        return _wait(expression, *a, **kw)
+    pg.wait_for_function = wait_for_function
     w = PageWatch(pg, server["url"])
+    w.analyst, w.xss_label = ANALYST, XSS_LABEL  # (not imported from conftest: tests/web has one too)
+
+    def on_dialog(d):
+        w.dialogs.append(d.message)
+        d.dismiss()
+    pg.on("dialog", on_dialog)
     pg.on("console", lambda m: w.console_errors.append(m.text) if m.type == "error" else None)
     pg.on("pageerror", lambda e: w.console_errors.append(str(e)))
     pg.on("requestfailed", lambda r: w.failed.append(r.url) if r.url.startswith(server["url"]) else None)

@@ -29,6 +29,8 @@ def _shot(w, name):
 
 def _clean(w):
     assert not w.console_errors, w.console_errors
+    assert not w.csp_violations(), w.csp_violations()
+    assert not w.dialogs, w.dialogs
     assert not w.external, f"requests left the server: {w.external}"
     assert not w.failed, w.failed
 

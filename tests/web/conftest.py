@@ -43,15 +43,79 @@ def gridtown_app_config(tmp_path_factory):
     return config
 
 
+#: test accounts (made once per session with cheap Argon2 parameters; the app verifies any parameters)
+PASSWORDS = {"ana": "analyst-password-1", "vic": "viewer-password-1", "root": "admin-password-12"}
+ROLES = {"ana": "analyst", "vic": "viewer", "root": "admin"}
+
+
 @pytest.fixture(scope="session")
-def app(gridtown_app_config):
+def users(gridtown_app_config):
+    from argon2 import PasswordHasher
+    from hotspots.users import UserStore
+    st = UserStore.from_config(gridtown_app_config, PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
+    return {name: st.add_user(name, PASSWORDS[name], ROLES[name]) for name in PASSWORDS}
+
+
+@pytest.fixture(scope="session")
+def app(gridtown_app_config, users):
     from web import create_app
     return create_app(gridtown_app_config, test_config={"TESTING": True, "WARM_UP": False})
 
 
+def sign_in(client, user):
+    """Put ``user`` in the client's session (what a successful POST /login does)."""
+    with client.session_transaction() as s:
+        s["user"], s["stamp"] = user.username, user.auth_stamp
+    return client
+
+
+@pytest.fixture(name="sign_in", scope="session")
+def sign_in_fixture():
+    """The ``sign_in(client, user)`` helper (a fixture: tests/browser has a conftest module too)."""
+    return sign_in
+
+
+@pytest.fixture(name="PASSWORDS", scope="session")
+def passwords_fixture():
+    return PASSWORDS
+
+
+@pytest.fixture(name="ROLES", scope="session")
+def roles_fixture():
+    return ROLES
+
+
 @pytest.fixture
-def client(app):
+def client(app, users):
+    """An analyst's client: unsuppressed data, as the pre-issue-5 tests expect."""
+    return sign_in(app.test_client(), users["ana"])
+
+
+@pytest.fixture
+def viewer_client(app, users):
+    return sign_in(app.test_client(), users["vic"])
+
+
+@pytest.fixture
+def admin_client(app, users):
+    return sign_in(app.test_client(), users["root"])
+
+
+@pytest.fixture
+def anon_client(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def public_app(gridtown_app_config, users):
+    from web import create_app
+    return create_app(gridtown_app_config.with_overrides(public_mode=True),
+                      test_config={"TESTING": True, "WARM_UP": False})
+
+
+@pytest.fixture
+def public_client(public_app):
+    return public_app.test_client()
 
 
 @pytest.fixture

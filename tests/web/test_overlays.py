@@ -19,7 +19,8 @@ def codes(config):
     return list(load_boundary(config, "lsoa21")["code"])
 
 
-def test_cli_add_reports_unknown_and_missing_codes_then_serves_the_layer(config, codes, client, tmp_path):
+def test_cli_add_reports_unknown_and_missing_codes_then_serves_the_layer(config, codes, client, viewer_client,
+                                                                         tmp_path):
     rows = [(c, i * 1.5) for i, c in enumerate(codes[:-2])] + [("E01999999", 3), ("X123", 4)]
     f = _write(tmp_path, rows)
     r = CliRunner().invoke(cli, ["overlay", "add", str(f), "--key", "code", "--value", "value",
@@ -41,6 +42,13 @@ def test_cli_add_reports_unknown_and_missing_codes_then_serves_the_layer(config,
         meta = client.get("/api/v1/downloads/overlay-youth-unemployment.geojson").get_json()["metadata"]
         assert meta["overlay"]["unknown_codes"] == ["E01999999", "X123"]
         assert "overlay-youth-unemployment" in client.get("/").get_data(as_text=True)
+        # risk-factor overlays are for analysts: a viewer neither sees nor fetches them
+        assert "overlay-youth-unemployment" not in viewer_client.get("/").get_data(as_text=True)
+        assert not any(l["name"].startswith("overlay-") for l in viewer_client.get("/api/v1/layers").get_json()["layers"])
+        r = viewer_client.get("/api/v1/layers/overlay-youth-unemployment.geojson")
+        assert r.status_code == 403 and r.get_json()["column"] == "layer"
+        assert viewer_client.get("/api/v1/downloads/overlay-youth-unemployment.csv").status_code == 403
+        assert viewer_client.get("/?layer=overlay-youth-unemployment").status_code == 403
     finally:
         CliRunner().invoke(cli, ["overlay", "remove", "youth-unemployment"], obj={"config": config})
     assert client.get("/api/v1/layers/overlay-youth-unemployment").status_code == 404

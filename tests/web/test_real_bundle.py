@@ -22,7 +22,14 @@ def real_client(tmp_path_factory):
     config = load_config(env={}, data_dir=root / "data", instance_dir=root / "instance", bundle=bundle)
     install_bundle(config)
     ingest_paths(config, [bundle / "crime" / "wolverhampton-police-api-2018-06"])
-    return create_app(config, test_config={"TESTING": True, "WARM_UP": False}).test_client()
+    from argon2 import PasswordHasher
+    from hotspots.users import UserStore
+    user = UserStore.from_config(config, PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)).add_user(
+        "analyst", "analyst-password-1", "analyst")
+    c = create_app(config, test_config={"TESTING": True, "WARM_UP": False}).test_client()
+    with c.session_transaction() as s:
+        s["user"], s["stamp"] = user.username, user.auth_stamp
+    return c
 
 
 def test_first_real_map_counts(real_client):

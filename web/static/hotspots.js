@@ -41,6 +41,21 @@
     }
     return String(v);
   }
+  // colours go in through the CSSOM, never as inline style attributes (the Content-Security-Policy has no
+  // 'unsafe-inline' for styles); markup names its colour in data-colour and paint() applies it
+  function paint(root) {
+    Array.prototype.forEach.call(root.querySelectorAll("[data-colour]"), function (el) {
+      var c = el.getAttribute("data-colour");
+      if (!/^#[0-9a-fA-F]{3,8}$/.test(c)) return;
+      if (el.classList.contains("outline")) el.style.borderColor = c; else el.style.background = c;
+    });
+    return root;
+  }
+  function toElement(html) {
+    var div = document.createElement("div");
+    div.innerHTML = html;
+    return paint(div);
+  }
   function layerParams(name) { return Object.assign({}, params, {layer: name}); }
   function showError(msg) {
     var el = document.getElementById("error");
@@ -86,7 +101,7 @@
     var rows = (fc.fields || []).filter(function (f) { return p[f[0]] !== undefined; }).map(function (f) {
       return "<tr><th>" + esc(f[1]) + "</th><td>" + esc(fmt(p[f[0]])) + "</td></tr>";
     });
-    var cls = p.class_label ? '<div class="tt-class"><span class="swatch" style="background:' + esc(p.fill) + '"></span>' +
+    var cls = p.class_label ? '<div class="tt-class"><span class="swatch" data-colour="' + esc(p.fill) + '"></span>' +
       esc(p.class_label) + "</div>" : "";
     return '<div class="tt"><strong>' + esc(fc.title || "") + "</strong>" + cls + "<table>" + rows.join("") + "</table></div>";
   }
@@ -116,8 +131,11 @@
           if (name === "wards") {
             lyr.bindTooltip(esc(f.properties.name), {permanent: true, direction: "center", className: "ward-label"});
           } else {
-            lyr.bindTooltip(tooltipHTML(fc, f.properties), {sticky: true, className: "area-tooltip"});
-            lyr.bindPopup(tooltipHTML(fc, f.properties) + '<p class="pop-code">' + esc(f.properties.code) + "</p>");
+            lyr.bindTooltip(function () { return toElement(tooltipHTML(fc, f.properties)); },
+                            {sticky: true, className: "area-tooltip"});
+            lyr.bindPopup(function () {
+              return toElement(tooltipHTML(fc, f.properties) + '<p class="pop-code">' + esc(f.properties.code) + "</p>");
+            });
             lyr.on("mouseover", function () { lyr.setStyle({weight: 2.5, color: "#000"}); });
             lyr.on("mouseout", function () { gj.resetStyle(lyr); });
           }
@@ -177,9 +195,8 @@
   legendCtl.addTo(map);
   function legendHTML(leg) {
     var items = (leg.items || []).map(function (it) {
-      var sw = it.outline ? '<span class="swatch outline" style="border-color:' + esc(it.colour) + '"></span>'
-                          : '<span class="swatch" style="background:' + esc(it.colour) + '"></span>';
-      return "<li>" + sw + esc(it.label) + ' <span class="n">(' + it.n + ")</span></li>";
+      var sw = '<span class="swatch' + (it.outline ? " outline" : "") + '" data-colour="' + esc(it.colour) + '"></span>';
+      return "<li>" + sw + esc(it.label) + ' <span class="n">(' + esc(it.n) + ")</span></li>";
     });
     return '<div class="legend"><h3>' + esc(leg.title) + "</h3><ul>" + items.join("") + "</ul>" +
       (leg.note ? '<p class="legend-note">' + esc(leg.note) + "</p>" : "") + "</div>";
@@ -189,8 +206,9 @@
       .map(function (n) { return legendHTML(entries[n].legend); }).join("");
     var box = document.getElementById("legends");
     if (box) box.innerHTML = html;
+    if (box) paint(box);
     var pbox = document.getElementById("legends-print");
-    if (pbox) pbox.innerHTML = html;
+    if (pbox) { pbox.innerHTML = html; paint(pbox); }
   }
 
   // -- side panel ------------------------------------------------------------------------------------
@@ -199,10 +217,10 @@
     if (!el) return;
     var top = s.top.length ? "<ol class='top'>" + s.top.map(function (r) {
       return "<li><strong>" + esc(r.name) + "</strong> (" + esc(r.code) + ")" + (r.ward ? ", " + esc(r.ward) + " ward" : "") +
-        ": " + fmt(r.count) + " incidents, z = " + fmt(r.z) + " <span class='cls'>" + esc(r["class"]) + "</span></li>";
+        ": " + esc(fmt(r.count)) + " incidents, z = " + esc(fmt(r.z)) + " <span class='cls'>" + esc(r["class"]) + "</span></li>";
     }).join("") + "</ol>" : "<p>No area is a significant Gi* hot spot with these settings.</p>";
     el.innerHTML = "<h2>Top hot spots</h2><p class='muted'>" + esc(s.title) + "</p>" + top +
-      "<p>" + s.n_hot + " hot and " + s.n_cold + " cold spot(s) at 90% or more.</p>" +
+      "<p>" + esc(s.n_hot) + " hot and " + esc(s.n_cold) + " cold spot(s) at 90% or more.</p>" +
       "<h2>Is there clustering?</h2><p id='moran-text'>" + esc(s.moran_text) + "</p>" +
       "<h2>Parameters and why</h2><ul class='messages'>" + s.messages.map(function (m) {
         return "<li" + (m.indexOf("Warning") === 0 ? " class='warn'" : "") + ">" + esc(m) + "</li>";
@@ -221,8 +239,8 @@
     if (!el) return;
     el.hidden = false;
     var rows = c.rows.filter(function (r) { return r.change !== 0; }).slice(0, 15).map(function (r) {
-      return "<tr><td>" + esc(r.name) + "</td><td>" + esc(r.ward_name || "") + "</td><td>" + fmt(r.count_before) +
-        "</td><td>" + fmt(r.count_after) + "</td><td>" + (r.change > 0 ? "+" : "") + fmt(r.change) + "</td></tr>";
+      return "<tr><td>" + esc(r.name) + "</td><td>" + esc(r.ward_name || "") + "</td><td>" + esc(fmt(r.count_before)) +
+        "</td><td>" + esc(fmt(r.count_after)) + "</td><td>" + (r.change > 0 ? "+" : "") + esc(fmt(r.change)) + "</td></tr>";
     });
     el.innerHTML = "<h2>Period comparison</h2><p id='compare-sentence'>" + esc(c.sentence) + "</p>" +
       "<table class='cmp'><thead><tr><th>Area</th><th>Ward</th><th>Before</th><th>After</th><th>Change</th></tr></thead><tbody>" +
@@ -313,6 +331,8 @@
     form.addEventListener("submit", function (ev) { ev.preventDefault(); applyChange(); });
   }
   window.addEventListener("popstate", function () { location.reload(); });
+  var printButton = document.getElementById("print-button");
+  if (printButton) printButton.addEventListener("click", function () { window.print(); });
 
   // -- start --------------------------------------------------------------------------------------------
   visible.forEach(function (n) { if (entries[n]) { entries[n].group.addTo(map); load(n); } });

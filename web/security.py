@@ -1,0 +1,160 @@
+"""Response hardening and request integrity: the Content-Security-Policy with a per-request nonce, the
+other security headers, CSRF tokens, and the session cookie's Secure flag.
+
+* **CSP**: ``default-src 'self'``; scripts and ``<style>`` elements only from this server or carrying the
+  request's nonce (Folium renders its map set-up as an inline ``<script>`` and ``<style>``: ``nonced``
+  adds the nonce to each); no inline event handlers, no ``eval``, no plugins, no framing
+  (``frame-ancestors 'none'``), forms post only here. Images may also come from the configured basemap
+  tile host (its origin is added to ``img-src``) and ``data:`` (the empty favicon).
+* **CSRF**: one random token per session (``csrf_token()`` in templates, ``<meta name="csrf-token">`` for
+  scripts); every POST, PUT, PATCH and DELETE must send it back as the ``csrf_token`` form field or the
+  ``X-CSRF-Token`` header, else 400. A request whose ``Origin`` header names another site is refused too.
+* **Session cookie**: HttpOnly, SameSite=Lax, Secure per ``[server] secure_cookies`` (``auto``: when the
+  request came over HTTPS).
+"""
+from __future__ import annotations
+
+import re
+import secrets
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, current_app, g, request, session
+from flask.sessions import SecureCookieSessionInterface
+from markupsafe import Markup
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+_TAG = re.compile(r"<(script|style)\b(?![^>]*\bnonce=)", re.I)
+
+
+# -- nonce and CSP -----------------------------------------------------------------------------------
+def csp_nonce() -> str:
+    """This request's nonce (created on first use)."""
+    n = getattr(g, "csp_nonce", None)
+    if n is None:
+        n = g.csp_nonce = secrets.token_urlsafe(18)
+    return n
+
+
+def nonced(html: str) -> Markup:
+    """``html`` (trusted markup rendered by Folium) with this request's nonce on every <script>/<style>."""
+    n = csp_nonce()
+    return Markup(_TAG.sub(lambda m: f'<{m.group(1)} nonce="{n}"', html))
+
+
+def tile_origin(template: str) -> str | None:
+    """The origin of a basemap tile URL template for ``img-src`` (``{s}`` subdomains become ``*.``)."""
+    if not template or template.lower() == "none":
+        return None
+    parts = urlsplit(template)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    host = parts.netloc
+    if "{s}" in host:
+        host = "*." + host.split("{s}.", 1)[-1]
+    if "{" in host or "}" in host:
+        return None
+    return f"{parts.scheme}://{host}"
+
+
+def content_security_policy(nonce: str | None, tiles: str = "none") -> str:
+    img = ["'self'", "data:"]
+    origin = tile_origin(tiles)
+    if origin:
+        img.append(origin)
+    script = ["'self'"] + ([f"'nonce-{nonce}'"] if nonce else [])
+    style = ["'self'"] + ([f"'nonce-{nonce}'"] if nonce else [])
+    return "; ".join([
+        "default-src 'self'", f"script-src {' '.join(script)}", f"style-src {' '.join(style)}",
+        f"img-src {' '.join(img)}", "connect-src 'self'", "font-src 'self'", "object-src 'none'",
+        "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'",
+    ])
+
+
+def security_headers(resp: Response) -> Response:
+    config = current_app.config["HOTSPOTS"]
+    h = resp.headers
+    h["Content-Security-Policy"] = content_security_policy(getattr(g, "csp_nonce", None), config.tiles)
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("Referrer-Policy", "same-origin")
+    h.setdefault("X-Frame-Options", "DENY")
+    h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    h.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+    h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=()")
+    if request.is_secure:
+        h.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if not request.path.startswith("/static/"):
+        # pages and data depend on who is signed in: never in a shared cache
+        resp.vary.add("Cookie")
+        cc = h.get("Cache-Control", "")
+        user = getattr(g, "user", None)
+        signed_in = user is not None and user.username != "(public)"
+        if resp.mimetype == "text/html" or not cc or signed_in:
+            # pages, and anything a signed-in user gets (it may be unsuppressed), are never stored: a
+            # shared computer must not show an analyst's data to the next visitor after sign-out
+            h["Cache-Control"] = "no-store"
+        elif "private" not in cc and "no-store" not in cc:
+            h["Cache-Control"] = "private, " + cc
+    return resp
+
+
+# -- CSRF ----------------------------------------------------------------------------------------------
+def csrf_token() -> str:
+    tok = session.get("csrf")
+    if not tok:
+        tok = session["csrf"] = secrets.token_urlsafe(32)
+    return tok
+
+
+def csrf_field() -> Markup:
+    return Markup(f'<input type="hidden" name="{CSRF_FIELD}" value="{csrf_token()}">')
+
+
+class CSRFError(Exception):
+    pass
+
+
+def check_csrf() -> None:
+    """Before every request: unsafe methods need the session's token (form field or header) and, when the
+    browser sends an Origin, the same origin as this server."""
+    if request.method not in UNSAFE_METHODS or current_app.config.get("CSRF_DISABLED"):
+        return
+    if request.routing_exception is not None:  # 404/405: no view runs, let the routing error answer
+        return
+    origin = request.headers.get("Origin")
+    if origin and origin != "null" and origin.rstrip("/") != request.host_url.rstrip("/"):
+        raise CSRFError("cross-site request refused (Origin does not match this server)")
+    expected = session.get("csrf")
+    sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD)
+    if not expected or not sent or not secrets.compare_digest(str(expected), str(sent)):
+        raise CSRFError("the form has expired or did not come from this site (CSRF token missing or wrong): "
+                        "reload the page and try again")
+
+
+# -- session cookie -----------------------------------------------------------------------------------
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session with the Secure flag decided per request when set to ``auto``."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        mode = app.config["HOTSPOTS"].secure_cookies
+        if mode == "true":
+            return True
+        if mode == "false":
+            return False
+        try:
+            return bool(request.is_secure)
+        except RuntimeError:  # outside a request
+            return False
+
+
+def init_app(app: Flask) -> None:
+    config = app.config["HOTSPOTS"]
+    app.session_interface = SessionInterface()
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_NAME="hotspots_session")
+    from datetime import timedelta
+    app.permanent_session_lifetime = timedelta(hours=config.session_hours)
+    app.jinja_env.globals.update(csrf_token=csrf_token, csrf_field=csrf_field, csp_nonce=csp_nonce)
+    app.before_request(check_csrf)
+    app.after_request(security_headers)
