@@ -59,6 +59,7 @@ GI_LABELS = {3: "Hot spot 99% confidence", 2: "Hot spot 95% confidence", 1: "Hot
              0: "Not significant", -1: "Cold spot 90% confidence", -2: "Cold spot 95% confidence",
              -3: "Cold spot 99% confidence"}
 LABEL_NO_NEIGHBOURS = "No neighbours"
+LABEL_UNDEFINED = "Undefined"
 LABEL_NOT_SIGNIFICANT = "Not significant"
 #: PySAL quadrant numbering: 1 HH, 2 LH, 3 LL, 4 HL.
 LISA_QUADRANTS = {1: "High-High", 2: "Low-High", 3: "Low-Low", 4: "High-Low"}
@@ -457,7 +458,11 @@ def gi_star(y: Any, w: SpatialWeights | sp.spmatrix, permutations: int | None = 
     s = math.sqrt(max((x * x).mean() - xbar * xbar, 0.0))
     num = lag + x - xbar * wi
     den = s * np.sqrt((n * wi - wi * wi) / (n - 1.0))
-    z = num / den
+    # An area whose neighbourhood (itself included) is every area has no variance to test against:
+    # its Gi* is undefined (0/0), not "not significant".
+    whole = den <= 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(whole, np.nan, num / np.where(whole, 1.0, den))
     total = x.sum()
     g_star = (lag + x) / total if total != 0 else np.full(n, np.nan)
     z[island] = np.nan
@@ -478,8 +483,12 @@ def gi_star(y: Any, w: SpatialWeights | sp.spmatrix, permutations: int | None = 
         cutoffs[f"{100 - round(alpha_level * 100)}%"] = cut
         bins[sig] = level
     bins = np.where(np.nan_to_num(z) < 0, -bins, bins)
-    labels = tuple(LABEL_NO_NEIGHBOURS if island[i] else GI_LABELS[int(bins[i])] for i in range(n))
+    labels = tuple(LABEL_NO_NEIGHBOURS if island[i] else LABEL_UNDEFINED if whole[i] and not island[i]
+                   else GI_LABELS[int(bins[i])] for i in range(n))
     warn = []
+    if (whole & ~island).any():
+        warn.append(f"Gi* is undefined for {int((whole & ~island).sum())} area(s) whose neighbourhood covers "
+                    "every area (z = NaN, label 'Undefined'): use more areas or a smaller neighbourhood")
     if n < MIN_AREAS_GISTAR:
         warn.append(WARN_FEW_AREAS)
     if island.any():

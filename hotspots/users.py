@@ -34,6 +34,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from .config import Config
+from .store import transaction
 from .errors import ConfigError, HotspotsError
 
 logger = logging.getLogger(__name__)
@@ -194,15 +195,8 @@ class UserStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self.connect() as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            else:
-                con.execute("COMMIT")
+        with self.connect() as con, transaction(con):
+            yield con
 
     # -- hashing --------------------------------------------------------------------------------
     def _hash(self, password: str) -> str:

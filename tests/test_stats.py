@@ -422,3 +422,15 @@ def test_gi_and_lisa_share_one_permutation_pass():
     lm2 = stats.local_moran(y, w, permutations=199, seed=3)  # recomputed, not remembered
     assert np.array_equal(lm.p_sim, lm2.p_sim) and np.array_equal(gi.p_sim, lm.p_sim)
     assert not np.array_equal(stats.local_moran(y, w, permutations=199, seed=4).p_sim, lm.p_sim)
+
+
+def test_gi_star_undefined_when_neighbourhood_is_everything():
+    """Four areas that all touch each other: n·Σw − (Σw)² = 0, so Gi* is 0/0 — NaN and said so."""
+    import scipy.sparse as sp
+    w = sp.csr_matrix(np.ones((4, 4)) - np.eye(4))
+    import warnings as w_
+    with w_.catch_warnings():
+        w_.simplefilter("error")  # no RuntimeWarning from a 0/0
+        res = stats.gi_star(np.array([1.0, 2.0, 3.0, 9.0]), w)
+    assert np.isnan(res.z).all() and set(res.labels) == {"Undefined"}
+    assert any("undefined" in m for m in res.warnings)

@@ -377,8 +377,8 @@ def _rebin_bonferroni(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
         bins[np.isfinite(pg) & (pg <= cut)] = level
     bins = np.where(np.nan_to_num(z) < 0, -bins, bins)
     t["gi_bin"] = bins
-    t["gi_label"] = [stats.LABEL_NO_NEIGHBOURS if not np.isfinite(pp) else stats.GI_LABELS[int(b)]
-                     for b, pp in zip(bins, pg)]
+    t["gi_label"] = [old if not np.isfinite(pp) else stats.GI_LABELS[int(b)]  # islands, undefined: as they were
+                     for b, pp, old in zip(bins, pg, t["gi_label"])]
     if "lisa_p_sim" in t:
         pl = t["lisa_p_sim"].to_numpy(float)
         cut = stats.bonferroni_cutoff(pl, alpha)
@@ -466,7 +466,7 @@ def _build(config: Config, p: LayerParams) -> LayerResult:
         cut = a["cutoffs"]
         if p.layer == "gistar":
             note = _gi_note(cut)
-            st = maps.style_gi(g["gi_bin"].where(g["gi_label"] != "No neighbours"), note=note)
+            st = maps.style_gi(g["gi_bin"].where(~g["gi_label"].isin(["No neighbours", "Undefined"])), note=note)
             fields = AREA_FIELDS + [["count", "Incidents"], ["rate_per_1000", "Rate per 1,000"],
                                     ["gi_z", "Gi* z-score"], ["gi_p", "p (two-sided)"], ["gi_p_sim", "p (permutation)"],
                                     ["gi_label", "Class"]]
