@@ -1,7 +1,7 @@
 """Faults: kill -9 during an ingest, two concurrent ingests, a corrupt bundle file.
 
-Everything runs against a tiny synthetic bundle (four 1 km square LSOAs in two wards near Wolverhampton,
-written as GeoJSON in EPSG:4326, plus a population table) and a config TOML in a temporary folder,
+Everything runs against the synthetic city of ``tests/synthetic_bundle.py`` (sixteen 500 m square LSOAs in
+four wards, GeoJSON in EPSG:4326, plus a population table) and its config TOML in a temporary folder,
 selected through HOTSPOTS_CONFIG / HOTSPOTS_DATA_DIR / HOTSPOTS_INSTANCE_DIR. Ingests run as real
 `hotspots ingest` subprocesses.
 """
@@ -22,81 +22,16 @@ import pytest
 from hotspots.bundle import dataset_files, install_bundle, verify_bundle
 from hotspots.config import load_config
 from hotspots.errors import BundleError
+from synthetic_bundle import CELL, X0, Y0, build
 
 HOTSPOTS = [sys.executable, "-c", "from hotspots.cli import main; main()"]
-E0, N0, SIDE = 390_000.0, 298_000.0, 1_000.0
+E0, N0, SIDE = X0, Y0, CELL * 2  # the synthetic city spans E0..E0 + 2·SIDE, N0..N0 + 2·SIDE
 N_BIG = 150_000  # big enough that the store transaction lasts seconds
 
-CONFIG = """
-[area]
-name = "Synthetic Town"
-lad_code = "E08999999"
-
-[paths]
-data_dir = "{root}/data"
-instance_dir = "{root}/instance"
-bundle = "{root}/bundle"
-
-[datasets.lsoa21]
-kind = "boundary"
-role = "lsoa21"
-path = "boundaries/lsoa21.geojson"
-format = "geojson"
-code = "LSOA21CD"
-name = "LSOA21NM"
-vintage = "synthetic"
-
-[datasets.ward]
-kind = "boundary"
-role = "ward"
-path = "boundaries/wards.geojson"
-format = "geojson"
-code = "WD25CD"
-name = "WD25NM"
-vintage = "synthetic"
-
-[datasets.population]
-kind = "table"
-role = "population"
-path = "population/pop.csv"
-format = "csv"
-code = "mnemonic"
-name = "name"
-value = "total"
-geography = "lsoa21"
-vintage = "synthetic"
-"""
-
-
-def make_bundle(bundle: Path) -> None:
-    import geopandas as gpd
-    from shapely.geometry import box
-    (bundle / "boundaries").mkdir(parents=True, exist_ok=True)
-    (bundle / "population").mkdir(parents=True, exist_ok=True)
-    squares, codes, names = [], [], []
-    for i in range(2):
-        for j in range(2):
-            squares.append(box(E0 + i * SIDE, N0 + j * SIDE, E0 + (i + 1) * SIDE, N0 + (j + 1) * SIDE))
-            codes.append(f"E0100000{2 * i + j + 1}")
-            names.append(f"Synthetic {2 * i + j + 1}")
-    lsoa = gpd.GeoDataFrame({"LSOA21CD": codes, "LSOA21NM": names}, geometry=squares, crs="EPSG:27700")
-    lsoa.to_crs("EPSG:4326").to_file(bundle / "boundaries" / "lsoa21.geojson", driver="GeoJSON")
-    wards = gpd.GeoDataFrame({"WD25CD": ["E05000001", "E05000002"], "WD25NM": ["West", "East"]},
-                             geometry=[box(E0, N0, E0 + SIDE, N0 + 2 * SIDE),
-                                       box(E0 + SIDE, N0, E0 + 2 * SIDE, N0 + 2 * SIDE)], crs="EPSG:27700")
-    wards.to_crs("EPSG:4326").to_file(bundle / "boundaries" / "wards.geojson", driver="GeoJSON")
-    pd.DataFrame({"mnemonic": codes, "name": names, "total": [1500, 1600, 1700, 1800]}).to_csv(
-        bundle / "population" / "pop.csv", index=False)
-
-
 def make_env(root: Path) -> dict[str, str]:
-    """Bundle, config and installed data under ``root``; returns the environment selecting them."""
+    """The synthetic city's bundle and config under ``root``, installed; returns the environment selecting them."""
     root.mkdir(parents=True, exist_ok=True)
-    make_bundle(root / "bundle")
-    cfg = root / "hotspots.toml"
-    cfg.write_text(CONFIG.format(root=root.as_posix()), encoding="utf-8")
-    env = {"HOTSPOTS_CONFIG": str(cfg), "HOTSPOTS_DATA_DIR": str(root / "data"),
-           "HOTSPOTS_INSTANCE_DIR": str(root / "instance"), "HOTSPOTS_BUNDLE": str(root / "bundle")}
+    env = build(root).env()
     install_bundle(load_config(env=env))
     return env
 
@@ -256,7 +191,7 @@ def test_corrupt_bundle_file_is_detected(env, tmp_path):
     try:
         # Same size, one byte changed (a checksum, not a size check, must catch it).
         mutated = bytearray(original)
-        pos = original.index(b"Synthetic 1") + len("Synthetic ")
+        pos = original.index(b"Gridtown 0") + len("Gridtown ")
         mutated[pos] = ord("9")
         target.write_bytes(bytes(mutated))
         time.sleep(0.01)
