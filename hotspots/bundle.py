@@ -8,6 +8,7 @@ was truncated or edited after installation is reported by name instead of produc
 from __future__ import annotations
 
 import glob
+import gzip
 import hashlib
 import json
 import logging
@@ -77,11 +78,15 @@ def _count_and_check(dataset: Dataset, path: Path) -> int:
             if dataset.code and dataset.code not in df.columns:
                 raise BundleError(f"column {dataset.code!r} not found", path=path, column=dataset.code)
             return len(df)
+        raw = path.read_bytes()
+        if path.name.lower().endswith(".gz"):
+            raw = gzip.decompress(raw)
         if dataset.format == "police-csv":
-            with open(path, "rb") as fh:
-                return max(sum(1 for _ in fh) - 1, 0)
+            return max(raw.count(b"\n") - 1, 0)
         if dataset.format == "police-api-json":
-            return len(json.loads(path.read_bytes() or b"[]"))
+            if path.name.lower().endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+                return sum(1 for line in raw.splitlines() if line.strip())
+            return len(json.loads(raw or b"[]"))
         return 0
     except BundleError:
         raise
@@ -190,10 +195,19 @@ def _sha_cached(path: str, mtime_ns: int, size: int) -> str:
 
 
 @lru_cache(maxsize=16)
-def _load_boundary_cached(path: str, mtime_ns: int, code: str, name: str) -> gpd.GeoDataFrame:
+def _load_boundary_cached(path: str, mtime_ns: int, code: str, name: str, lad_column: str = "",
+                          lad_codes: tuple[str, ...] = ()) -> gpd.GeoDataFrame:
     gdf = gpd.read_file(path)
     if gdf.crs is None:
         raise BundleError("boundary file has no CRS", path=path)
+    if lad_column and lad_codes:
+        if lad_column not in gdf.columns:
+            raise BundleError(f"column {lad_column!r} not found (have: {', '.join(map(str, gdf.columns))})",
+                              path=path, column=lad_column)
+        gdf = gdf[gdf[lad_column].astype(str).isin(lad_codes)]
+        if gdf.empty:
+            raise BundleError(f"no feature has a {lad_column} in [area] lad_codes ({', '.join(lad_codes)})",
+                              path=path, column=lad_column)
     gdf = gdf.to_crs(BNG)
     out = gpd.GeoDataFrame({"code": gdf[code].astype(str), "name": gdf[name].astype(str) if name else gdf[code]},
                            geometry=gdf.geometry.make_valid(), crs=BNG)
@@ -202,10 +216,12 @@ def _load_boundary_cached(path: str, mtime_ns: int, code: str, name: str) -> gpd
 
 def load_boundary(config: Config, role: str) -> gpd.GeoDataFrame:
     """Boundary layer playing ``role`` as a GeoDataFrame in EPSG:27700 with columns code, name, geometry,
-    sorted by code. Checked against the bundle lock; cached per file version. Callers must not mutate it."""
+    sorted by code; only the features of ``[area] lad_codes`` when the dataset names its ``lad_column``.
+    Checked against the bundle lock; cached per file version. Callers must not mutate it."""
     ds = config.boundary(role)
     (path,) = dataset_files(config, ds.key)
-    return _load_boundary_cached(str(path), path.stat().st_mtime_ns, ds.code, ds.name)
+    return _load_boundary_cached(str(path), path.stat().st_mtime_ns, ds.code, ds.name, ds.lad_column,
+                                 config.lad_codes)
 
 
 def load_table(config: Config, key: str) -> pd.DataFrame:

@@ -50,6 +50,7 @@ class Dataset:
     licence: str = ""
     attribution: str = ""
     disclosure: str = ""  # disclosure rule name for this dataset (e.g. "hospital"); "" = the [disclosure] rule
+    lad_column: str = ""  # boundary column with the local authority code, to keep only [area] lad_codes
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ class Config:
     datasets: dict[str, Dataset]
     extract: ExtractMapping = field(default_factory=ExtractMapping)
     centre: tuple[float, float] = (52.5866, -2.1276)
+    #: Local authority codes to keep from boundary files that cover more (regional or national files);
+    #: empty keeps every feature. Applies to boundary datasets that name their ``lad_column``.
+    lad_codes: tuple[str, ...] = ()
     zoom: int = 12
     host: str = "127.0.0.1"
     port: int = 5000
@@ -176,6 +180,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     values: dict[str, Any] = dict(
         area_name=area["name"], lad_code=area["lad_code"],
         centre=tuple(area.get("centre", (52.5866, -2.1276))), zoom=int(area.get("zoom", 12)),
+        lad_codes=tuple(str(c) for c in area.get("lad_codes", ())),
         data_dir=_resolve(REPO_ROOT, paths.get("data_dir", "data")),
         instance_dir=_resolve(REPO_ROOT, paths.get("instance_dir", "instance")),
         bundle=_resolve(REPO_ROOT, paths.get("bundle", "../shared/data")),

@@ -15,8 +15,8 @@ Rules (each file is one transaction):
 * a row with no usable location, coordinates outside Great Britain, swapped latitude/longitude, an
   unparseable month or date, or no category goes to the ``rejects`` table with its row number, column
   and reason, and the raw row;
-* a crime seen again (same Crime ID, API id or extract id; or, for rows without an id such as
-  anti-social behaviour, the same content at the same occurrence number) is stored once;
+* a crime seen again (same archive Crime ID, API record ``id`` or extract id; or, for rows without an id
+  such as anti-social behaviour, the same content at the same occurrence number) is stored once;
 * rows outside the configured area are kept and flagged ``in_area = 0``.
 """
 from __future__ import annotations
@@ -372,12 +372,14 @@ def parse_police_json(path: Path) -> Parsed:
     _mark(reason, column, np.array([not c for c in cat], dtype=bool), R_NO_CATEGORY, "category")
     ids = np.array(fields["id"], dtype=object)
     _mark(reason, column, pd.isna(ids), R_NO_ID, "id")
-    # persistent_id is the archive's Crime ID: using it lets the same crime from the CSV and the API meet.
-    pid = np.array(fields["pid"], dtype=object)
-    crime_id = np.where(pd.isna(pid), np.array(["api:" + str(x) for x in ids], dtype=object), pid)
+    # The record's own ``id`` identifies it. ``persistent_id`` (the archive's Crime ID) does not: in the
+    # bundle's London year 30,234 of 774,312 records share theirs with another record of the same month
+    # and place (consecutive ids, several offences of one crime), so keying on it would lose real crimes.
+    # It is kept as an attribute.
+    crime_id = np.array([None if x is None else "api:" + str(x) for x in ids], dtype=object)
     e, nn = lonlat_to_bng(lon, lat)
-    attrs = np.array([json.dumps({"api_id": i, "location_type": t}) if i else None
-                      for i, t in zip(fields["id"], fields["location_type"])], dtype=object)
+    attrs = np.array([json.dumps({"api_id": i, "persistent_id": p, "location_type": t}) if i else None
+                      for i, p, t in zip(fields["id"], fields["pid"], fields["location_type"])], dtype=object)
     return Parsed(n, crime_id, np.array(fields["month"], dtype=object), np.full(n, None, dtype=object), cat,
                   lon, lat, e, nn, np.array(fields["street"], dtype=object),
                   np.array(fields["outcome"], dtype=object), np.array(fields["context"], dtype=object),
@@ -478,9 +480,8 @@ def _mix64(x: np.ndarray) -> np.ndarray:
 def incident_keys(crime_id: np.ndarray, identity: np.ndarray) -> np.ndarray:
     """Signed 64-bit identity keys (the store's primary key and the duplicate check).
 
-    * a police.uk Crime ID (64 hex digits, a SHA-256; the API's ``persistent_id`` is the same value) keys
-      by a vectorised mix of its four 64-bit words (case-insensitive), so the same crime from the CSV
-      archive and from the API meets;
+    * a police.uk archive Crime ID (64 hex digits, a SHA-256) keys by a vectorised mix of its four 64-bit
+      words (case-insensitive);
     * any other id (``api:<id>``, ``extract:<id>``) keys by a SipHash of the id;
     * a row without an id (anti-social behaviour) keys by a SipHash of its content plus its occurrence
       number in the file: two identical rows are two incidents, and re-ingesting the file finds both again.

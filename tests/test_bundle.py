@@ -77,3 +77,23 @@ def test_config_errors_name_the_file(tmp_path):
         load_config(bad, env={})
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.toml", env={})
+
+
+def test_lad_codes_keep_only_the_configured_authorities(gridtown):
+    """A regional or national boundary file serves one authority by configuration alone."""
+    import geopandas as gpd
+    from hotspots.bundle import _load_boundary_cached
+    b, config = gridtown
+    src = b.root / "bundle/boundaries/lsoa21.geojson"
+    g = gpd.read_file(src)
+    g["LADCD"] = ["E0800000A" if i < 4 else "E0800000B" for i in range(len(g))]
+    g.to_file(src, driver="GeoJSON")
+    lsoa = config.datasets["lsoa21"]
+    from dataclasses import replace
+    cfg = replace(config, lad_codes=("E0800000A",),
+                  datasets={**config.datasets, "lsoa21": replace(lsoa, lad_column="LADCD")})
+    install_bundle(cfg)
+    _load_boundary_cached.cache_clear()
+    assert len(load_boundary(cfg, "lsoa21")) == 4
+    with pytest.raises(BundleError, match="no feature has a LADCD"):
+        load_boundary(replace(cfg, lad_codes=("E08999999",)), "lsoa21")

@@ -238,3 +238,19 @@ def test_source_lsoa_agreement_is_reported(gridtown, tmp_path):
     wrong = police_csv([("s2", "2024-01", *cell_centre(2, 3), "Robbery")], lsoa=lsoa_code(0, 0)).split("\n", 1)[1]
     (s,) = ingest_paths(config, [write(tmp_path, "l.csv", right + wrong)])
     assert (s.lsoa_checked, s.lsoa_agree) == (2, 1)
+
+
+def test_api_records_sharing_a_persistent_id_are_distinct_crimes(gridtown, tmp_path):
+    """police.uk gives several records of one crime the same persistent_id (consecutive ids, same place and
+    month); each record is a crime and must be kept, while the same id seen again is one crime."""
+    _, config = gridtown
+    lon, lat = bng_to_lonlat(*cell_centre(1, 1))
+    base = {"category": "violent-crime", "location_type": "Force", "context": "", "outcome_status": None,
+            "location": {"latitude": f"{lat:.6f}", "longitude": f"{lon:.6f}", "street": {"id": 1, "name": "X"}},
+            "persistent_id": "ab" * 32, "location_subtype": "", "month": "2024-05"}
+    recs = [dict(base, id=501), dict(base, id=502), dict(base, id=503), dict(base, id=501)]
+    (s,) = ingest_paths(config, [write(tmp_path, "p.json", json.dumps(recs))])
+    assert (s.accepted, s.duplicates) == (3, 1)
+    con = sqlite3.connect(config.db_path)
+    attrs = [json.loads(a) for (a,) in con.execute("SELECT attrs FROM incidents_geocoded ORDER BY crime_id")]
+    assert [a["api_id"] for a in attrs] == ["501", "502", "503"] and attrs[0]["persistent_id"] == "ab" * 32

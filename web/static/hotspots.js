@@ -147,6 +147,7 @@
       if (name === "wards") e.group.bringToFront();
       else if (entries.wards && map.hasLayer(entries.wards.group)) entries.wards.group.bringToFront();
       if (!fitted && fc.features.length) { fitted = true; map.fitBounds(gj.getBounds(), {padding: [8, 8], animate: false}); }
+      if (name === "wards") updateWardLabels();
       renderLegends();
       return e;
     }).catch(function (err) {
@@ -155,6 +156,20 @@
     }).finally(function () { busy(-1); });
   }
   var fitted = false;
+
+  /* Ward names are readable only when few are in view: beyond MAX_WARD_LABELS (a city-wide view of a big
+   * area such as London's 704 wards) they are hidden until the user zooms in. */
+  var MAX_WARD_LABELS = 40;
+  function updateWardLabels() {
+    var e = entries.wards;
+    if (!e) return;
+    var bounds = map.getBounds(), n = 0;
+    e.group.eachLayer(function (gj) {
+      if (gj.eachLayer) gj.eachLayer(function (l) { if (bounds.contains(l.getBounds().getCenter())) n++; });
+    });
+    map.getContainer().classList.toggle("ward-labels-hidden", n > MAX_WARD_LABELS);
+  }
+  map.on("zoomend moveend", updateWardLabels);
 
   // layer control: every layer is an overlay; loaded the first time it is switched on
   var control = L.control.layers(null, null, {collapsed: state.print, position: "topright"});
