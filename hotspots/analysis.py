@@ -48,9 +48,12 @@ def _versions() -> dict[str, str]:
             "geopandas": geopandas.__version__, "hotspots": hv}
 
 
-def _fmt_p(p: float) -> str:
+def format_p(p: float, permutations: int | None = None) -> str:
+    """p in words; at a permutation test's floor, 2/(R+1) two-sided, say that it is the floor."""
     if not math.isfinite(p):
         return "p not computed"
+    if permutations and p <= 2.0 / (permutations + 1) + 1e-12:
+        return f"p ≤ {p:.4g}, the smallest {permutations:,} permutations can give"
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
@@ -69,8 +72,9 @@ class AnalysisResult:
         lines: list[str] = []
         m = self.moran
         if m:
-            p = m["p_sim"] if math.isfinite(m.get("p_sim", float("nan"))) else m["p_rand"]
-            nums = f"(I = {m['I']:.2f}, z = {m['z_rand']:.1f}, {_fmt_p(p)})"
+            simulated = math.isfinite(m.get("p_sim", float("nan")))
+            p = m["p_sim"] if simulated else m["p_rand"]
+            nums = f"(I = {m['I']:.2f}, z = {m['z_rand']:.1f}, {format_p(p, m.get('permutations') if simulated else None)})"
             alpha = self.metadata.get("alpha", 0.05)
             if p <= alpha and m["I"] > m["EI"]:
                 lines.append(f"Global Moran's I: {subject} is clustered: similar values sit next to each other "

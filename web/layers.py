@@ -971,7 +971,8 @@ def _panel(config: Config, p: LayerParams, rule: DisclosureRule | None = None) -
     moran_text = ""
     if m:
         ps = m.get("p_sim") if m.get("p_sim") is not None else m.get("p_rand")
-        ptxt = "p < 0.001" if ps is not None and ps < 0.001 else f"p = {ps:.3f}" if ps is not None else "p n/a"
+        from hotspots.analysis import format_p
+        ptxt = format_p(float("nan") if ps is None else ps, m.get("permutations") if m.get("p_sim") is not None else None)
         if ps is not None and ps <= p.alpha and m["I"] > m["EI"]:
             moran_text = (f"Moran's I = {m['I']:.2f} ({ptxt}): incidents cluster. Areas with many incidents tend to "
                           "sit next to other areas with many, more than chance would produce.")
