@@ -2,7 +2,8 @@
 
 Why one module: every download (CLI ``--out``, the web's download links, the API) carries the same
 attribution and method metadata, written in one place. GeoJSON follows RFC 7946: WGS84 longitude/
-latitude, no ``crs`` member, coordinates to 6 decimal places (about 0.1 m); the metadata and attribution
+latitude, no ``crs`` member, coordinates to 6 decimal places (about 0.1 m), exterior rings anticlockwise
+and holes clockwise (the right-hand rule); the metadata and attribution
 travel as top-level foreign members, which GIS tools ignore safely. CSV cells that a spreadsheet would
 run as a formula are neutralised.
 """
@@ -61,6 +62,7 @@ def to_geojson_dict(gdf: gpd.GeoDataFrame, metadata: dict | None = None, decimal
     g = gdf.to_crs(WGS84)
     geoms = shapely.set_precision(g.geometry.to_numpy(), 10 ** -decimals)
     geoms = shapely.make_valid(geoms)
+    geoms = shapely.orient_polygons(geoms, exterior_cw=False)  # RFC 7946 §3.1.6: exteriors anticlockwise
     props = g.drop(columns=g.geometry.name)
     records = props.to_dict(orient="records")
     features = []

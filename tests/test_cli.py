@@ -44,6 +44,10 @@ def test_install_status_ingest_counts(env, tmp_path):
     assert "crs" not in fc and any("Crown copyright" in a or "Synthetic" in a for a in fc["metadata"]["attribution"])
     lon, lat = fc["features"][0]["geometry"]["coordinates"][0][0]
     assert -3 < lon < 0 and 52 < lat < 53  # WGS84 lon/lat order
+    import shapely
+    for f in fc["features"]:  # RFC 7946 right-hand rule: exterior rings anticlockwise
+        ring = shapely.LinearRing(f["geometry"]["coordinates"][0])
+        assert ring.is_ccw
 
 
 def test_errors_exit_1_with_one_line(env, tmp_path):

@@ -779,6 +779,7 @@ def display_geometries(config: Config, role: str) -> dict[str, str]:
             simp = shapely.simplify(geoms, SIMPLIFY_M, preserve_topology=True)
         g = gpd.GeoSeries(simp, crs=BNG).to_crs(WGS84)
         g = shapely.set_precision(g.to_numpy(), 10 ** -DISPLAY_DECIMALS)
+        g = shapely.orient_polygons(g, exterior_cw=False)  # RFC 7946 right-hand rule
         return {code: shapely.to_geojson(geom) for code, geom in zip(b["code"], g)}
     return cached(config, ("display-geom", role), build)
 
