@@ -26,7 +26,7 @@ from synthetic_bundle import CELL, X0, Y0, build
 
 HOTSPOTS = [sys.executable, "-c", "from hotspots.cli import main; main()"]
 E0, N0, SIDE = X0, Y0, CELL * 2  # the synthetic city spans E0..E0 + 2·SIDE, N0..N0 + 2·SIDE
-N_BIG = 150_000  # big enough that the store transaction lasts seconds
+N_BIG = 300_000  # big enough that the store transaction lasts about a second
 
 def make_env(root: Path) -> dict[str, str]:
     """The synthetic city's bundle and config under ``root``, installed; returns the environment selecting them."""
@@ -119,15 +119,15 @@ def test_kill_9_during_ingest_then_rerun(tmp_path):
     big, expected = make_police_csv(tmp_path / "big.csv", N_BIG, seed=7)
     db = db_path(env)
     killed_inside = False
-    for attempt, extra_delay in enumerate((0.0, 0.4)):
+    for attempt, extra_delay in enumerate((0.0, 0.15)):
         proc = run_ingest(env, big)
         held_since = None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
             if writer_busy(db):
                 held_since = held_since or time.monotonic()
-                # The short area-names transaction takes milliseconds; the incidents one takes seconds.
-                if time.monotonic() - held_since > 0.25 + extra_delay:
+                # The short area-names transaction takes milliseconds; the incidents one about a second.
+                if time.monotonic() - held_since > 0.08 + extra_delay:
                     os.kill(proc.pid, signal.SIGKILL)
                     killed_inside = True
                     break
