@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from functools import lru_cache
 
 import geopandas as gpd
@@ -54,27 +55,33 @@ def level_role(level: str) -> str:
 def best_fit_wards(config: Config, role: str) -> pd.DataFrame:
     """For each area of ``role``, the current ward holding the largest share of its area (best fit).
 
-    Computed from the boundaries themselves, so any local authority works without a lookup file."""
-    areas = load_boundary(config, role)
-    wards = load_boundary(config, "ward")
-    return _best_fit(areas, wards)
+    Computed from the boundaries themselves, so any local authority works without a lookup file. Cached by
+    the boundary files' identity (path and modification time) and the configured authorities."""
+    from .bundle import dataset_files
+    files = [p for r in (role, "ward") for p in dataset_files(config, config.boundary(r).key)]
+    key = (role, tuple((str(p), p.stat().st_mtime_ns) for p in files), config.lad_codes)
+    with _BEST_FIT_LOCK:
+        hit = _BEST_FIT_CACHE.get(key)
+    if hit is not None:
+        return hit
+    out = _best_fit(load_boundary(config, role), load_boundary(config, "ward"))
+    with _BEST_FIT_LOCK:
+        if len(_BEST_FIT_CACHE) > 32:
+            _BEST_FIT_CACHE.clear()
+        _BEST_FIT_CACHE[key] = out
+    return out
 
 
 def _best_fit(areas: gpd.GeoDataFrame, wards: gpd.GeoDataFrame) -> pd.DataFrame:
-    key = (id(areas), id(wards))
-    hit = _BEST_FIT_CACHE.get(key)
-    if hit is not None:
-        return hit
     inter = gpd.overlay(areas[["code", "geometry"]], wards[["code", "name", "geometry"]].rename(
         columns={"code": "ward_code", "name": "ward_name"}), how="intersection", keep_geom_type=True)
     inter["a"] = inter.geometry.area
     best = inter.sort_values(["code", "a", "ward_code"], ascending=[True, False, True]).drop_duplicates("code")
-    out = areas[["code"]].merge(best[["code", "ward_code", "ward_name"]], on="code", how="left")
-    _BEST_FIT_CACHE[key] = out
-    return out
+    return areas[["code"]].merge(best[["code", "ward_code", "ward_name"]], on="code", how="left")
 
 
 _BEST_FIT_CACHE: dict = {}
+_BEST_FIT_LOCK = threading.Lock()
 
 
 def normalise_categories(categories) -> list[str]:

@@ -196,7 +196,23 @@ def _read_csv_table(path: Path, data: bytes) -> pa.Table:
         if "UTF8" in msg or "UTF-8" in msg:
             _decode_check(path, data)  # arrow validated UTF-8 for us; now find the line and byte
         m = re.search(r"[Rr]ow #?(\d+)", msg)
-        raise IngestError(f"malformed CSV: {msg}", path=path, row=int(m.group(1)) if m else None) from None
+        row = int(m.group(1)) if m else _first_ragged_row(data, len(header))
+        raise IngestError(f"malformed CSV: {msg}", path=path, row=row) from None
+
+
+def _first_ragged_row(data: bytes, width: int) -> int | None:
+    """1-based data row whose field count differs from the header's (Arrow's message has no row)."""
+    import csv
+    import io
+    try:
+        reader = csv.reader(io.StringIO(data.decode("utf-8", "replace")))
+        next(reader, None)
+        for i, fields in enumerate(reader, 1):
+            if fields and len(fields) != width:
+                return i
+    except csv.Error:
+        return None
+    return None
 
 
 def _strings(table: pa.Table, name: str | None) -> pa.Array:
@@ -267,7 +283,7 @@ def parse_police_csv(path: Path, data: bytes | None = None) -> Parsed:
     n = table.num_rows
     reason = np.full(n, None, dtype=object)
     column = np.full(n, None, dtype=object)
-    month = _np(_strings(table, "Month"))
+    month = _np(pc.utf8_trim_whitespace(_strings(table, "Month")))
     month_ok = np.asarray(pc.match_substring_regex(pc.utf8_trim_whitespace(_strings(table, "Month")), MONTH_RE)
                           .to_numpy(zero_copy_only=False), dtype=bool)
     # Repeated text stays in Arrow (dictionary-encoded at store time, never converted row by row).

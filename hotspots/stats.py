@@ -58,6 +58,11 @@ GI_BIN_ALPHA = ((3, 0.01), (2, 0.05), (1, 0.10))
 GI_LABELS = {3: "Hot spot 99% confidence", 2: "Hot spot 95% confidence", 1: "Hot spot 90% confidence",
              0: "Not significant", -1: "Cold spot 90% confidence", -2: "Cold spot 95% confidence",
              -3: "Cold spot 99% confidence"}
+#: numba's parallel kernels run one at a time in a process: the "workqueue" threading layer (numba's
+#: fallback where neither OpenMP nor TBB loads) aborts when two threads (two web requests) enter
+#: parallel code at once, and on two cores two concurrent kernels gain nothing anyway.
+_PARALLEL_LOCK = threading.Lock()
+
 LABEL_NO_NEIGHBOURS = "No neighbours"
 LABEL_UNDEFINED = "Undefined"
 LABEL_NOT_SIGNIFICANT = "Not significant"
@@ -339,7 +344,8 @@ def _conditional_p(x: np.ndarray, g: _Graph, active: np.ndarray, n_perm: int, se
     if hit is None:
         k_max = int(g.card.max())  # one matrix for every statistic on these weights
         perm = _conditional_matrix(n - 1, k_max, n_perm, seed)
-        hit = _conditional_counts(x, g.indptr, g.indices, perm, ~g.islands)
+        with _PARALLEL_LOCK:
+            hit = _conditional_counts(x, g.indptr, g.indices, perm, ~g.islands)
         with _counts_lock:
             _counts_memo.clear()
             _counts_memo[key] = hit
@@ -617,10 +623,14 @@ def moran_global(y: Any, w: SpatialWeights | sp.spmatrix, permutations: int | No
     a = n * ((n * n - 3 * n + 3) * s1 - n * s2 + 3 * s0 * s0)
     b = b2 * ((n * n - n) * s1 - 2 * n * s2 + 6 * s0 * s0)
     vi_rand = (a - b) / ((n - 1.0) * (n - 2.0) * (n - 3.0) * s0 * s0) - ei * ei
-    z_norm = (I - ei) / math.sqrt(vi_norm)
-    z_rand = (I - ei) / math.sqrt(vi_rand) if vi_rand > 0 else float("nan")
+    # A complete neighbour graph (every area a neighbour of every other) leaves I no variance to test:
+    # the variances are 0 up to rounding, so z is undefined rather than a huge or imaginary number.
+    tiny = 1e-12 * max(ei * ei, 1e-300)
+    z_norm = (I - ei) / math.sqrt(vi_norm) if vi_norm > tiny else float("nan")
+    z_rand = (I - ei) / math.sqrt(vi_rand) if vi_rand > tiny else float("nan")
     out: dict[str, Any] = {
-        "I": I, "EI": ei, "VI_norm": vi_norm, "z_norm": z_norm, "p_norm": _p_normal_two_sided(z_norm),
+        "I": I, "EI": ei, "VI_norm": vi_norm, "z_norm": z_norm,
+        "p_norm": _p_normal_two_sided(z_norm) if math.isfinite(z_norm) else float("nan"),
         "VI_rand": vi_rand, "z_rand": z_rand,
         "p_rand": _p_normal_two_sided(z_rand) if math.isfinite(z_rand) else float("nan"),
         "p_sim": float("nan"), "EI_sim": float("nan"), "z_sim": float("nan"),
@@ -630,9 +640,10 @@ def moran_global(y: Any, w: SpatialWeights | sp.spmatrix, permutations: int | No
     if n_perm > 0:
         up = sp.triu(wt, k=1, format="csr")
         up.sort_indices()
-        sims = _moran_permutations(z, up.indptr.astype(np.int64), up.indices.astype(np.int64),
-                                   np.ascontiguousarray(up.data, dtype=np.float64), n_perm,
-                                   np.uint64(seed)) * (n / s0 / zz)
+        with _PARALLEL_LOCK:
+            sims = _moran_permutations(z, up.indptr.astype(np.int64), up.indices.astype(np.int64),
+                                       np.ascontiguousarray(up.data, dtype=np.float64), n_perm,
+                                       np.uint64(seed)) * (n / s0 / zz)
         tol = 1e-12 * max(1.0, abs(I))
         ge = int((sims >= I - tol).sum())
         le = int((sims <= I + tol).sum())

@@ -123,7 +123,11 @@ def connect(db_path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     con.execute("PRAGMA temp_store = MEMORY")
     con.execute("PRAGMA threads = 2")  # worker threads for the sorts of CREATE INDEX
     con.execute("PRAGMA cache_size = -200000")
-    _migrate(con)
+    try:
+        _migrate(con)
+    except BaseException:
+        con.close()
+        raise
     return con
 
 

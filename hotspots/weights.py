@@ -23,6 +23,8 @@ names it. Islands still count in the global mean and variance, because they are 
 """
 from __future__ import annotations
 
+import os
+
 import hashlib
 import re
 import threading
@@ -434,17 +436,25 @@ def _load_disk(path: Path, ids: tuple, spec: WeightsSpec) -> SpatialWeights | No
         with np.load(path, allow_pickle=False) as z:
             n = int(z["n"])
             m = sp.csr_matrix((np.ones(len(z["indices"])), z["indices"], z["indptr"]), shape=(n, n))
-    except (OSError, KeyError, ValueError):
+    except Exception:  # a truncated or foreign file (BadZipFile, EOFError, ...) is a cache miss
         return None
     return from_matrix(m, ids, str(spec))
 
 
 def _save_disk(path: Path, w: SpatialWeights) -> None:
     try:
+        import tempfile
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, n=w.n, indptr=w.matrix.indptr, indices=w.matrix.indices)
-        tmp.replace(path)
+        # A temp file of our own: two writers of the same key (the server and the CLI, two threads)
+        # must not interleave into one file; the rename makes the finished one appear whole.
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp.npz")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez_compressed(fh, n=w.n, indptr=w.matrix.indptr, indices=w.matrix.indices)
+            os.replace(name, path)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
     except OSError:
         pass  # a cache is an optimisation; never fail the analysis over it
 

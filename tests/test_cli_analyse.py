@@ -94,6 +94,6 @@ def test_analyse_level_uses_area_counts(gridtown, tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert calls == {"level": "lsoa", "categories": ["violent-crime"], "month_from": "2018-01",
                      "month_to": "2018-06"}
-    assert "violence is clustered" in r.output
+    assert "the count of violence and sexual offences is clustered" in r.output
     meta = json.loads(out.with_suffix(".metadata.json").read_text())
     assert meta["geography"] == "lsoa" and meta["categories"] == ["violent-crime"]

@@ -254,3 +254,21 @@ def test_api_records_sharing_a_persistent_id_are_distinct_crimes(gridtown, tmp_p
     con = sqlite3.connect(config.db_path)
     attrs = [json.loads(a) for (a,) in con.execute("SELECT attrs FROM incidents_geocoded ORDER BY crime_id")]
     assert [a["api_id"] for a in attrs] == ["501", "502", "503"] and attrs[0]["persistent_id"] == "ab" * 32
+
+
+def test_ragged_row_is_named(gridtown, tmp_path):
+    _, config = gridtown
+    lon, lat = bng_to_lonlat(*cell_centre(0, 0))
+    text = HEADER + f"r1,2024-01,P,P,{lon},{lat},A,,,Robbery,,\n" + f"r2,2024-01,P,P,{lon},{lat},A,,,Robbery,,,extra\n"
+    with pytest.raises(IngestError) as err:
+        ingest_paths(config, [write(tmp_path, "ragged.csv", text)])
+    assert err.value.row == 2 and "ragged.csv:2: malformed CSV" in err.value.message
+
+
+def test_month_is_stored_trimmed(gridtown, tmp_path):
+    _, config = gridtown
+    lon, lat = bng_to_lonlat(*cell_centre(0, 0))
+    (s,) = ingest_paths(config, [write(tmp_path, "m.csv", HEADER + f"t1, 2024-01 ,P,P,{lon},{lat},A,,,Robbery,,\n")])
+    assert s.accepted == 1
+    con = sqlite3.connect(config.db_path)
+    assert con.execute("SELECT month FROM incidents").fetchone() == ("2024-01",)

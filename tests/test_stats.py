@@ -434,3 +434,12 @@ def test_gi_star_undefined_when_neighbourhood_is_everything():
         res = stats.gi_star(np.array([1.0, 2.0, 3.0, 9.0]), w)
     assert np.isnan(res.z).all() and set(res.labels) == {"Undefined"}
     assert any("undefined" in m for m in res.warnings)
+
+
+def test_global_moran_on_a_complete_graph_is_undefined_not_a_crash():
+    """Every area a neighbour of every other (a huge distance band): Var(I) = 0, so z and p are NaN."""
+    import scipy.sparse as sp
+    n = 50
+    w = sp.csr_matrix(np.ones((n, n)) - np.eye(n))
+    m = stats.moran_global(np.arange(n, dtype=float) % 7, w, permutations=0)
+    assert np.isnan(m["z_norm"]) and np.isnan(m["p_norm"])

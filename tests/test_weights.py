@@ -129,3 +129,17 @@ def test_holes_and_multipolygons():
     assert nb(q, 3) == {"a", "c"} and nb(r, 3) == {"c"}
     assert q.islands == ("e",) and r.islands == ("e",)
     assert (q.matrix != q.matrix.T).nnz == 0 and (r.matrix != r.matrix.T).nnz == 0
+
+
+def test_corrupt_disk_cache_is_a_miss(tmp_path):
+    """A truncated cache file (two writers, a full disk) must not break every later analysis."""
+    from cities import grid_city
+    from hotspots import weights as W
+    city = grid_city(5)
+    w1 = W.build_weights(city, "queen", cache_dir=tmp_path)
+    files = list(tmp_path.glob("weights-*.npz"))
+    assert len(files) == 1
+    files[0].write_bytes(files[0].read_bytes()[:20])
+    W.clear_cache()
+    w2 = W.build_weights(city, "queen", cache_dir=tmp_path)
+    assert (w1.matrix != w2.matrix).nnz == 0

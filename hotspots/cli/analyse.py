@@ -73,14 +73,15 @@ def analyse(ctx: click.Context, level, categories, month_from, month_to, areas_p
             meta.pop("attribution")
 
     if level:
-        try:
-            from ..aggregate import area_counts
-        except ImportError as exc:  # pragma: no cover - only while aggregate is being written
-            raise HotspotsError(f"--level needs hotspots.aggregate ({exc}); use --areas meanwhile") from None
+        from ..aggregate import area_counts, normalise_categories
+        from ..categories import category_label
         areas = area_counts(config, level=level, categories=list(categories), month_from=month_from,
                             month_to=month_to)
-        meta.update({"geography": level, "categories": list(categories) or "all", "month_from": month_from,
-                     "month_to": month_to, "subject": "violence"})
+        cats = normalise_categories(list(categories))
+        subject = ("the count of " + " and ".join(category_label(c).lower() for c in cats)) if cats \
+            else "the count of all crime"
+        meta.update({"geography": level, "categories": cats or "all", "month_from": month_from,
+                     "month_to": month_to, "subject": subject})
         result = analyse_areas(areas, "code", "count", name_col="name", ward_cols=("ward_code", "ward_name"),
                                stats=stats, weights=weights, permutations=permutations, seed=seed, alpha=alpha,
                                fdr=fdr, variable=variable, population_col="population", metadata=meta,
