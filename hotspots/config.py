@@ -28,6 +28,7 @@ ENV_OVERRIDES = {
     "HOTSPOTS_PUBLIC": "public_mode",
     "HOTSPOTS_SECURE_COOKIES": "secure_cookies",
     "HOTSPOTS_MAX_UPLOAD_MB": "max_upload_mb",
+    "HOTSPOTS_TRUSTED_PROXY": "trusted_proxy",
 }
 
 BOUNDARY_ROLES = ("lsoa21", "lsoa11", "ward", "ward_pre2023")
@@ -97,6 +98,9 @@ class Config:
     secure_cookies: str = "auto"
     session_hours: float = 12.0
     max_upload_mb: float = 50.0
+    #: behind one TLS-terminating reverse proxy: take scheme, host and client address from its
+    #: X-Forwarded-Proto/-Host/-For headers (never set it when clients reach the server directly)
+    trusted_proxy: bool = False
     source: Path | None = None
 
     # -- derived paths -------------------------------------------------------------------------
@@ -192,6 +196,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         secure_cookies=str(server.get("secure_cookies", "auto")).lower(),
         session_hours=float(server.get("session_hours", 12.0)),
         max_upload_mb=float(server.get("max_upload_mb", 50.0)),
+        trusted_proxy=bool(server.get("trusted_proxy", False)),
         disclosure=dict(raw.get("disclosure") or {"rule": "default"}),
         datasets=datasets, extract=extract, source=path,
     )
@@ -202,7 +207,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
                 v = Path(v).expanduser().resolve()
             elif fld == "port":
                 v = int(v)
-            elif fld == "public_mode":
+            elif fld in ("public_mode", "trusted_proxy"):
                 v = v.lower() in ("1", "true", "yes", "on")
             elif fld == "secure_cookies":
                 v = v.lower()

@@ -17,19 +17,17 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from .stats import GI_LABELS
+
 NO_DATA = "#bdbdbd"
 NOT_SIGNIFICANT = "#e0e0e0"
 
-#: ArcGIS Gi_Bin (-3..3) -> (label, colour).
-GI_CLASSES: dict[int, tuple[str, str]] = {
-    3: ("Hot spot, 99% confidence", "#b2182b"),
-    2: ("Hot spot, 95% confidence", "#d6604d"),
-    1: ("Hot spot, 90% confidence", "#f4a582"),
-    0: ("Not significant", NOT_SIGNIFICANT),
-    -1: ("Cold spot, 90% confidence", "#92c5de"),
-    -2: ("Cold spot, 95% confidence", "#4393c3"),
-    -3: ("Cold spot, 99% confidence", "#2166ac"),
-}
+#: ArcGIS Gi_Bin (-3..3) -> colour.
+GI_COLOURS: dict[int, str] = {3: "#b2182b", 2: "#d6604d", 1: "#f4a582", 0: NOT_SIGNIFICANT, -1: "#92c5de",
+                              -2: "#4393c3", -3: "#2166ac"}
+#: ArcGIS Gi_Bin (-3..3) -> (label, colour); the labels are the engine's (``hotspots.stats.GI_LABELS``), so a
+#: download's ``class_label`` and ``gi_label`` columns agree.
+GI_CLASSES: dict[int, tuple[str, str]] = {b: (GI_LABELS[b], c) for b, c in GI_COLOURS.items()}
 #: GeoDa's LISA cluster map colours; islands in dark grey.
 LISA_CLASSES: dict[str, str] = {
     "High-High": "#ff0000",

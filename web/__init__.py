@@ -60,6 +60,11 @@ def create_app(config: Config | None = None, test_config: dict | None = None) ->
     app.register_blueprint(api.bp)
     app.register_blueprint(uploads.bp)
     _register_errors(app)
+    if config.trusted_proxy:
+        # behind one TLS-terminating proxy: scheme, host and client address from its X-Forwarded-* headers
+        # (so the Origin check, Secure cookies, HSTS and the sign-in throttle see what the browser sees)
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
     if app.config.get("GZIP"):
         app.after_request(_gzip)
     if app.config.get("WARM_UP"):
@@ -122,7 +127,9 @@ def error_response(status: int, message: str, **extra: Any) -> Response:
         resp = jsonify(body)
         resp.status_code = status
         return resp
-    html = render_template("error.html", status=status, message=message, extra=extra)
+    from flask import current_app
+    html = render_template("error.html", status=status, message=message, extra=extra,
+                           config=current_app.config["HOTSPOTS"])
     return Response(html, status=status, mimetype="text/html")
 
 

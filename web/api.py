@@ -257,7 +257,8 @@ def incidents():
         return resp
     nxt = offset + len(rows)
     return ok(count=len(rows), total=total, offset=offset, limit=limit,
-              next=url_for("api.incidents", **{**request.args.to_dict(), "offset": nxt}) if nxt < total else None,
+              next=url_for("api.incidents", **{**request.args.to_dict(flat=False), "offset": nxt})
+              if nxt < total else None,  # flat=False: repeated filters (category=a&category=b) stay
               parameters={"category": list(p.categories), "from": p.month_from, "to": p.month_to,
                           "area": area or None},
               note=POLICE_NOTE, incidents=rows)

@@ -107,25 +107,33 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+def _config():
+    """The app's ``hotspots.config.Config`` (templates read ``config.area_name`` and ``config.public_mode``;
+    without it Jinja's ``config`` is Flask's settings, which have neither)."""
+    return current_app.config["HOTSPOTS"]
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     nxt = request.values.get("next")
     if request.method == "GET":
-        return render_template("login.html", next=nxt, error=None, username="")
+        return render_template("login.html", next=nxt, error=None, username="", config=_config())
     username = (request.form.get("username") or "").strip()
     password = request.form.get("password") or ""
     try:
         user = store().login(username, password, request.remote_addr or "?", throttle())
     except LoginThrottled as exc:
         logger.warning("sign-in throttled for %r from %s", username[:64], request.remote_addr)
-        resp = Response(render_template("login.html", next=nxt, error=exc.reason, username=username), status=429,
+        resp = Response(render_template("login.html", next=nxt, error=exc.reason, username=username,
+                                        config=_config()), status=429,
                         mimetype="text/html")
         resp.headers["Retry-After"] = str(exc.retry_after)
         return resp
     if user is None:
         logger.info("failed sign-in for %r from %s", username[:64], request.remote_addr)
         return Response(render_template("login.html", next=nxt, error="wrong username or password",
-                                        username=username), status=401, mimetype="text/html")
+                                        username=username, config=_config()),
+                        status=401, mimetype="text/html")
     session.clear()  # a fresh session (and a fresh CSRF token) for the signed-in user
     session.permanent = True
     session["user"], session["stamp"] = user.username, user.auth_stamp
@@ -144,7 +152,7 @@ def logout():
 @require("manage_users")
 def users():
     """Accounts (read-only: users are managed with ``hotspots users add|remove|passwd``)."""
-    return render_template("users.html", users=store().list_users())
+    return render_template("users.html", users=store().list_users(), config=_config())
 
 
 def init_app(app) -> None:

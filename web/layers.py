@@ -56,6 +56,10 @@ CRIME_LAYERS = {"count": "Incident count", "rate": "Rate per 1,000 residents",
 SIMPLIFY_M = 8.0
 DISPLAY_DECIMALS = 5
 CACHE_SIZE = 64
+#: upper bounds on the web (anyone may ask in public mode; each costs CPU per request). The CLI has none.
+MAX_PERMUTATIONS = 9999
+MAX_KNN = 30
+MAX_DISTANCE_M = 5000
 
 
 @dataclass(frozen=True)
@@ -208,13 +212,20 @@ def parse_params(config: Config, args: Mapping, layer: str | None = None) -> Lay
     classes = _choice(args, "classes", maps.SCHEMES, "quantiles")
     alpha = _float(args, "alpha", config.alpha, 0.0001, 0.2)
     k = int(_float(args, "k", 5, 3, 7))
-    perms = int(_float(args, "permutations", config.permutations, 99, 99999))
+    perms = int(_float(args, "permutations", config.permutations, 99, MAX_PERMUTATIONS))
     weights = _first(args, "weights", config.weights)
     try:
         from hotspots.weights import parse_spec
-        weights = str(parse_spec(weights))
+        spec = parse_spec(weights)
     except AnalysisError as exc:
         raise HotspotsError(exc.reason, column="weights") from None
+    if spec.kind == "knn" and not spec.param <= MAX_KNN:
+        raise HotspotsError(f"weights knn:K allows at most {MAX_KNN} neighbours on the web, got {weights!r}",
+                            column="weights")
+    if spec.kind == "distance" and not spec.param <= MAX_DISTANCE_M:
+        raise HotspotsError(f"weights distance:METRES allows at most {MAX_DISTANCE_M:,} m on the web, got "
+                            f"{weights!r}", column="weights")
+    weights = str(spec)
     domain = _first(args, "domain", "imd")
     cf, ct = check_period(_first(args, "compare_from"), _first(args, "compare_to"))
     if (cf is None) != (ct is None):
@@ -277,18 +288,41 @@ def data_version(config: Config) -> tuple:
     return tuple(out)
 
 
+#: key -> [lock, number of threads using it]: one thread computes a missing entry, the others wait for it
+_key_locks: dict = {}
+
+
 def cached(config: Config, key: tuple, fn: Callable[[], Any]) -> Any:
+    """``fn()`` once per key and data version. Concurrent misses of one key wait for the thread that
+    computes it (a 9,999-permutation analysis is not run eight times by eight waitress threads); ``fn``
+    runs outside the global lock, so other keys are served meanwhile. If ``fn`` raises, the next waiter
+    tries again."""
     full = (str(config.instance_dir), str(config.data_dir), data_version(config)) + key
     with _cache_lock:
         if full in _cache:
             _cache.move_to_end(full)
             return _cache[full]
-    value = fn()
-    with _cache_lock:
-        _cache[full] = value
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
-    return value
+        entry = _key_locks.get(full)
+        if entry is None:
+            entry = _key_locks[full] = [threading.Lock(), 0]
+        entry[1] += 1
+    try:
+        with entry[0]:
+            with _cache_lock:
+                if full in _cache:  # computed by the thread we waited for
+                    _cache.move_to_end(full)
+                    return _cache[full]
+            value = fn()
+            with _cache_lock:
+                _cache[full] = value
+                while len(_cache) > CACHE_SIZE:
+                    _cache.popitem(last=False)
+            return value
+    finally:
+        with _cache_lock:
+            entry[1] -= 1
+            if entry[1] == 0 and _key_locks.get(full) is entry:
+                del _key_locks[full]
 
 
 def clear_cache() -> None:
@@ -398,7 +432,22 @@ def layer_data(config: Config, p: LayerParams, full: bool = False) -> LayerResul
     ``full=False`` (the default, what viewers and public visitors get): counts under the disclosure rule;
     ``full=True``: unsuppressed (analysts)."""
     rule = None if full else viewer_rule(config)
+    p = layer_params_used(p)
     return cached(config, ("layer", p, _rule_key(rule)), lambda: _finish(config, p, _build(config, p), rule))
+
+
+def layer_params_used(p: LayerParams) -> LayerParams:
+    """``p`` reduced to the fields its layer depends on (the cache key and the recorded parameters): the
+    ward boundaries, deprivation deciles and overlays do not change with the crime filters, so changing
+    the category or period must not rebuild them."""
+    if p.layer in CRIME_LAYERS:
+        return p
+    base = LayerParams(layer=p.layer, categories=(), month_from=None, month_to=None)
+    if p.layer == "wards":
+        return base
+    if p.layer.startswith("overlay-"):
+        return replace(base, classes=p.classes, k=p.k)
+    return replace(base, domain=p.domain)  # deprivation deciles
 
 
 def viewer_rule(config: Config) -> DisclosureRule:
@@ -441,7 +490,12 @@ AREA_FIELDS = [["name", "Area"], ["code", "Code"], ["ward_name", "Ward"]]
 
 
 def _build(config: Config, p: LayerParams) -> LayerResult:
-    base_meta = {"layer": p.layer, "parameters": p.query()}
+    q = p.query()
+    if p.layer not in CRIME_LAYERS:  # only what the layer depends on (see layer_params_used)
+        used = ("layer",) if p.layer == "wards" else ("layer", "classes", "k") if p.layer.startswith(
+            "overlay-") else ("layer", "domain")
+        q = {k: v for k, v in q.items() if k in used}
+    base_meta = {"layer": p.layer, "parameters": q}
     if p.layer in ("count", "rate", "eb_rate"):
         g = _counts(config, p).copy()
         col = {"count": "count", "rate": "rate_per_1000", "eb_rate": "eb_rate_per_1000"}[p.layer]
@@ -500,7 +554,9 @@ def _build(config: Config, p: LayerParams) -> LayerResult:
         return LayerResult("change", f"Change in count: {_filters_text(p)} against {period_b}", _style(g, st),
                            st.legend, fields, meta, level_role(p.geography), _filename(p, f"vs_{bf}_{bt}"))
     if p.layer in [d["key"] for d in overlays.deprivation_sets(config)]:
-        g = overlays.deprivation_layer(config, p.layer, p.domain)
+        # once per dataset and domain (deprivation_layer reads the CSV for its domains and again for the values)
+        g = cached(config, ("deprivation-layer", p.layer, p.domain),
+                   lambda: overlays.deprivation_layer(config, p.layer, p.domain)).copy()
         label = g.attrs["domain_label"]
         st = maps.style_deciles(g["decile"], title=f"{label} decile ({p.layer.upper().replace('IOD', 'IoD')})")
         fields = [["name", "Area"], ["code", "Code"], ["decile", "Decile (1 = most deprived)"],
@@ -584,6 +640,8 @@ def _finish(config: Config, p: LayerParams, r: LayerResult, rule: DisclosureRule
 # -- disclosure control ------------------------------------------------------------------------------
 
 SUPPRESSED_COLOUR = "#d9d9d9"
+#: analysis variable -> the column that holds it
+VALUE_COLUMNS = {"count": "count", "rate": "rate_per_1000", "eb_rate": "eb_rate_per_1000"}
 #: numeric statistics a suppressed area does not show (its class stays)
 REDACT = ("value", "gi_z", "gi_p", "gi_p_sim", "lisa_i", "lisa_p_sim", "rate_per_1000", "eb_rate_per_1000",
           "pct_change")
@@ -681,6 +739,10 @@ def _disclose(config: Config, p: LayerParams, r: LayerResult, rule: DisclosureRu
     sup = prot["suppressed"].reindex(codes).fillna(False).to_numpy(bool)
     g.insert(len(g.columns) - 1, "suppressed", sup)
     g = gpd.GeoDataFrame(redact_statistics(g, "suppressed", columns=REDACT), geometry="geometry", crs=r.frame.crs)
+    if "value" in g:  # gistar / lisa: the analysis variable as published (rounded under a rounding rule)
+        pub = _numeric(g[VALUE_COLUMNS[p.variable]])
+        g["value"] = pd.Series([None if (s_ or not np.isfinite(v)) else float(v) for s_, v in zip(sup, pub)],
+                               index=g.index, dtype=object)
     if p.layer in ("count", "rate", "eb_rate"):
         col = {"count": "count", "rate": "rate_per_1000", "eb_rate": "eb_rate_per_1000"}[p.layer]
         vals = _numeric(g[col])
@@ -918,9 +980,11 @@ def _panel(config: Config, p: LayerParams, rule: DisclosureRule | None = None) -
     shown = counts.astype(object)
     hidden: set = set()
     mean, maximum = frame["count"].mean(), int(frame["count"].max())
+    published = None  # code -> the analysis variable as published (viewer level)
     if rule is not None:  # viewer level: only figures the maps publish
         prot = protected_counts(config, p.geography, p.categories, p.month_from, p.month_to, rule)
         shown = prot.set_index("code")["count"]
+        published = pd.Series(_numeric(prot[VALUE_COLUMNS[p.variable]]), index=prot["code"].to_numpy())
         hidden = set(prot.loc[prot["suppressed"], "code"])
         t_shown = prot.attrs["disclosure"]["totals"].get("count")
         total = t_shown if isinstance(t_shown, (int, np.integer)) else suppress_value(total, rule)
@@ -969,6 +1033,9 @@ def _panel(config: Config, p: LayerParams, rule: DisclosureRule | None = None) -
         r["count"] = c if isinstance(c, str) else int(c)
         if r["code"] in hidden:
             r.update(z=None, p=None, value=None, suppressed=True)
+        elif published is not None:  # the published (possibly rounded) figure, never the exact one
+            v = published.get(r["code"], np.nan)
+            r["value"] = float(v) if np.isfinite(v) else None
     moran_text = ""
     if m:
         ps = m.get("p_sim") if m.get("p_sim") is not None else m.get("p_rand")
@@ -988,8 +1055,38 @@ def _panel(config: Config, p: LayerParams, rule: DisclosureRule | None = None) -
     return {"title": f"Hot spots of {VARIABLES[p.variable]}: {_filters_text(p)}", "moran": m,
             "moran_text": moran_text, "top": top, "n_hot": int((t["gi_bin"] > 0).sum()),
             "n_cold": int((t["gi_bin"] < 0).sum()), "lisa": {k: int(v) for k, v in t["lisa_label"].value_counts().items()},
-            "messages": msgs, "cutoffs": cut, "summary_lines": a["summary_lines"], "vintages": vintages,
+            "messages": msgs, "cutoffs": cut, "vintages": vintages,
+            "summary_lines": a["summary_lines"] if rule is None else _viewer_summary_lines(t, hidden, published,
+                                                                                          moran_text, meta),
             "attribution": config.attributions(), "note": POLICE_NOTE, "parameters": p.query()}
+
+
+def _viewer_summary_lines(t: pd.DataFrame, hidden: set, published: pd.Series,
+                          moran_text: str, meta: dict) -> list[str]:
+    """The summary lines for viewers, rebuilt from published figures only: the engine's lines
+    (``AnalysisResult.summary_lines``) print the exact value of every 99% hot spot, which a disclosure
+    rule may hide or round. Hidden areas keep their class and lose their value and z."""
+    from hotspots.analysis import SUMMARY_TOP
+    lines = [moran_text] if moran_text else []
+    hot = t[t["gi_bin"] == 3].sort_values("gi_z", ascending=False) if "gi_bin" in t else t.iloc[:0]
+    if len(hot):
+        lines.append(f"{len(hot)} area(s) are Gi* hot spots at 99% confidence; the strongest:")
+        for r in hot.head(SUMMARY_TOP).to_dict("records"):
+            code = r["area_code"]
+            ward = f", ward {r['ward_name']}" if isinstance(r.get("ward_name"), str) and r["ward_name"] else ""
+            name = r["area_name"] if isinstance(r.get("area_name"), str) and r["area_name"] else code
+            v = published.get(code, np.nan)
+            if code in hidden or not np.isfinite(v):
+                lines.append(f"  {name} ({code}{ward}): small number suppressed")
+            else:
+                lines.append(f"  {name} ({code}{ward}): value {v:g}, z = {float(r['gi_z']):.2f}")
+    elif "gi_bin" in t:
+        lines.append("No area is a Gi* hot spot at 99% confidence.")
+    if "gi_bin" in t:
+        lines.append(f"Hot spots at 95% or more: {int((t['gi_bin'] >= 2).sum())}; cold spots at 95% or more: "
+                     f"{int((t['gi_bin'] <= -2).sum())}.")
+    lines += [f"Warning: {w}" for w in meta.get("warnings", [])]
+    return lines
 
 
 def comparison(config: Config, p: LayerParams, full: bool = False) -> dict:

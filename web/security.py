@@ -115,6 +115,28 @@ class CSRFError(Exception):
     pass
 
 
+def _origin_tuple(scheme: str, netloc: str) -> tuple[str, str]:
+    """(scheme, host[:port]) in lower case, the scheme's default port dropped."""
+    scheme, netloc = scheme.lower(), netloc.lower()
+    default = {"http": ":80", "https": ":443"}.get(scheme)
+    if default and netloc.endswith(default):
+        netloc = netloc[: -len(default)]
+    return scheme, netloc
+
+
+def same_origin(origin: str) -> bool:
+    """Whether an ``Origin`` header names this server: scheme and host (with port) of the request as the
+    app sees it (behind a trusted proxy, ``ProxyFix`` has applied X-Forwarded-Proto and -Host)."""
+    try:
+        parts = urlsplit(origin.strip())
+        netloc = parts.netloc
+    except ValueError:
+        return False
+    if not parts.scheme or not netloc or parts.path not in ("", "/"):
+        return False
+    return _origin_tuple(parts.scheme, netloc) == _origin_tuple(request.scheme, request.host)
+
+
 def check_csrf() -> None:
     """Before every request: unsafe methods need the session's token (form field or header) and, when the
     browser sends an Origin, the same origin as this server."""
@@ -123,7 +145,7 @@ def check_csrf() -> None:
     if request.routing_exception is not None:  # 404/405: no view runs, let the routing error answer
         return
     origin = request.headers.get("Origin")
-    if origin and origin != "null" and origin.rstrip("/") != request.host_url.rstrip("/"):
+    if origin and origin != "null" and not same_origin(origin):
         raise CSRFError("cross-site request refused (Origin does not match this server)")
     expected = session.get("csrf")
     sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD)

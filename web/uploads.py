@@ -112,7 +112,7 @@ def _entry_for(config, ingest_id: int) -> dict | None:
 def upload():
     config = get_config()
     return render_template("upload.html", limit=config.max_upload_mb, formats=FORMATS, recent=_recent(config),
-                           error=None)
+                           error=None, config=config)
 
 
 @bp.post("/upload")
@@ -199,13 +199,13 @@ def report(ingest_id: int):
     rep = _report(config, ingest_id)
     if wants_json():
         return jsonify({"ok": True, **rep})
-    return render_template("upload_report.html", r=rep)
+    return render_template("upload_report.html", r=rep, config=get_config())
 
 
 def upload_error_page(exc: UploadError) -> Response:
     config = get_config()
     html = render_template("upload.html", limit=config.max_upload_mb, formats=FORMATS, recent=_recent(config),
-                           error=exc.reason)
+                           error=exc.reason, config=config)
     return Response(html, status=exc.status, mimetype="text/html")
 
 

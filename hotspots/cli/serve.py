@@ -34,6 +34,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, 
     else:
         click.echo(f"Sign-in required ({n_users} account(s)); public mode is off.", err=True)
     click.echo(f"Serving {config.area_name} on http://{host}:{port}/ (Ctrl+C to stop)", err=True)
-    # connection_limit above the load test's 50 keep-alive clients; no proxy headers trusted
-    waitress_serve(app, host=host, port=port, threads=threads, ident="hotspots", clear_untrusted_proxy_headers=True,
-                   connection_limit=200, channel_timeout=60)
+    if config.trusted_proxy:
+        click.echo("trusted_proxy is on: X-Forwarded-For/-Proto/-Host are taken from the proxy in front; "
+                   "clients must not reach this port directly.", err=True)
+    # connection_limit above the load test's 50 keep-alive clients. Proxy headers: waitress strips them
+    # unless trusted_proxy is on, when the app's ProxyFix (web.create_app) applies one hop of them.
+    waitress_serve(app, host=host, port=port, threads=threads, ident="hotspots",
+                   clear_untrusted_proxy_headers=not config.trusted_proxy, connection_limit=200, channel_timeout=60)

@@ -97,7 +97,7 @@ def test_map_geojson_is_rfc7946_and_styled(client):
     assert len(fc["features"]) == 16
     assert fc["legend"]["title"].startswith("Getis-Ord Gi*")
     assert [i["label"] for i in fc["legend"]["items"]][:4] == [
-        "Hot spot, 99% confidence", "Hot spot, 95% confidence", "Hot spot, 90% confidence", "Not significant"]
+        "Hot spot 99% confidence", "Hot spot 95% confidence", "Hot spot 90% confidence", "Not significant"]
     assert any("Open Government Licence" in a for a in fc["attribution"]) or fc["attribution"]
     for f in fc["features"]:
         p = f["properties"]

@@ -9,9 +9,9 @@ from hotspots import maps
 def test_gi_classes_conventional_colours():
     st = maps.style_gi([3, 2, 1, 0, -1, -2, -3, np.nan])
     labels = [i["label"] for i in st.legend["items"]]
-    assert labels[:7] == ["Hot spot, 99% confidence", "Hot spot, 95% confidence", "Hot spot, 90% confidence",
-                          "Not significant", "Cold spot, 90% confidence", "Cold spot, 95% confidence",
-                          "Cold spot, 99% confidence"]
+    assert labels[:7] == ["Hot spot 99% confidence", "Hot spot 95% confidence", "Hot spot 90% confidence",
+                          "Not significant", "Cold spot 90% confidence", "Cold spot 95% confidence",
+                          "Cold spot 99% confidence"]
     assert labels[-1] == "No data"
     assert st.fills[3] == maps.NOT_SIGNIFICANT and st.fills[7] == maps.NO_DATA
     assert all(i["n"] == 1 for i in st.legend["items"])
