@@ -19,6 +19,7 @@ import pandas as pd
 
 from . import stats as _stats  # aliased: ``stats`` is a parameter of analyse_areas
 from .errors import AnalysisError, HotspotsError
+from .export import jsonable
 from .weights import BNG_EPSG, build_weights, parse_spec
 
 STATS = ("gistar", "lisa", "moran")
@@ -114,7 +115,7 @@ class AnalysisResult:
         ``attribution`` as top-level foreign members."""
         from .export import to_geojson_dict
         path = Path(path)
-        fc = to_geojson_dict(self.table, _jsonable(self.metadata))
+        fc = to_geojson_dict(self.table, jsonable(self.metadata))
         fc.pop("crs", None)
         fc["attribution"] = self._attribution()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,9 +126,9 @@ class AnalysisResult:
         return Path(path).with_suffix(".metadata.json")
 
     def _write_sidecar(self, path: Path) -> None:
-        meta = dict(_jsonable(self.metadata))
+        meta = dict(jsonable(self.metadata))
         meta["attribution"] = self._attribution()
-        meta["moran"] = _jsonable(self.moran)
+        meta["moran"] = jsonable(self.moran)
         self.sidecar_path(path).write_text(json.dumps(meta, indent=2, allow_nan=False), encoding="utf-8")
 
     def to_csv(self, path: str | Path) -> Path:
@@ -158,22 +159,6 @@ class AnalysisResult:
         if suffix == ".gpkg":
             return self.to_gpkg(path)
         raise AnalysisError(f"unknown output format {suffix!r}: use .csv, .geojson or .gpkg", path=path)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 # -- input ----------------------------------------------------------------------------------------

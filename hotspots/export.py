@@ -43,7 +43,14 @@ def provenance(config: Config, title: str, extra: dict | None = None) -> dict[st
     return meta
 
 
-def _jsonable(v: Any) -> Any:
+def jsonable(v: Any) -> Any:
+    """Plain JSON values from numpy/pandas ones, recursively: NaN and infinities become null."""
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return jsonable(v.tolist())
     if isinstance(v, (np.integer,)):
         return int(v)
     if isinstance(v, (np.floating, float)):
@@ -52,6 +59,8 @@ def _jsonable(v: Any) -> Any:
         return bool(v)
     if v is pd.NA or v is pd.NaT:
         return None
+    if isinstance(v, Path):
+        return str(v)
     return v
 
 
@@ -67,7 +76,7 @@ def to_geojson_dict(gdf: gpd.GeoDataFrame, metadata: dict | None = None, decimal
     records = props.to_dict(orient="records")
     features = []
     for geom, rec in zip(geoms, records):
-        features.append({"type": "Feature", "properties": {k: _jsonable(v) for k, v in rec.items()},
+        features.append({"type": "Feature", "properties": {k: jsonable(v) for k, v in rec.items()},
                          "geometry": None if geom is None else json.loads(shapely.to_geojson(geom))})
     fc: dict[str, Any] = {"type": "FeatureCollection", "features": features}
     if metadata:

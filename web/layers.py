@@ -41,7 +41,7 @@ from hotspots.config import Config
 from hotspots.disclosure import (DisclosureRule, effective_rule, get_rule, redact_statistics, rule_metadata,
                                  suppress_change, suppress_table, suppress_value)
 from hotspots.errors import AnalysisError, HotspotsError, NotFoundError
-from hotspots.export import POLICE_NOTE, provenance, safe_csv_frame, to_geojson_dict
+from hotspots.export import POLICE_NOTE, jsonable, provenance, safe_csv_frame, to_geojson_dict
 
 logger = logging.getLogger(__name__)
 
@@ -531,7 +531,7 @@ def _build(config: Config, p: LayerParams) -> LayerResult:
                                     ["lisa_i", "Local Moran's I"], ["lisa_p_sim", "p (permutation)"],
                                     ["lisa_label", "Cluster"]]
         title = f"{CRIME_LAYERS[p.layer]} of {VARIABLES[p.variable]}: {_filters_text(p)}"
-        meta = {**base_meta, "method": a["metadata"], "cutoffs": cut, "moran": _jsonable(a["moran"])}
+        meta = {**base_meta, "method": a["metadata"], "cutoffs": cut, "moran": jsonable(a["moran"])}
         return LayerResult(p.layer, title, _style(g, st), st.legend, fields, meta, level_role(p.geography),
                            _filename(p))
     if p.layer == "change":
@@ -809,22 +809,6 @@ def after_hidden(prot: pd.DataFrame, codes: pd.Series) -> np.ndarray:
     return prot.set_index("code")["suppressed"].reindex(codes).fillna(False).to_numpy(bool)
 
 
-def _jsonable(d: Any) -> Any:
-    if isinstance(d, dict):
-        return {str(k): _jsonable(v) for k, v in d.items()}
-    if isinstance(d, (list, tuple)):
-        return [_jsonable(v) for v in d]
-    if isinstance(d, (np.integer,)):
-        return int(d)
-    if isinstance(d, (np.floating, float)):
-        return float(d) if math.isfinite(float(d)) else None
-    if isinstance(d, np.ndarray):
-        return _jsonable(d.tolist())
-    if isinstance(d, (np.bool_,)):
-        return bool(d)
-    return d
-
-
 # -- renderers --------------------------------------------------------------------------------------------
 
 def display_geometries(config: Config, role: str) -> dict[str, str]:
@@ -847,15 +831,10 @@ def display_geometries(config: Config, role: str) -> dict[str, str]:
 
 
 def _round(v: Any) -> Any:
-    v = export_jsonable(v)
+    v = jsonable(v)
     if isinstance(v, float):
         return float(f"{v:.4g}") if abs(v) < 1000 else round(v, 1)
     return v
-
-
-def export_jsonable(v: Any) -> Any:
-    from hotspots.export import _jsonable as j
-    return j(v)
 
 
 def display_geojson(config: Config, r: LayerResult) -> bytes:
@@ -883,7 +862,7 @@ def table_rows(r: LayerResult) -> list[dict]:
     """The layer as rows without geometry (built once per layer result)."""
     if "rows" not in r._downloads:
         props = pd.DataFrame(r.frame.drop(columns="geometry"))
-        r._downloads["rows"] = [{k: export_jsonable(v) for k, v in rec.items()}
+        r._downloads["rows"] = [{k: jsonable(v) for k, v in rec.items()}
                                 for rec in props.to_dict(orient="records")]
     return r._downloads["rows"]
 
@@ -973,7 +952,7 @@ def _panel(config: Config, p: LayerParams, rule: DisclosureRule | None = None) -
     t = a["table"]
     frame = a["frame"]
     meta = a["metadata"]
-    m = _jsonable(a["moran"])
+    m = jsonable(a["moran"])
     n = len(t)
     total = int(frame["count"].sum())
     counts = frame.set_index("code")["count"]
@@ -1027,7 +1006,7 @@ def _panel(config: Config, p: LayerParams, rule: DisclosureRule | None = None) -
     hot = t[t["gi_bin"] > 0].sort_values("gi_z", ascending=False)
     cols = {"area_code": "code", "area_name": "name", "ward_name": "ward", "gi_z": "z", "gi_p": "p",
             "gi_label": "class", "value": "value"}
-    top = [{cols[k]: _jsonable(v) for k, v in r.items() if k in cols} for r in hot.head(10).to_dict("records")]
+    top = [{cols[k]: jsonable(v) for k, v in r.items() if k in cols} for r in hot.head(10).to_dict("records")]
     for r in top:
         c = shown.get(r["code"], 0)
         r["count"] = c if isinstance(c, str) else int(c)
@@ -1128,7 +1107,7 @@ def _comparison(config: Config, p: LayerParams, full: bool = False) -> dict:
     keep = ["code", "name", "ward_name", "count_before", "count_after", "change", "pct_change"]
     return {"baseline": base, "current": {"from": p.month_from, "to": p.month_to}, "total_before": before,
             "total_after": after, "pct_change": pct, "sentence": sentence,
-            "rows": [{k: export_jsonable(v) for k, v in rec.items() if k in keep} for rec in rows.to_dict("records")],
+            "rows": [{k: jsonable(v) for k, v in rec.items() if k in keep} for rec in rows.to_dict("records")],
             "legend": r.legend}
 
 
