@@ -118,12 +118,13 @@ def install_bundle(config: Config, source: Path | str | None = None, *, progress
         dest = dest_root / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         digest = sha256_file(f)
-        if not dest.exists() or sha256_file(dest) != digest:
+        if not dest.exists() or sha256_file(dest) != digest:  # an unchanged file is hashed once
             tmp = dest.with_suffix(dest.suffix + ".part")
             shutil.copyfile(f, tmp)
+            if sha256_file(tmp) != digest:
+                tmp.unlink(missing_ok=True)
+                raise BundleError("copy does not match its source checksum", path=dest)
             tmp.replace(dest)
-        if sha256_file(dest) != digest:
-            raise BundleError("copy does not match its source checksum", path=dest)
         count = _count_and_check(ds, dest)
         installed.append(InstalledFile(ds.key, rel.as_posix(), digest, dest.stat().st_size, count, ds.vintage))
     manifest = src / "MANIFEST.md"
@@ -136,6 +137,7 @@ def install_bundle(config: Config, source: Path | str | None = None, *, progress
     tmp.write_text(json.dumps(lock, indent=2), encoding="utf-8")
     tmp.replace(config.lock_path)
     _load_boundary_cached.cache_clear()
+    _read_table_cached.cache_clear()
     logger.info("installed %d files from %s", len(installed), src)
     return installed
 
@@ -226,8 +228,13 @@ def load_boundary(config: Config, role: str) -> gpd.GeoDataFrame:
 
 def load_table(config: Config, key: str) -> pd.DataFrame:
     """A configured CSV table as strings (callers convert the columns they use)."""
-    ds = config.dataset(key)
     (path,) = dataset_files(config, key)
+    return _read_table_cached(str(path), path.stat().st_mtime_ns).copy()
+
+
+@lru_cache(maxsize=32)
+def _read_table_cached(path: str, mtime_ns: int) -> pd.DataFrame:
+    """Each table file is parsed once per version (the web reads deprivation and population per layer)."""
     return pd.read_csv(path, dtype=str, encoding="utf-8")
 
 
