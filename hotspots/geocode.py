@@ -2,15 +2,19 @@
 
 Why this design: police.uk locations are snapped to a finite set of anonymous map points, so a month of
 crime has far fewer distinct locations than rows. We reproject and join each distinct location once
-(shapely's STRtree, all points in one call) and broadcast the answer back to the rows.
+and broadcast the answer back to the rows. The join is compiled (hotspots.pip): a uniform grid over the
+areas' bounding boxes gives the candidates and a point-in-polygon kernel that reproduces GEOS's
+``intersects`` exactly decides them, in one pass over coordinate arrays (no shapely point per location;
+shapely's STRtree only re-decides the rare points the kernel cannot, and it stays the reference).
 
 Boundary rule: a point that lies exactly on a shared edge (or vertex) touches two or more areas; it goes
 to the area with the smallest code, so the answer never depends on file order or floating-point luck.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import shapely
@@ -19,6 +23,9 @@ from pyproj import Transformer
 from .bundle import BNG, WGS84, load_boundary
 from .config import BOUNDARY_ROLES, Config
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .pip import Rings
 
 #: Great Britain, generously (EPSG:4326): used to reject impossible coordinates before geocoding.
 GB_LON = (-8.75, 1.92)
@@ -43,12 +50,11 @@ def bng_to_lonlat(easting: np.ndarray, northing: np.ndarray) -> tuple[np.ndarray
 
 
 def _factorize_first(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(codes, index of each distinct value's first occurrence)."""
-    import pandas as pd
-    codes, uniques = pd.factorize(values)
-    first = np.full(len(uniques), len(values), dtype=np.int64)
-    np.minimum.at(first, codes, np.arange(len(values)))
-    return codes, first
+    """(codes in order of first appearance, index of each distinct value's first occurrence) for int64
+    or float64 values, by exact bit equality (a compiled hash; pandas.factorize is 2-3x slower)."""
+    from .pip import factorize_pairs
+    bits = np.ascontiguousarray(values).view(np.uint64)
+    return factorize_pairs(bits, np.zeros(len(bits), dtype=np.uint64))
 
 
 @dataclass(frozen=True)
@@ -57,14 +63,61 @@ class Layer:
     codes: np.ndarray  # sorted ascending, so the smallest index is the smallest code
     names: np.ndarray
     tree: shapely.STRtree
+    #: Flat ring arrays and the bounding-box grid for the compiled point-in-polygon (hotspots.pip);
+    #: built once, here.
+    rings: "Rings | None" = field(default=None, repr=False, compare=False)
 
-    def locate(self, points: np.ndarray) -> np.ndarray:
-        """Index of the containing area for each point, -1 where none; ties go to the smallest code."""
-        pt_idx, poly_idx = self.tree.query(points, predicate="intersects")
-        out = np.full(len(points), np.iinfo(np.int64).max, dtype=np.int64)
-        np.minimum.at(out, pt_idx, poly_idx)
-        out[out == np.iinfo(np.int64).max] = -1
-        return out
+    def __post_init__(self) -> None:
+        if self.rings is None:
+            from .pip import build_rings
+            object.__setattr__(self, "rings", build_rings(self.tree.geometries))
+
+    def locate(self, points: np.ndarray, stats: dict | None = None) -> np.ndarray:
+        """Index of the containing area for each point, -1 where none; ties go to the smallest code.
+
+        "Containing" is GEOS's ``intersects`` (interior or boundary), decided by hotspots.pip with
+        exactly GEOS's arithmetic; ``stats`` (optional) receives pair/fallback counts."""
+        points = np.asarray(points, dtype=object)
+        x = np.full(len(points), np.nan)
+        y = np.full(len(points), np.nan)
+        real = ~(shapely.is_missing(points) | shapely.is_empty(points))  # None / empty: no candidates
+        if (shapely.get_type_id(points[real]) != shapely.GeometryType.POINT).any():
+            raise TypeError("Layer.locate takes points")
+        x[real] = shapely.get_x(points[real])
+        y[real] = shapely.get_y(points[real])
+        return self._locate(x, y, stats)
+
+    def locate_xy(self, x: np.ndarray, y: np.ndarray, stats: dict | None = None) -> np.ndarray:
+        """``locate`` for coordinate arrays (BNG metres); NaN coordinates are outside (-1)."""
+        return self._locate(x, y, stats)
+
+    def _locate(self, x: np.ndarray, y: np.ndarray, stats: dict | None = None) -> np.ndarray:
+        from . import pip
+        return pip.locate(self.tree, self.rings, x, y, stats)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Per input row: BNG coordinates and, per boundary layer, the index into its ``codes`` (-1 outside)."""
+    easting: np.ndarray
+    northing: np.ndarray
+    indices: dict[str, np.ndarray]
+
+    def subset(self, rows: np.ndarray) -> "Placement":
+        """The rows picked by a boolean mask or an index array (e.g. those not already stored)."""
+        return Placement(self.easting[rows], self.northing[rows],
+                         {role: idx[rows] for role, idx in self.indices.items()})
+
+
+def _factorize_xy(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(code per row, row of each distinct (x, y) pair's first occurrence), by exact bit equality.
+
+    A compiled hash over the two float64 bit patterns: 29 ms for 1M rows with 300k distinct, where
+    pandas.factorize on the pair as complex128 takes 90-120 ms (np.unique sorts: 190 ms)."""
+    from .pip import factorize_pairs
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    return factorize_pairs(x.view(np.uint64), y.view(np.uint64))
 
 
 class Geocoder:
@@ -111,8 +164,34 @@ class Geocoder:
         # Distinct locations by hashing (e, n) in millimetres packed into one int64: O(n), no sort.
         packed = (np.round(e * 1000).astype(np.int64) << 31) ^ np.round(n * 1000).astype(np.int64)
         inverse, first = _factorize_first(packed)
-        points = shapely.points(e[first], n[first])
-        return {role: layer.locate(points)[inverse] for role, layer in self.layers.items()}
+        return self._locate_all(e[first], n[first], inverse)
+
+    def place(self, x: np.ndarray, y: np.ndarray, crs: str) -> Placement:
+        """Reproject and geocode rows given in ``crs`` ("EPSG:4326": x=lon, y=lat; "EPSG:27700": x=easting,
+        y=northing). Distinct (x, y) pairs are found first, so each is reprojected and located once
+        (police.uk snaps crimes to a fixed set of points: far fewer locations than rows). Coordinates
+        must be finite (the caller validates)."""
+        if crs not in (WGS84, BNG):
+            raise ValueError(f"place() takes {WGS84} or {BNG} coordinates, not {crs!r}")
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        if len(x) == 0:
+            empty = np.empty(0, dtype=np.float64)
+            return Placement(empty, empty.copy(), {role: np.empty(0, dtype=np.int64) for role in self.layers})
+        codes, first = _factorize_xy(x, y)
+        ux, uy = x[first], y[first]
+        if crs == WGS84:
+            ux, uy = lonlat_to_bng(ux, uy)
+            ux = np.ascontiguousarray(ux, dtype=np.float64)
+            uy = np.ascontiguousarray(uy, dtype=np.float64)
+        return Placement(ux[codes], uy[codes], self._locate_all(ux, uy, codes))
+
+    def _locate_all(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Locate distinct BNG points in every layer and broadcast to the rows (``rows[i]`` = the
+        distinct point of row i)."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        y = np.ascontiguousarray(y, dtype=np.float64)
+        return {role: layer._locate(x, y)[rows] for role, layer in self.layers.items()}
 
     def assign(self, easting: np.ndarray, northing: np.ndarray) -> dict[str, np.ndarray]:
         """Area code per point for every layer (object arrays, None where outside), plus ``in_area``."""

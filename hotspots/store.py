@@ -96,10 +96,32 @@ INDEXES = {
     "ix_incidents_ward": "CREATE INDEX IF NOT EXISTS ix_incidents_ward ON incidents(ward_id)",
 }
 
+#: Page cache for normal work, and the smaller one used while rebuilding indexes: the sorter writes a
+#: sorted run each time it fills the cache, and worker threads sort runs in parallel, so small runs keep
+#: both cores busy (measured on 1,000,000 incidents: 1.3-1.7 s for the three indexes instead of 2.4-3.6 s).
+CACHE_KIB = -200_000
+INDEX_BUILD_CACHE_KIB = -4_000
+
 INCIDENT_COLUMNS = ("key", "crime_id", "ingest_id", "row_no", "month", "date", "category_id", "lon_e6",
                     "lat_e6", "easting_dm", "northing_dm", "location_id", "outcome_id", "context",
                     "source_lsoa", "lsoa21_id", "lsoa11_id", "ward_id", "ward_pre2023_id", "in_area", "attrs")
 AREA_ROLES = ("lsoa21", "lsoa11", "ward", "ward_pre2023")
+
+
+def drop_indexes(con: sqlite3.Connection) -> None:
+    """Drop the filter indexes before a bulk load (inside its transaction); ``rebuild_indexes`` after."""
+    for name in INDEXES:
+        con.execute(f"DROP INDEX IF EXISTS {name}")
+
+
+def rebuild_indexes(con: sqlite3.Connection) -> None:
+    """Create the filter indexes after a bulk load, with a small sort cache so the sort runs in parallel."""
+    con.execute(f"PRAGMA cache_size = {INDEX_BUILD_CACHE_KIB}")
+    try:
+        for ddl in INDEXES.values():
+            con.execute(ddl)
+    finally:
+        con.execute(f"PRAGMA cache_size = {CACHE_KIB}")
 
 
 def connect(db_path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -120,9 +142,11 @@ def connect(db_path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         con.execute("PRAGMA page_size = 16384")
     con.execute("PRAGMA journal_mode = WAL")
     con.execute("PRAGMA synchronous = NORMAL")
-    con.execute("PRAGMA temp_store = MEMORY")
+    # Sorts spill to temporary files (the OS keeps them in its page cache): with temp_store = MEMORY
+    # SQLite sorts a CREATE INDEX in one single-threaded pass, with files it can use its worker threads.
+    con.execute("PRAGMA temp_store = FILE")
     con.execute("PRAGMA threads = 2")  # worker threads for the sorts of CREATE INDEX
-    con.execute("PRAGMA cache_size = -200000")
+    con.execute(f"PRAGMA cache_size = {CACHE_KIB}")
     try:
         _migrate(con)
     except BaseException:

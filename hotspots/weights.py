@@ -201,42 +201,6 @@ def _snap_keys(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(keys[:, 0]).view(np.uint64), np.ascontiguousarray(keys[:, 1]).view(np.uint64)
 
 
-def _dense_ids_py(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
-    """Number the distinct (a, b) pairs 0, 1, ... in order of first appearance (open addressing).
-
-    Exact: a hash only picks the slot; equality is always checked on both keys. O(m), where
-    sorting the 430,993 vertices of the E&W LSOAs (the earlier ``np.lexsort``) took 60 ms.
-    """
-    m = a.shape[0]
-    size = 1
-    while size < 2 * m + 2:
-        size *= 2
-    mask = np.uint64(size - 1)
-    table = np.full(size, -1, dtype=np.int64)  # position of the first occurrence, -1 = empty
-    ids = np.empty(m, dtype=np.int64)
-    n_ids = 0
-    c1 = np.uint64(0x9E3779B97F4A7C15)
-    c2 = np.uint64(0xD6E8FEB86659FD93)
-    s32 = np.uint64(32)
-    for v in range(m):
-        h = a[v] * c1 ^ b[v]
-        h = (h ^ (h >> s32)) * c2
-        h = h ^ (h >> s32)
-        slot = np.int64(h & mask)
-        while True:
-            rep = table[slot]
-            if rep < 0:
-                table[slot] = v
-                ids[v] = n_ids
-                n_ids += 1
-                break
-            if a[rep] == a[v] and b[rep] == b[v]:
-                ids[v] = ids[rep]
-                break
-            slot = (slot + 1) & (size - 1)
-    return ids, n_ids
-
-
 def _adjacency_py(item: np.ndarray, slot_ptr: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
     """Polygons sharing any item (a vertex or an edge id) are neighbours, as a clean CSR.
 
@@ -304,6 +268,14 @@ def _kernel(name: str):
     return k
 
 
+def _dense_ids(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
+    """Number the distinct (a, b) pairs 0, 1, ... in order of first appearance: (ids, count). O(m) by
+    hashing, where sorting the 430,993 vertices of the E&W LSOAs (an earlier ``np.lexsort``) took 60 ms."""
+    from .pip import factorize_pairs  # compiled; imported here so that importing weights stays cheap
+    ids, first = factorize_pairs(a, b)
+    return ids, len(first)
+
+
 def _ring_sizes(geoms: np.ndarray, n_coords: np.ndarray) -> np.ndarray:
     """Coordinates per ring, rings in ``shapely.get_coordinates`` order.
 
@@ -332,7 +304,7 @@ def _contiguity(geoms: np.ndarray, rook: bool, coords: tuple | None = None) -> t
     if len(xy) == 0:
         return np.zeros(n + 1, dtype=np.int32), np.zeros(0, dtype=np.int32)
     kx, ky = _snap_keys(xy)
-    vid, n_vert = _kernel("_dense_ids")(kx, ky)
+    vid, n_vert = _dense_ids(kx, ky)
     if not rook:
         # Queen needs no ring structure: any shared vertex makes two polygons neighbours.
         return _kernel("_adjacency")(vid, slot_ptr, n_vert)
@@ -348,7 +320,7 @@ def _contiguity(geoms: np.ndarray, rook: bool, coords: tuple | None = None) -> t
     a, b, edge_poly = a[keep], b[keep], edge_poly[keep]
     lo = np.minimum(a, b).view(np.uint64)
     hi = np.maximum(a, b).view(np.uint64)
-    edge_id, n_edges = _kernel("_dense_ids")(lo, hi)
+    edge_id, n_edges = _dense_ids(lo, hi)
     edge_ptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(edge_poly, minlength=n), out=edge_ptr[1:])
     return _kernel("_adjacency")(edge_id, edge_ptr, n_edges)

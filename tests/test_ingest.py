@@ -272,3 +272,35 @@ def test_month_is_stored_trimmed(gridtown, tmp_path):
     assert s.accepted == 1
     con = sqlite3.connect(config.db_path)
     assert con.execute("SELECT month FROM incidents").fetchone() == ("2024-01",)
+
+
+def test_stored_keys_are_the_v2_scheme(gridtown, tmp_path):
+    """Existing stores are keyed by the v2 scheme: a re-ingest must find every stored row again. The keys
+    written for hex Crime IDs, other ids and id-less rows (twice the same content: two incidents) are
+    recomputed here with the original numpy/pandas implementation, from the raw CSV text."""
+    import csv
+    import io
+
+    import numpy as np
+    from test_keys import reference_keys
+
+    _, config = gridtown
+    hexid = "ab" * 32
+    text = police_csv([(hexid, "2024-01", *cell_centre(0, 0), "Burglary"),
+                       ("XY-1", "2024-01", *cell_centre(1, 0), "Robbery"),
+                       ("", "2024-01", *cell_centre(2, 0), "Anti-social behaviour"),
+                       ("", "2024-01", *cell_centre(2, 0), "Anti-social behaviour"),
+                       ("", "2024-02", *cell_centre(3, 1), "Anti-social behaviour")])
+    path = write(tmp_path, "keys.csv", text)
+    (s,) = ingest_paths(config, [path])
+    assert s.accepted == 5
+    rows = list(csv.DictReader(io.StringIO(text)))
+    crime_id = np.array([r["Crime ID"] or None for r in rows], dtype=object)
+    identity = np.array(["\x1f".join(r[c] for c in ("Month", "Longitude", "Latitude", "Location", "LSOA code",
+                                                    "Crime type", "Last outcome category", "Context",
+                                                    "Reported by")) for r in rows], dtype=object)
+    want = reference_keys(crime_id, identity)
+    con = sqlite3.connect(config.db_path)
+    got = [k for (k,) in con.execute("SELECT key FROM incidents ORDER BY row_no")]
+    con.close()
+    assert got == want.tolist()

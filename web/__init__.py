@@ -106,6 +106,8 @@ def _start_warm_up(app: Flask) -> None:
             logger.info("statistics kernels ready in %.1f s", state["seconds"])
             from .layers import prewarm
             prewarm(app.config["HOTSPOTS"])
+            from hotspots.ingest import warm_up as warm_up_ingest
+            warm_up_ingest()  # uploads: compiled key, geocoding and storage loops
             state.update(state="done", seconds=round(time.time() - state["started"], 1))
             logger.info("default view computed; warm-up done in %.1f s", state["seconds"])
         except Exception as exc:  # never take the server down; requests will compile on demand
