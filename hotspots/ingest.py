@@ -613,8 +613,10 @@ def ingest_file(con, geocoder: Geocoder, path: Path, fmt: str | None = None, con
             if role in indices:  # -1 (outside every area of the layer) maps to the appended -1: NULL
                 columns[f"{role}_id"] = area_ids[role][indices[role]]
         stored_before = con.execute("SELECT COUNT(*) FROM incidents").fetchone()[0]
-        bulk = n > max(stored_before, 50_000)
-        if bulk:  # rebuilding the indexes once is cheaper than updating them row by row
+        # Updating the three indexes row by row costs about 4.4 s per million new rows; rebuilding them
+        # about 1.4 s per million rows stored in all (measured 1M into 1M: 9.5 s live, 6.6 s rebuilt).
+        bulk = n > max(stored_before // 2, 50_000)
+        if bulk:
             store.drop_indexes(con)
         before = con.total_changes
         _insert_incidents(con, columns, n, progress)
