@@ -230,7 +230,8 @@ def _kernel():
         if _KERNEL is None:
             import numba
 
-            @numba.njit(cache=True)
+            # nogil: SQLite needs no GIL, so a server's other threads keep answering during an upload
+            @numba.njit(cache=True, nogil=True)
             def load(bind_int64, bind_null, bind_text, step, reset, stmt, rows_per_statement, ints, int_null,
                      text_base, text_start, text_len, lo, hi):  # pragma: no cover - compiled
                 """Bind rows lo..hi (a multiple of rows_per_statement) and step once per statement."""
