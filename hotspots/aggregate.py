@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from functools import lru_cache
 
 import geopandas as gpd
 import numpy as np

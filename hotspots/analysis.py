@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats as _stats  # aliased: ``stats`` is a parameter of analyse_areas
-from .errors import AnalysisError, HotspotsError
+from .errors import AnalysisError
 from .export import jsonable
 from .weights import BNG_EPSG, build_weights, parse_spec
 

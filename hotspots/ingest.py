@@ -554,7 +554,7 @@ def ingest_file(con, geocoder: Geocoder, path: Path, fmt: str | None = None, con
     clock = _Clock()
     raw = _read_file(path)
     with ThreadPoolExecutor(1) as pool:  # hashlib releases the GIL: the file is hashed while it is parsed
-        digest_job = pool.submit(lambda: hashlib.sha256(raw).hexdigest())
+        digest_job = pool.submit(_sha256, raw)
         parsed = parse_file(path, fmt, config, _decompress(path, raw))  # raises before anything is written
         digest = digest_job.result()
     del raw
@@ -666,6 +666,10 @@ def _lsoa_agreement(geocoder: Geocoder, indices: dict[str, np.ndarray], in_area:
             source_idx = np.array([position.get(c, -2) for c in distinct], dtype=np.int64)[np.clip(codes, 0, None)]
             agree |= check & (source_idx == indices[role])
     return int(check.sum()), int(agree.sum())
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 class _Clock:

@@ -29,7 +29,7 @@ import hashlib
 import math
 import threading
 import warnings as _warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Sequence
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 from pyproj import Transformer
 from shapely.geometry import box

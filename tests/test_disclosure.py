@@ -1,7 +1,6 @@
 """Disclosure control: primary and secondary suppression, rounding, totals, two-period comparisons."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings

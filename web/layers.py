@@ -23,7 +23,7 @@ import re
 import tempfile
 import threading
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -33,12 +33,11 @@ import pandas as pd
 import shapely
 
 from hotspots import maps, overlays
-from hotspots.aggregate import (LEVELS, area_counts, available_categories, available_months, check_month,
-                                check_period, level_role, normalise_categories)
-from hotspots.bundle import BNG, WGS84, load_boundary, read_lock
+from hotspots.aggregate import (area_counts, available_categories, available_months, check_period, level_role, normalise_categories)
+from hotspots.bundle import BNG, WGS84, load_boundary
 from hotspots.categories import category_label
 from hotspots.config import Config
-from hotspots.disclosure import (DisclosureRule, effective_rule, get_rule, redact_statistics, rule_metadata,
+from hotspots.disclosure import (DisclosureRule, effective_rule, redact_statistics, rule_metadata,
                                  suppress_change, suppress_table, suppress_value)
 from hotspots.errors import AnalysisError, HotspotsError, NotFoundError
 from hotspots.export import POLICE_NOTE, jsonable, provenance, safe_csv_frame, to_geojson_dict

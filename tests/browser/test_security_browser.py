@@ -95,7 +95,7 @@ def test_login_flow_analyst_sees_overlay_label_as_text(page):
     assert page.xss_label in control
     opts = page.page.eval_on_selector_all("#layer option", "els => els.map(e => e.textContent)")
     assert page.xss_label in opts
-    page.page.check(f".leaflet-control-layers-overlays label:has-text('onerror') input")
+    page.page.check(".leaflet-control-layers-overlays label:has-text('onerror') input")
     page.page.wait_for_function("Array.from(document.querySelectorAll('#legends h3')).some(h => h.textContent.includes('onerror'))")
     page.page.wait_for_function(READY, timeout=60000)
     # hover an overlay polygon that nothing covers: its tooltip title is the hostile label
