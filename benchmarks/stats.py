@@ -110,6 +110,17 @@ def main() -> None:
     args = ap.parse_args()
     R = args.permutations
 
+    def timed_esda(make):
+        """(first call s, best warm s, result) of ``make(esda)``, or three Nones with --no-esda."""
+        if args.no_esda:
+            return None, None, None
+        import esda
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t_first, _ = timed(lambda: make(esda))
+            t_warm, out = timed(lambda: make(esda), REPEATS)
+        return t_first, t_warm, out
+
     import libpysal
     import pygeoda
     from hotspots import stats
@@ -164,15 +175,9 @@ def main() -> None:
     t_ours, gi = timed(ours_gi, REPEATS)
     t_geoda, pg = timed(lambda: pygeoda.local_gstar(gw, list(y), permutations=R, seed=SEED,
                                                     cpu_threads=args.threads), REPEATS)
-    t_esda = t_esda_first = None
-    if not args.no_esda:
-        import esda
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t_esda_first, _ = timed(lambda: esda.G_Local(y, lw, transform="B", star=True, permutations=R,
-                                                         keep_simulations=False, seed=SEED))
-            t_esda, eg = timed(lambda: esda.G_Local(y, lw, transform="B", star=True, permutations=R,
-                                                    keep_simulations=False, seed=SEED), REPEATS)
+    t_esda_first, t_esda, eg = timed_esda(lambda esda: esda.G_Local(
+        y, lw, transform="B", star=True, permutations=R, keep_simulations=False, seed=SEED))
+    if eg is not None:
         ok = np.isfinite(gi.z) & agree
         checks.append(f"Gi*: max |z_ours − esda Zs| = {np.abs(gi.z[ok] - eg.Zs[ok]).max():.2e} "
                       f"({ok.sum()} areas with identical neighbours)")
@@ -215,15 +220,9 @@ def main() -> None:
     t_ours, lm = timed(ours_lisa, REPEATS)
     t_geoda, pl = timed(lambda: pygeoda.local_moran(gw, list(y), permutations=R, seed=SEED,
                                                     cpu_threads=args.threads), REPEATS)
-    t_esda = t_esda_first = None
-    if not args.no_esda:
-        import esda
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t_esda_first, _ = timed(lambda: esda.Moran_Local(y, lw, permutations=R, keep_simulations=False,
-                                                             seed=SEED, n_jobs=args.threads))
-            t_esda, el = timed(lambda: esda.Moran_Local(y, lw, permutations=R, keep_simulations=False,
-                                                        seed=SEED, n_jobs=args.threads), REPEATS)
+    t_esda_first, t_esda, el = timed_esda(lambda esda: esda.Moran_Local(
+        y, lw, permutations=R, keep_simulations=False, seed=SEED, n_jobs=args.threads))
+    if el is not None:
         checks.append(f"LISA: max |I_ours − esda Is| = {np.abs(lm.I - el.Is)[agree].max():.2e}")
     rows.append((f"LISA {R} perms (warm, best of {REPEATS})", t_ours, t_esda, t_geoda))
     rows.append(("LISA first call", t_first, t_esda_first, None))

@@ -58,7 +58,6 @@ POLICE_CSV_REQUIRED = ("Crime ID", "Month", "Longitude", "Latitude", "Crime type
 
 MONTH_RE = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 DATE_RE = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
-STORE_CHUNK = 100_000
 
 # Reasons, written once so summaries group them.
 R_NO_LOCATION = "no location (blank coordinates)"
@@ -256,10 +255,10 @@ def _blank(arr: pa.Array) -> np.ndarray:
     return np.asarray(blank.fill_null(True).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _nullify(arr: pa.Array) -> pa.Array:
-    """Blank (or whitespace-only) strings become nulls. Only the validity bitmap is rebuilt: the text is
-    not copied (a million 64-character Crime IDs would be)."""
-    blank = _blank(arr)
+def _nullify(arr: pa.Array, blank: np.ndarray | None = None) -> pa.Array:
+    """Blank (or whitespace-only) strings become nulls (``blank``: ``_blank(arr)`` if already known). Only
+    the validity bitmap is rebuilt: the text is not copied (a million 64-character Crime IDs would be)."""
+    blank = _blank(arr) if blank is None else blank
     if not blank.any():
         return arr
     if blank.all():
@@ -279,7 +278,7 @@ def _np(arr: pa.Array) -> np.ndarray:
 def _to_float(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(values, is_blank); non-numbers become NaN with is_blank False."""
     blank = _blank(arr)
-    present = _nullify(arr)
+    present = _nullify(arr, blank)
     try:  # values without surrounding spaces (almost always) convert directly
         vals = pc.cast(present, pa.float64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -698,18 +697,12 @@ def _ints(values: np.ndarray, scale: float) -> np.ndarray:
     return np.round(np.asarray(values, float) * scale).astype(np.int64)
 
 
-#: Rows per INSERT statement on the fallback path: multi-row VALUES halves the per-row cost of binding.
-ROWS_PER_STATEMENT = 100
-
-
 def _insert_incidents(con, columns: dict[str, object], n: int,
                       progress: Callable[[int], None] | None = None) -> None:
     """INSERT OR IGNORE ``n`` incidents given column by column: int64 arrays (negative ids of the
-    ``*_id`` reference columns mean NULL), Arrow string arrays (null = NULL), a ``_Literal``, or None.
-
-    Columns that are NULL for the whole file (a police.uk CSV has no dates or attributes) are left to their
-    default and are not bound at all. The compiled path (``sqlite_bulk``) binds straight from the arrays;
-    where it is unavailable, Python's ``executemany`` does the same work, ROWS_PER_STATEMENT rows at a time."""
+    ``*_id`` reference columns mean NULL), ``sqlite_bulk.Text`` columns (null = NULL), a ``_Literal``, or
+    None. Columns that are NULL for the whole file (a police.uk CSV has no dates or attributes) are left to
+    their default and are not bound at all."""
     if n == 0:
         return
     int_cols: list[tuple[str, np.ndarray, np.ndarray | None]] = []
@@ -722,7 +715,7 @@ def _insert_incidents(con, columns: dict[str, object], n: int,
         if isinstance(value, _Literal):
             literals[name] = int(value.value)
         elif isinstance(value, sqlite_bulk.Text):
-            if not _all_null(value):
+            if not value.all_null():
                 text_cols.append((name, value))
         else:
             values = np.asarray(value, dtype=np.int64)
@@ -731,35 +724,9 @@ def _insert_incidents(con, columns: dict[str, object], n: int,
                 continue
             int_cols.append((name, values, null if null is not None and null.any() else None))
     names = [c[0] for c in int_cols] + [c[0] for c in text_cols] + list(literals)
-    width = len(int_cols) + len(text_cols)
-    head = f"INSERT OR IGNORE INTO incidents ({', '.join(names)}) VALUES"
-    row = "(" + ", ".join(["?"] * width + [str(v) for v in literals.values()]) + ")"
-
-    def row_sql(k: int) -> str:
-        return head + " " + ", ".join([row] * k)
-
-    if sqlite_bulk.native_connection_ok(con):
-        sqlite_bulk.insert(con, head, row, n, [(v, m) for _, v, m in int_cols], [t for _, t in text_cols],
-                           progress)
-        return
-    table = np.empty((n, width), dtype=object)
-    for j, (_, values, null) in enumerate(int_cols):
-        table[:, j] = values.tolist()
-        if null is not None:
-            table[null, j] = None
-    for j, (_, text) in enumerate(text_cols, start=len(int_cols)):
-        table[:, j] = text.resolved().to_numpy(zero_copy_only=False)
-    r = ROWS_PER_STATEMENT
-    full = n // r * r
-    for start in range(0, full, STORE_CHUNK):
-        stop = min(start + STORE_CHUNK, full)
-        con.executemany(row_sql(r), (table[i:i + r].ravel().tolist() for i in range(start, stop, r)))
-        if progress:
-            progress(stop - start)
-    if full < n:
-        con.execute(row_sql(n - full), table[full:].ravel().tolist())
-        if progress:
-            progress(n - full)
+    row = "(" + ", ".join(["?"] * (len(int_cols) + len(text_cols)) + [str(v) for v in literals.values()]) + ")"
+    sqlite_bulk.insert(con, f"INSERT OR IGNORE INTO incidents ({', '.join(names)}) VALUES", row, n,
+                       [(v, m) for _, v, m in int_cols], [t for _, t in text_cols], progress)
 
 
 def _existing_keys(con, keys: np.ndarray) -> np.ndarray:
@@ -769,11 +736,8 @@ def _existing_keys(con, keys: np.ndarray) -> np.ndarray:
     con.execute("CREATE TEMP TABLE IF NOT EXISTS _keys (key INTEGER PRIMARY KEY)")
     con.execute("DELETE FROM _keys")
     ordered = np.sort(keys)
-    if sqlite_bulk.native_connection_ok(con):
-        sqlite_bulk.insert(con, "INSERT OR IGNORE INTO temp._keys (key) VALUES", "(?)", len(ordered),
-                           [(ordered, None)], [])
-    else:
-        con.executemany("INSERT OR IGNORE INTO _keys VALUES (?)", ((k,) for k in ordered.tolist()))
+    sqlite_bulk.insert(con, "INSERT OR IGNORE INTO temp._keys (key) VALUES", "(?)", len(ordered),
+                       [(ordered, None)], [])
     found = [r[0] for r in con.execute("SELECT k.key FROM _keys k JOIN incidents i ON i.key = k.key")]
     con.execute("DELETE FROM _keys")
     return np.asarray(found, dtype=np.int64)
@@ -796,13 +760,6 @@ def _area_ids(con, layer) -> np.ndarray:
 
 def _rows(values: pa.Array | None, sel: np.ndarray) -> sqlite_bulk.Text | None:
     return None if values is None else sqlite_bulk.Text(values, sel)
-
-
-def _all_null(text: sqlite_bulk.Text) -> bool:
-    values = text.values
-    if pa.types.is_dictionary(values.type):
-        return values.null_count == len(values) or values.dictionary.null_count == len(values.dictionary)
-    return values.null_count == len(values) or (text.rows is not None and len(text.rows) == 0)
 
 
 def _factorize(values: pa.Array) -> tuple[np.ndarray, list]:

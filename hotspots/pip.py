@@ -397,6 +397,23 @@ def _geos_envelope_hit(px: float, py: float, odd_bbox: np.ndarray, k: int) -> bo
     return not (px < odd_bbox[k, 0] or px > odd_bbox[k, 2] or py < odd_bbox[k, 1] or py > odd_bbox[k, 3])
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _consider(px: float, py: float, j: int, found: int, und: np.ndarray, n_und: int, part_ptr: np.ndarray,
+              ring_ptr: np.ndarray, coord_ptr: np.ndarray, bbox: np.ndarray, coords: np.ndarray,
+              ok: np.ndarray) -> tuple[int, int]:
+    """Test candidate polygon ``j`` unless it cannot beat ``found`` (a smaller index already intersects):
+    (answer so far, undecided count), recording an undecided ``j`` in ``und``."""
+    if j >= found:
+        return found, n_und
+    s = _intersects(px, py, j, part_ptr, ring_ptr, coord_ptr, bbox, coords, ok)
+    if s == PAIR_YES:
+        return j, n_und
+    if s == PAIR_UNDECIDED:
+        und[n_und] = j
+        return found, n_und + 1
+    return found, n_und
+
+
 @njit(cache=True, nogil=True)
 def locate_grid(x: np.ndarray, y: np.ndarray, x0: float, y0: float, x1: float, y1: float, ox: float,
                 oy: float, sx: float, sy: float, nx: int, ny: int, cell_ptr: np.ndarray, entry: np.ndarray,
@@ -457,30 +474,16 @@ def locate_grid(x: np.ndarray, y: np.ndarray, x0: float, y0: float, x1: float, y
                 if not (px >= entry_bbox[e, 0] and px <= entry_bbox[e, 2]
                         and py >= entry_bbox[e, 1] and py <= entry_bbox[e, 3]):
                     continue
-                n_pairs += 1
-                if found != _NONE:
-                    continue  # ascending: this polygon cannot beat the answer
-                j = np.int64(entry[e])
-                s = _intersects(px, py, j, part_ptr, ring_ptr, coord_ptr, bbox, coords, ok)
-                if s == PAIR_YES:
-                    found = j
-                elif s == PAIR_UNDECIDED:
-                    und[n_und] = j
-                    n_und += 1
+                n_pairs += 1  # ascending: once found, no later polygon can beat the answer
+                found, n_und = _consider(px, py, np.int64(entry[e]), found, und, n_und, part_ptr, ring_ptr,
+                                         coord_ptr, bbox, coords, ok)
             if n_odd and px == px and py == py:  # a NaN point has a null envelope: no candidates
                 for k in range(n_odd):
                     if not _geos_envelope_hit(px, py, odd_bbox, k):
                         continue
                     n_pairs += 1
-                    j = np.int64(odd[k])
-                    if j >= found:
-                        continue
-                    s = _intersects(px, py, j, part_ptr, ring_ptr, coord_ptr, bbox, coords, ok)
-                    if s == PAIR_YES:
-                        found = j
-                    elif s == PAIR_UNDECIDED:
-                        und[n_und] = j
-                        n_und += 1
+                    found, n_und = _consider(px, py, np.int64(odd[k]), found, und, n_und, part_ptr, ring_ptr,
+                                             coord_ptr, bbox, coords, ok)
             best[i] = found
             for k in range(n_und):
                 if und[k] < found:  # an undecided pair matters only if it could beat the answer

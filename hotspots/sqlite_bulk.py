@@ -137,6 +137,15 @@ class Text:
     def __len__(self) -> int:
         return len(self.values) if self.rows is None else len(self.rows)
 
+    def all_null(self) -> bool:
+        """Every selected value is NULL (such a column need not be bound at all)."""
+        values = self.values
+        if pa.types.is_dictionary(values.type):
+            if values.dictionary.null_count == len(values.dictionary):
+                return True
+            values = values.indices
+        return values.null_count == len(values) or (self.rows is not None and len(self.rows) == 0)
+
     def resolved(self) -> pa.Array:
         """The column as a plain Arrow string array (for the executemany fallback)."""
         arr = self.values if self.rows is None else self.values.take(pa.array(self.rows))
@@ -173,7 +182,7 @@ def _string_parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray | N
     return offsets, body, null
 
 
-def _pack(n: int, ints: Sequence[tuple[np.ndarray, np.ndarray | None]], texts: Sequence[Text | pa.Array]) -> _Packed:
+def _pack(n: int, ints: Sequence[tuple[np.ndarray, np.ndarray | None]], texts: Sequence[Text]) -> _Packed:
     mat = np.empty((n, len(ints)), dtype=np.int64)
     null = np.zeros((n, len(ints)), dtype=np.bool_)
     for j, (values, mask) in enumerate(ints):
@@ -184,9 +193,6 @@ def _pack(n: int, ints: Sequence[tuple[np.ndarray, np.ndarray | None]], texts: S
     base, start, length = np.empty(t, np.int64), np.empty((n, t), np.int64), np.empty((n, t), np.int64)
     keep = []
     for j, col in enumerate(texts):
-        col = col if isinstance(col, Text) else Text(col)
-        if len(col) != n:
-            raise ValueError(f"text column {j} has {len(col)} rows, expected {n}")
         arr = col.values.combine_chunks() if isinstance(col.values, pa.ChunkedArray) else col.values
         rows = col.rows
         if pa.types.is_dictionary(arr.type):  # strings at dictionary[indices[rows]]
@@ -272,26 +278,32 @@ def insert(con: sqlite3.Connection, head: str, row: str, n: int,
            progress: Callable[[int], None] | None = None) -> None:
     """Insert ``n`` rows with ``head`` (``INSERT ... (columns) VALUES``) and ``row`` (the values tuple,
     ``(?, ?, ...)``, one ``?`` per column of ``ints`` then ``texts``; constants may be written into it),
-    binding ``ints`` (values, null mask or None) then ``texts`` (``Text`` or Arrow strings; null = NULL).
+    binding ``ints`` (values, null mask or None) then ``texts`` (``Text`` or Arrow strings; null = NULL),
+    ROWS_PER_STATEMENT rows per statement. ``progress`` is called with the rows stored since its last call.
 
-    Must be called inside a transaction on ``con``. Raises ``sqlite3.IntegrityError`` (constraints) or
-    ``sqlite3.OperationalError`` with SQLite's message on failure (the caller's transaction then rolls
-    back), and RuntimeError when the compiled path is not available (check ``native_connection_ok``)."""
-    api = _api()
-    handle = _handle(con, api) if api is not None else None
-    if handle is None:
-        raise RuntimeError("the compiled SQLite path is not available for this connection")
+    The compiled path is used when ``native_connection_ok(con)``; otherwise ``executemany`` stores the
+    same rows. Must be called inside a transaction on ``con``. Raises ``sqlite3.IntegrityError``
+    (constraints) or ``sqlite3.OperationalError`` with SQLite's message on failure (the caller's
+    transaction then rolls back)."""
     if not con.in_transaction:
         raise RuntimeError("bulk insert must run inside a transaction")
     if row.count("?") != len(ints) + len(texts):
         raise ValueError(f"{row!r} has {row.count('?')} parameters for {len(ints) + len(texts)} columns")
+    texts = [t if isinstance(t, Text) else Text(t) for t in texts]
+    for j, col in enumerate(texts):
+        if len(col) != n:
+            raise ValueError(f"text column {j} has {len(col)} rows, expected {n}")
     if n == 0:
+        return
+    per = min(ROWS_PER_STATEMENT, max(1, 32766 // max(1, len(ints) + len(texts))))  # SQLite's parameter cap
+    api = _api()
+    handle = _handle(con, api) if api is not None else None
+    if handle is None:
+        _insert_executemany(con, head, row, n, per, ints, texts, progress)
         return
     packed = _pack(n, ints, texts)
     load = _kernel()
-    per = min(ROWS_PER_STATEMENT, max(1, 32766 // max(1, len(ints) + len(texts))))  # SQLite's parameter cap
     full = n // per * per
-    done = 0
     for rows, lo, hi in ((per, 0, full), (n - full, full, n)):
         if hi <= lo:
             continue
@@ -313,9 +325,33 @@ def insert(con: sqlite3.Connection, head: str, row: str, n: int,
                                 f"(bulk insert, rows {at + 1}-{at + rows} of {n})")
                 if progress:
                     progress(stop - start)
-                done += stop - start
         finally:
             api.finalize(stmt.value)
+
+
+def _insert_executemany(con: sqlite3.Connection, head: str, row: str, n: int, per: int,
+                        ints: Sequence[tuple[np.ndarray, np.ndarray | None]], texts: Sequence[Text],
+                        progress: Callable[[int], None] | None) -> None:
+    """The same rows through Python's ``sqlite3`` (one Python object per value): where the compiled path
+    cannot be used."""
+    table = np.empty((n, len(ints) + len(texts)), dtype=object)
+    for j, (values, null) in enumerate(ints):
+        table[:, j] = np.asarray(values, dtype=np.int64).tolist()
+        if null is not None:
+            table[np.asarray(null, dtype=bool), j] = None
+    for j, col in enumerate(texts, start=len(ints)):
+        table[:, j] = col.resolved().to_numpy(zero_copy_only=False)
+    full = n // per * per
+    for rows, lo, hi in ((per, 0, full), (n - full, full, n)):
+        if hi <= lo:
+            continue
+        sql = head + " " + ", ".join([row] * rows)
+        step = max(rows, CHUNK_ROWS // rows * rows)
+        for start in range(lo, hi, step):
+            stop = min(start + step, hi)
+            con.executemany(sql, (table[i:i + rows].ravel().tolist() for i in range(start, stop, rows)))
+            if progress:
+                progress(stop - start)
 
 
 def warm_up() -> None:
@@ -329,7 +365,5 @@ def warm_up() -> None:
         insert(con, "INSERT INTO t (a, b) VALUES", "(?, ?)", 3, [(np.array([1, 2, 3]), None)],
                [pa.array(["x", "y", "z"])])
         con.execute("ROLLBACK")
-    except RuntimeError:
-        pass
     finally:
         con.close()

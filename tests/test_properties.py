@@ -38,6 +38,18 @@ def _write(name: str, data: bytes) -> Path:
     return p
 
 
+def _assert_balanced(con, geocoder, path: Path, fmt: str, rows: int) -> None:
+    """Ingest ``path``: either a clear error naming the file (e.g. a cell whose newline breaks the CSV)
+    or a summary that accounts for every row."""
+    try:
+        s = ingest_file(con, geocoder, path, fmt)
+    except IngestError as exc:
+        assert exc.path == str(path)
+        return
+    assert s.rows_read == rows
+    assert s.rows_read == s.accepted + s.duplicates + s.rejected
+
+
 def _only_ingest_errors(fn, path: Path) -> None:
     try:
         fn(path)
@@ -140,13 +152,7 @@ def test_police_csv_rows_balanced(rows, geocoder, con):
     body = [[cid, month, "Force", "Force", lon, lat, "On or near X", "", "", cat, "", ""]
             for cid, month, lon, lat, cat in rows]
     path = _write("rows.csv", _csv_bytes(POLICE_CSV_COLUMNS, body))
-    try:
-        s = ingest_file(con, geocoder, path, "police-csv")
-    except IngestError as exc:  # e.g. a cell with a newline that breaks the CSV: a clear error is fine
-        assert exc.path == str(path)
-        return
-    assert s.rows_read == len(rows)
-    assert s.rows_read == s.accepted + s.duplicates + s.rejected
+    _assert_balanced(con, geocoder, path, "police-csv", len(rows))
 
 
 @settings(max_examples=150, **SETTINGS)
@@ -154,13 +160,7 @@ def test_police_csv_rows_balanced(rows, geocoder, con):
 def test_extract_rows_balanced(rows, geocoder, con):
     assume(all(_no_surrogates(c) for r in rows for c in r))
     path = _write("extract.csv", _csv_bytes(["incident_id", "date", "offence", "longitude", "latitude"], rows))
-    try:
-        s = ingest_file(con, geocoder, path, "extract")
-    except IngestError as exc:
-        assert exc.path == str(path)
-        return
-    assert s.rows_read == len(rows)
-    assert s.rows_read == s.accepted + s.duplicates + s.rejected
+    _assert_balanced(con, geocoder, path, "extract", len(rows))
 
 
 json_scalar = st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats() | junk
@@ -180,13 +180,7 @@ crime = st.fixed_dictionaries({}, optional={
 @given(records=st.lists(st.one_of(crime, json_value), min_size=1, max_size=12))
 def test_police_json_records_balanced(records, geocoder, con):
     path = _write("crimes.json", json.dumps(records).encode())
-    try:
-        s = ingest_file(con, geocoder, path, "police-api-json")
-    except IngestError as exc:
-        assert exc.path == str(path)
-        return
-    assert s.rows_read == len(records)
-    assert s.rows_read == s.accepted + s.duplicates + s.rejected
+    _assert_balanced(con, geocoder, path, "police-api-json", len(records))
 
 
 @pytest.mark.parametrize("records", [[{"persistent_id": [None]}], [{}, {"persistent_id": [None]}],

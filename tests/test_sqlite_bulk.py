@@ -124,8 +124,22 @@ def test_switched_off_by_environment(monkeypatch, con):
         sqlite_bulk._api.cache_clear()
 
 
-@native
-def test_same_rows_as_executemany_across_statement_boundaries(con):
+@pytest.fixture(params=["compiled", "executemany"])
+def either_path(request, monkeypatch):
+    """Run a test through the compiled path and through the executemany fallback."""
+    if request.param == "compiled":
+        if not sqlite_bulk.available():
+            pytest.skip("compiled SQLite path unavailable here")
+        yield request.param
+        return
+    monkeypatch.setenv("HOTSPOTS_NATIVE_SQLITE", "0")
+    sqlite_bulk._api.cache_clear()
+    yield request.param
+    monkeypatch.delenv("HOTSPOTS_NATIVE_SQLITE")
+    sqlite_bulk._api.cache_clear()
+
+
+def test_same_rows_as_executemany_across_statement_boundaries(con, either_path):
     """1,000 rows = 15 statements of 64 rows and one of 40: every value where executemany puts it."""
     rng = np.random.default_rng(3)
     n = 1000
@@ -154,8 +168,7 @@ def test_parameter_count_must_match_the_columns(con):
     con.execute("ROLLBACK")
 
 
-@native
-def test_text_columns_read_at_rows_and_from_dictionaries(con):
+def test_text_columns_read_at_rows_and_from_dictionaries(con, either_path):
     """A selection of rows and dictionary-encoded text are bound without materialising the strings."""
     names = pa.array(["zero", None, "two", "", "four"])
     months = pa.array(["2024-01", "2024-02", None, "2024-01", "2024-02"]).dictionary_encode()
