@@ -25,7 +25,6 @@ from flask import Blueprint, Response, jsonify, redirect, render_template, reque
 from hotspots.errors import HotspotsError, NotFoundError
 
 from . import get_config, wants_json
-from . import layers as L
 from .auth import current_user, require
 
 logger = logging.getLogger("web")
@@ -39,6 +38,12 @@ REPORT_ROWS = 500
 
 class UploadError(HotspotsError):
     status = 400
+
+
+def _data_changed() -> None:
+    """New incidents: every cached layer is stale (the data version changes too; this frees memory now)."""
+    from hotspots.cache import clear
+    clear()
 
 
 def uploads_dir(config) -> Path:
@@ -157,7 +162,7 @@ def upload_post():
         exc.status = 422
         raise exc
     s = summaries[0]
-    L.clear_cache()
+    _data_changed()
     entry = {"ingest_id": s.ingest_id, "file": shown, "stored_as": path.name, "format": s.format,
              "user": current_user().username, "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "rows_read": s.rows_read, "accepted": s.accepted, "duplicates": s.duplicates, "rejected": s.rejected,

@@ -144,7 +144,8 @@ def test_makefile_run_is_not_debug():
 
 def test_unexpected_errors_do_not_leak(client, monkeypatch):
     import web.api
-    monkeypatch.setattr(web.api.L, "categories", lambda c: (_ for _ in ()).throw(RuntimeError("/secret/path")))
+    monkeypatch.setattr(web.api.pipeline, "categories",
+                        lambda c, a: (_ for _ in ()).throw(RuntimeError("/secret/path")))
     r = client.get("/api/v1/categories")
     assert r.status_code == 500 and "/secret/path" not in r.get_data(as_text=True)
 
