@@ -314,13 +314,9 @@ class UserStore:
         """Sign-in as the web form needs it: refuse (LoginThrottled, HTTP 429) while throttled; otherwise
         authenticate, record a failure or clear the failures, and return the user or None."""
         throttle = throttle or LoginThrottle(self)
-        wait = throttle.retry_after(username, ip)
-        if wait > 0:
-            raise LoginThrottled(wait)
+        throttle.acquire(username, ip)  # counted as a failure until the password proves right
         user = self.authenticate(username, password)
-        if user is None:
-            throttle.record_failure(username, ip)
-        else:
+        if user is not None:
             throttle.record_success(username, ip)
         return user
 
@@ -345,15 +341,31 @@ class LoginThrottle:
 
     def retry_after(self, username: str, ip: str) -> float:
         """Seconds until this username + address may try again (0: now)."""
-        now = self.clock()
-        since = now - self.window - self.lockout
         with self.store.connect() as con:
-            pair = [r[0] for r in con.execute(
-                "SELECT at FROM login_failures WHERE username = ? AND ip = ? AND at > ? ORDER BY at",
-                (self._key(username), ip, since))]
-            by_ip = [r[0] for r in con.execute(
-                "SELECT at FROM login_failures WHERE ip = ? AND at > ? ORDER BY at", (ip, since))]
+            return self._retry_after(con, username, ip, self.clock())
+
+    def _retry_after(self, con: sqlite3.Connection, username: str, ip: str, now: float) -> float:
+        since = now - self.window - self.lockout
+        pair = [r[0] for r in con.execute(
+            "SELECT at FROM login_failures WHERE username = ? AND ip = ? AND at > ? ORDER BY at",
+            (self._key(username), ip, since))]
+        by_ip = [r[0] for r in con.execute(
+            "SELECT at FROM login_failures WHERE ip = ? AND at > ? ORDER BY at", (ip, since))]
         return max(self._wait(pair, self.max_failures, now), self._wait(by_ip, self.max_ip_failures, now))
+
+    def acquire(self, username: str, ip: str) -> None:
+        """Check and count one sign-in attempt in one write transaction, before its password is checked.
+
+        Why: checking first and counting after the (slow) password check let 40 concurrent guesses all
+        pass a limit of 5. ``BEGIN IMMEDIATE`` makes concurrent attempts (threads or processes) queue
+        here, so each sees the ones before it; the attempt stays counted as a failure unless
+        ``record_success`` clears it. Raises ``LoginThrottled`` (and counts nothing) while locked."""
+        now = self.clock()
+        with self.store._tx() as con:
+            wait = self._retry_after(con, username, ip, now)
+            if wait > 0:
+                raise LoginThrottled(wait)
+            self._insert_failure(con, username, ip, now)
 
     def _wait(self, times: list[float], limit: int, now: float) -> float:
         """Locked until ``lockout`` after the last of any ``limit`` failures that fell within ``window``."""
@@ -367,11 +379,13 @@ class LoginThrottle:
         return self.retry_after(username, ip) <= 0
 
     def record_failure(self, username: str, ip: str) -> None:
-        now = self.clock()
         with self.store._tx() as con:
-            con.execute("INSERT INTO login_failures (username, ip, at) VALUES (?, ?, ?)",
-                        (self._key(username), ip, now))
-            con.execute("DELETE FROM login_failures WHERE at < ?", (now - 2 * (self.window + self.lockout),))
+            self._insert_failure(con, username, ip, self.clock())
+
+    def _insert_failure(self, con: sqlite3.Connection, username: str, ip: str, now: float) -> None:
+        con.execute("INSERT INTO login_failures (username, ip, at) VALUES (?, ?, ?)",
+                    (self._key(username), ip, now))
+        con.execute("DELETE FROM login_failures WHERE at < ?", (now - 2 * (self.window + self.lockout),))
 
     def record_success(self, username: str, ip: str) -> None:
         with self.store._tx() as con:

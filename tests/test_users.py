@@ -174,3 +174,31 @@ def test_default_secret_key_location_is_git_ignored():
     from hotspots.config import REPO_ROOT
     ignore = (REPO_ROOT / ".gitignore").read_text()
     assert "/instance/" in ignore
+
+
+def test_throttle_is_atomic_under_concurrent_guesses(store):
+    """40 guesses at once against a limit of 5: at most 5 passwords are checked (check-and-count is one
+    step), the rest are refused with 429, and none is lost."""
+    import threading
+    store.add_user("alice", PW, "viewer")
+    th = LoginThrottle(store, max_failures=5, window=900, lockout=900)
+    start = threading.Barrier(40)
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def guess(k: int) -> None:
+        start.wait()
+        try:
+            out = "checked" if store.login("alice", f"wrong password {k}", "10.1.1.1", th) is None else "in"
+        except LoginThrottled:
+            out = "throttled"
+        with lock:
+            results.append(out)
+
+    threads = [threading.Thread(target=guess, args=(k,)) for k in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 40 and "in" not in results
+    assert results.count("checked") == 5 and results.count("throttled") == 35
