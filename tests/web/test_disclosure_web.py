@@ -135,7 +135,7 @@ def test_category_counts_suppressed_for_viewers(viewer_client, client):
         assert v[slug] == ("<5" if 1 <= n <= 4 else n)
 
 
-def test_hospital_rule_per_dataset(gridtown_app_config, users):
+def test_hospital_rule_per_dataset(gridtown_app_config, users, sign_in):
     """A dataset naming the hospital rule makes crime layers use it: 1-7 hidden, others rounded to 5."""
     from dataclasses import replace
     from web import create_app
@@ -149,9 +149,7 @@ def test_hospital_rule_per_dataset(gridtown_app_config, users):
     else:
         config = gridtown_app_config.with_overrides(disclosure={"rule": "hospital"})
     app = create_app(config, test_config={"TESTING": True, "WARM_UP": False})
-    c = app.test_client()
-    with c.session_transaction() as s:
-        s["user"], s["stamp"] = users["vic"].username, users["vic"].auth_stamp
+    c = sign_in(app.test_client(), users["vic"])
     body = c.get("/api/v1/layers/count?from=2024-01&to=2024-02&category=violent-crime").get_json()
     assert body["metadata"]["disclosure_rule"] == "hospital"
     counts = [r["count"] for r in body["rows"]]
