@@ -128,6 +128,8 @@ def _config():
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     nxt = request.values.get("next")
+    if nxt and _safe_next(nxt) != nxt or nxt and len(nxt) > 2000:
+        nxt = None  # never echo an off-site or oversized target into the form (it sits beside the CSRF token)
     if request.method == "GET":
         return render_template("login.html", next=nxt, error=None, username="", config=_config())
     username = (request.form.get("username") or "").strip()
