@@ -255,3 +255,26 @@ def incidents(db_path: Path, categories: "list[str]", month_from: str | None, mo
     finally:
         con.close()
     return total, rows
+
+
+# -- upload reports ------------------------------------------------------------------------------------
+def upload_report(db_path: Path, ingest_id: int, max_rejects: int) -> dict | None:
+    """What one ingest stored and refused, for the upload report page: the ingest's own counts, the
+    incidents stored under it, and the first ``max_rejects`` rejected rows (with the total). None when
+    there is no such ingest (the web answers 404)."""
+    con = connect(db_path, readonly=True)
+    try:
+        g = con.execute("SELECT id, format, started_at, sha256, rows_read, accepted, duplicates, outside_area "
+                        "FROM ingests WHERE id = ?", (ingest_id,)).fetchone()
+        if g is None:
+            return None
+        n_rej = con.execute("SELECT COUNT(*) FROM rejects WHERE ingest_id = ?", (ingest_id,)).fetchone()[0]
+        rej = con.execute("SELECT row_no, column_name, reason, raw FROM rejects WHERE ingest_id = ? ORDER BY row_no "
+                          "LIMIT ?", (ingest_id, max_rejects)).fetchall()
+        stored = con.execute("SELECT COUNT(*) FROM incidents WHERE ingest_id = ?", (ingest_id,)).fetchone()[0]
+    finally:
+        con.close()
+    return {"ingest_id": g[0], "format": g[1], "started_at": g[2], "sha256": g[3], "rows_read": g[4],
+            "accepted": g[5] if g[5] is not None else stored, "duplicates": g[6], "outside_area": g[7],
+            "stored": stored, "rejected": n_rej,
+            "rejects": [{"row": r[0], "column": r[1], "reason": r[2], "raw": r[3]} for r in rej]}
