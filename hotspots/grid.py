@@ -44,13 +44,19 @@ PARTIAL_TOLERANCE = 1e-9
 SHAPES = ("square", "hex")
 
 
-def _check_cell(cell_m: Any) -> float:
+def positive_metres(value: Any, what: str) -> float:
+    """``value`` as a finite number of metres > 0, or an AnalysisError naming ``what``."""
     try:
-        cell = float(cell_m)
+        metres = float(value)
     except (TypeError, ValueError):
-        raise AnalysisError(f"cell size {cell_m!r} is not a number of metres") from None
-    if not math.isfinite(cell) or cell <= 0:
-        raise AnalysisError(f"cell size must be a finite number of metres > 0, got {cell_m!r}")
+        raise AnalysisError(f"{what} {value!r} is not a number of metres") from None
+    if not math.isfinite(metres) or metres <= 0:
+        raise AnalysisError(f"{what} must be a finite number of metres > 0, got {value!r}")
+    return metres
+
+
+def _check_cell(cell_m: Any) -> float:
+    cell = positive_metres(cell_m, "cell size")
     if cell < MIN_CELL_M:
         raise AnalysisError(f"cell size {cell:g} m is below the minimum of {MIN_CELL_M:g} m")
     return cell
