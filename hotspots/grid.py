@@ -199,20 +199,48 @@ def auto_cell_size(points_xy: Any, area: Any = None) -> tuple[float, str]:
     return float(cell), text
 
 
+def _lattice_fast_path(x: np.ndarray, y: np.ndarray, grid: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Square grids: a point strictly inside a whole (not partial) cell can only be in that cell, and
+    the cell's bounds are exactly ``ix·cell`` … ``(ix + 1)·cell`` (as make_grid builds them), so two
+    comparisons decide it. Returns (row position or −1, needs the GEOS query)."""
+    cell = float(grid.attrs["cell_m"])
+    ix0, iy0 = int(grid["ix"].min()), int(grid["iy"].min())
+    nx, ny = int(grid["ix"].max()) - ix0 + 1, int(grid["iy"].max()) - iy0 + 1
+    lookup = np.full((ny, nx), -1, dtype=np.int64)
+    whole = ~grid["partial"].to_numpy()
+    lookup[grid["iy"].to_numpy()[whole] - iy0, grid["ix"].to_numpy()[whole] - ix0] = np.flatnonzero(whole)
+    with np.errstate(invalid="ignore"):
+        fx, fy = np.floor(x / cell), np.floor(y / cell)
+        strict = (fx * cell < x) & (x < (fx + 1) * cell) & (fy * cell < y) & (y < (fy + 1) * cell)
+    cx, cy = fx - ix0, fy - iy0
+    strict &= (cx >= 0) & (cx < nx) & (cy >= 0) & (cy < ny)
+    out = np.full(len(x), -1, dtype=np.int64)
+    out[strict] = lookup[cy[strict].astype(np.int64), cx[strict].astype(np.int64)]
+    # Left to GEOS: points on a cell edge, in partial cells, or outside every whole cell.
+    return out, out < 0
+
+
 def assign_cells(x: Any, y: Any, grid: gpd.GeoDataFrame) -> np.ndarray:
     """Index (row position in ``grid``) of the cell holding each point, −1 outside every cell.
 
     The same exact GEOS rule as areas: a point belongs to a cell when it *intersects* the cell's
     clipped geometry (boundary included), and a point on a shared edge or corner goes to the cell
-    with the smallest code. NaN coordinates give −1.
+    with the smallest code. NaN coordinates give −1. On square grids from :func:`make_grid`, points
+    strictly inside whole cells are placed by arithmetic and the rest through a GEOS STRtree query.
     """
     x = np.asarray(x, dtype=float).ravel()
     y = np.asarray(y, dtype=float).ravel()
     if x.shape != y.shape:
         raise AnalysisError(f"{len(x)} eastings but {len(y)} northings")
     out = np.full(len(x), -1, dtype=np.int64)
-    ok = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
-    if len(ok) == 0 or len(grid) == 0:
+    if len(grid) == 0:
+        return out
+    slow = np.isfinite(x) & np.isfinite(y)
+    if grid.attrs.get("shape") == "square" and {"ix", "iy", "partial"} <= set(grid.columns):
+        out, rest = _lattice_fast_path(x, y, grid)
+        slow &= rest
+    ok = np.flatnonzero(slow)
+    if len(ok) == 0:
         return out
     cells = np.asarray(grid["clipped"].values if "clipped" in grid else grid.geometry.values, dtype=object)
     tree = shapely.STRtree(cells)
