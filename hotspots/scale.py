@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from .errors import AnalysisError
 from .stats import moran_global
-from .weights import from_matrix
+from .weights import _from_clean_csr  # the pairs are already a clean CSR
 
 N_BANDS = 10
 ALPHA = 0.05
@@ -57,11 +57,30 @@ def _check_centroids(values: Any, centroids: Any) -> tuple[np.ndarray, np.ndarra
     return y, xy
 
 
-def _band_weights(pairs: np.ndarray, dist: np.ndarray, d: float, n: int):
-    keep = dist <= d * (1 + _BAND_SLACK)
-    a, b = pairs[keep, 0], pairs[keep, 1]
-    m = sp.csr_matrix((np.ones(2 * len(a)), (np.r_[a, b], np.r_[b, a])), shape=(n, n))
-    return from_matrix(m, spec=f"distance:{d:g}")
+class _Bands:
+    """Every neighbour pair up to the largest distance, once, as CSR-ordered (row, column, distance):
+    the weights of any smaller band are then a mask over it, already symmetric and sorted."""
+
+    def __init__(self, xy: np.ndarray, max_d: float) -> None:
+        from scipy.spatial import cKDTree
+        pairs = cKDTree(xy).query_pairs(max_d * (1 + _BAND_SLACK), output_type="ndarray")
+        dist = np.hypot(*(xy[pairs[:, 0]] - xy[pairs[:, 1]]).T) if len(pairs) else np.zeros(0)
+        rows, cols = np.r_[pairs[:, 0], pairs[:, 1]], np.r_[pairs[:, 1], pairs[:, 0]]
+        # scipy's COO → CSR is a counting sort (O(pairs), where a lexsort took seconds); each entry carries
+        # its 1-based ordinal rather than its distance, which could be 0 and would then be dropped.
+        n = len(xy)
+        m = sp.csr_matrix((np.arange(1, len(rows) + 1, dtype=np.float64), (rows, cols)), shape=(n, n))
+        m.sort_indices()
+        self.n = n
+        self.rows = np.repeat(np.arange(n), np.diff(m.indptr))
+        self.cols = m.indices.astype(np.int32)
+        self.dist = np.r_[dist, dist][m.data.astype(np.int64) - 1]
+
+    def weights(self, d: float):
+        keep = self.dist <= d * (1 + _BAND_SLACK)
+        indptr = np.zeros(self.n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(self.rows[keep], minlength=self.n), out=indptr[1:])
+        return _from_clean_csr(indptr, self.cols[keep], tuple(range(self.n)), f"distance:{d:g}")
 
 
 def default_distances(centroids: Any, n_bands: int = N_BANDS) -> np.ndarray:
@@ -104,16 +123,13 @@ def optimized_distance(values: Any, centroids: Any, distances: Any = None, alpha
     (metres; ArcGIS's defaults when None): ``distance_m, table, text``.
     """
     y, xy = _check_centroids(values, centroids)
-    n = len(y)
     ds = default_distances(xy) if distances is None else np.asarray(distances, dtype=float).ravel()
     if len(ds) < 3 or not np.isfinite(ds).all() or (ds <= 0).any() or (np.diff(ds) <= 0).any():
         raise AnalysisError("distances must be at least 3 increasing positive numbers of metres")
-    from scipy.spatial import cKDTree
-    pairs = cKDTree(xy).query_pairs(float(ds[-1]) * (1 + _BAND_SLACK), output_type="ndarray")
-    dist = np.hypot(*(xy[pairs[:, 0]] - xy[pairs[:, 1]]).T) if len(pairs) else np.zeros(0)
+    bands = _Bands(xy, float(ds[-1]))
     rows = []
     for d in ds:
-        w = _band_weights(pairs, dist, float(d), n)
+        w = bands.weights(float(d))
         m = moran_global(y, w, permutations=0, transform="r")
         rows.append({"distance_m": float(d), "I": m["I"], "EI": m["EI"], "z": m["z_rand"], "p": m["p_rand"],
                      "min_neighbours": int(w.cardinalities.min()),
