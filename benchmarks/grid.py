@@ -34,7 +34,6 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import shapely
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,6 +9,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
+from scipy.spatial import cKDTree
 
 from hotspots.errors import AnalysisError
 from hotspots.grid import MIN_CELL_M, assign_cells, auto_cell_size, make_grid
@@ -61,7 +62,7 @@ def test_hex_grid_geometry():
     assert g["code"].str.startswith("hx300_E").all() and g["code"].is_unique
     np.testing.assert_allclose(g.geometry.area, w * w * math.sqrt(3) / 2, rtol=1e-12)
     c = shapely.get_coordinates(g.geometry.centroid)
-    d, _ = __import__("scipy.spatial", fromlist=["cKDTree"]).cKDTree(c).query(c, k=2)
+    d, _ = cKDTree(c).query(c, k=2)
     np.testing.assert_allclose(d[:, 1], w, rtol=1e-9)  # neighbouring centres are one width apart
     assert shapely.area(np.asarray(g["clipped"].values)).sum() == pytest.approx(AREA.area, rel=1e-9)
     # Neighbouring hexagons share edges exactly: queen contiguity finds 6 around an interior cell.
