@@ -335,9 +335,10 @@ def emerging_hotspots(values: Any, w: SpatialWeights | sp.spmatrix, time_neighbo
     mk_z = np.full(n, np.nan)
     mk_p = np.full(n, np.nan)
     mk_trend = np.zeros(n, dtype=np.int8)
-    if (~island).any():
-        mk = mann_kendall(z[~island], alpha=alpha)
-        mk_tau[~island], mk_z[~island], mk_p[~island], mk_trend[~island] = mk.tau, mk.z, mk.p, mk.trend
+    whole = np.isfinite(z).all(axis=1)  # islands, and the rare bin whose neighbourhood is the whole cube, have no z
+    if whole.any():
+        mk = mann_kendall(z[whole], alpha=alpha)
+        mk_tau[whole], mk_z[whole], mk_p[whole], mk_trend[whole] = mk.tau, mk.z, mk.p, mk.trend
     category = tuple(classify_emerging(z, p_norm, mk_trend, alpha=alpha, fdr=fdr))
     code = np.array([CATEGORY_CODES[c] for c in category], dtype=np.int8)
     cutoff = significance_cutoff(p_norm, alpha, fdr)
