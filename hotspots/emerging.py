@@ -355,6 +355,10 @@ def emerging_hotspots(values: Any, w: SpatialWeights | sp.spmatrix, time_neighbo
     if len(empty):
         warn.append(f"{len(empty)} time step(s) have no incidents in any area ({', '.join(str(labels[t]) for t in empty)}):"
                     " if that is a gap in the source data rather than a quiet step, the trends are wrong")
+    undefined = int((~np.isfinite(z[~island])).sum())
+    if undefined:
+        warn.append(f"Gi* is undefined for {undefined} bin(s) whose space-time neighbourhood covers the whole cube "
+                    "(z = NaN; their locations get no trend): use more areas or fewer time_neighbours")
     if n < MIN_AREAS_GISTAR:
         warn.append(f"Gi* is unreliable with fewer than {MIN_AREAS_GISTAR} areas (ArcGIS's minimum); there are {n}")
     logger.info("emerging hot spots: %d areas × %d steps, time_neighbours=%d, alpha=%g, fdr=%s, permutations=%d, "

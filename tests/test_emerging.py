@@ -288,6 +288,16 @@ def test_bad_input_is_refused_with_the_fix(cube, kw, message):
         emerging_hotspots(cube, lattice(SIDE), **kw)
 
 
+def test_a_neighbourhood_covering_the_whole_cube_is_undefined_not_an_error():
+    """Four mutually adjacent areas, k = 9 of 10 steps: the last bins see every bin of the cube."""
+    a = sp.csr_matrix(np.ones((4, 4)) - np.eye(4))
+    x = np.arange(40.0).reshape(4, 10) % 7
+    res = emerging_hotspots(x, a, time_neighbours=9, fdr=False)
+    assert np.isnan(res.gi_z[:, -1]).all() and np.isfinite(res.gi_z[:, 0]).all()
+    assert np.isnan(res.mk_tau).all() and (res.mk_trend == 0).all()
+    assert any("undefined for 4 bin(s)" in w for w in res.warnings)
+
+
 def test_one_month_says_more_months_are_needed():
     with pytest.raises(AnalysisError, match="1 time step\\(s\\) but a trend needs at least 10"):
         emerging_hotspots(np.arange(49.0)[:, None], lattice(SIDE))
