@@ -220,36 +220,28 @@ def classify_emerging(z: Any, p: Any, mk_trend: Any, alpha: float = 0.05, fdr: b
     hot = sig & (zf > 0)
     cold = sig & (zf < 0)
     island = ~np.isfinite(zf).any(axis=1)
-    out: list[str] = []
+    # At most one family applies: hot needs a hot final step or ≥ 90 % hot steps, cold the same in
+    # cold, and a location cannot be both ≥ 90 % hot and ≥ 90 % cold.
+    out = np.full(n, NO_PATTERN, dtype=object)
     for kind, this, other, up in (("hot", hot, cold, 1), ("cold", cold, hot, -1)):
         count = this.sum(axis=1)
         run = np.cumprod(this[:, ::-1], axis=1).sum(axis=1)  # length of the final uninterrupted run
         mostly = SHARE_DEN * count >= SHARE_NUM * n_steps
         final = this[:, -1]
-        other_any = other.any(axis=1)
-        label = np.full(n, "", dtype=object)
-        with_final = [
+        rules = [  # in ArcGIS's order of specificity: the first matching rule wins
             (final & mostly & (trend == up), "Intensifying"),
             (final & mostly & (trend == -up), "Diminishing"),
             (final & mostly, "Persistent"),
-            (final & other_any, "Oscillating"),
+            (final & other.any(axis=1), "Oscillating"),
             (final & (count == 1), "New"),
             (final & (run == count) & (run >= 2), "Consecutive"),
             (final, "Sporadic"),
             (~final & ~other[:, -1] & mostly, "Historical"),
         ]
-        for mask, name in reversed(with_final):  # the first matching rule wins
-            label[mask] = f"{name} {kind} spot"
-        if kind == "hot":
-            hot_label = label
-        else:
-            cold_label = label
-    for i in range(n):
-        if island[i]:
-            out.append(LABEL_NO_NEIGHBOURS)
-        else:
-            out.append(hot_label[i] or cold_label[i] or NO_PATTERN)
-    return out
+        for mask, name in reversed(rules):  # later rules are overwritten by earlier ones
+            out[mask] = f"{name} {kind} spot"
+    out[island] = LABEL_NO_NEIGHBOURS
+    return out.tolist()
 
 
 # -- the whole analysis ---------------------------------------------------------------------------
