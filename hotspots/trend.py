@@ -205,7 +205,11 @@ def _counts(c: Any, what: str) -> np.ndarray:
 
 
 def _exposure(t: Any, n: int, what: str) -> np.ndarray:
-    arr = np.broadcast_to(np.array(t, dtype=np.float64), (n,)).copy()
+    try:
+        arr = np.broadcast_to(np.array(t, dtype=np.float64), (n,)).copy()
+    except ValueError:
+        raise AnalysisError(f"{what} must be one number, or one per area ({n}); got shape {np.shape(t)}",
+                            column=what) from None
     if not (np.isfinite(arr) & (arr > 0)).all():
         raise AnalysisError(f"{what} (the length or population of the period) must be > 0", column=what)
     return arr

@@ -159,3 +159,5 @@ def test_count_change_refuses_bad_counts():
         count_change([1, 2], [2])
     with pytest.raises(AnalysisError, match="must be > 0"):
         count_change([1], [2], t_after=0)
+    with pytest.raises(AnalysisError, match="one per area \\(2\\)"):
+        count_change([1, 2], [2, 3], t_before=[1.0, 2.0, 3.0])
