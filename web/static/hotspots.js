@@ -182,7 +182,7 @@
             lyr.bindTooltip(esc(f.properties.name), {permanent: true, direction: "center", className: "ward-label"});
           } else {
             lyr.bindTooltip(function () { return toElement(tooltipHTML(fc, f.properties)); },
-                            {sticky: true, className: "area-tooltip", pane: "hotspots-tooltips"});
+                            {sticky: true, className: "area-tooltip", pane: "hotspots-tooltips", opacity: 1});
             lyr.bindPopup(function () {
               return toElement(tooltipHTML(fc, f.properties) + '<p class="pop-code">' + esc(f.properties.code) + "</p>");
             });
@@ -271,6 +271,9 @@
     control.addOverlay(e.group, esc(l.title));
   });
   control.addTo(map);
+  // keyboard order: the map's controls (zoom, layers, legend) come before its 161 focusable areas
+  var controlsBox = map.getContainer().querySelector(".leaflet-control-container");
+  if (controlsBox) map.getContainer().insertBefore(controlsBox, map.getContainer().firstChild);
   var layersBox = control.getContainer();
   layersBox.setAttribute("aria-label", "Map layers");
   var layersList = layersBox.querySelector(".leaflet-control-layers-list");
@@ -318,8 +321,8 @@
   function placeLegend() {
     var box = legendCtl.getContainer(), dock = document.getElementById("legend-dock");
     if (!dock) return;
-    var docked = dockQuery.matches;
-    document.body.classList.toggle("legend-docked", docked);
+    var docked = state.print || dockQuery.matches;  // print: the legend sits beside the map, never over it
+    document.body.classList.toggle("legend-docked", docked && !state.print);
     if (docked && box.parentNode !== dock) dock.appendChild(box);
     if (!docked && box.parentNode !== legendCorner) legendCorner.insertBefore(box, legendCorner.firstChild);
     map.invalidateSize({animate: false});
@@ -333,14 +336,15 @@
         '<span class="swatch' + (it.outline ? " outline" : "") + '" data-colour="' + esc(it.colour) + '" aria-hidden="true"></span>';
       var plain = it.plain || (hatch ? SUPPRESSED_PLAIN : "");
       var n = typeof it.n === "number" ? plural(it.n, "area") : esc(it.n);
+      if (typeof it.n === "number" && /\(\d+\)$/.test(it.label || "")) n = "";  // "Wards (20)" says it already
       var words;
       if (plain) {
         var cut = plain.indexOf(":");
         var head = cut > 0 ? plain.slice(0, cut) : plain, rest = cut > 0 ? plain.slice(cut + 1).trim() : "";
         words = "<span class='lab'><strong>" + esc(head) + "</strong>" + (rest ? ": " + esc(rest) : "") +
-          " <span class='stat'>" + esc(it.label) + ", " + n + "</span></span>";
+          " <span class='stat'>" + esc(it.label) + (n ? ", " + n : "") + "</span></span>";
       } else {
-        words = "<span class='lab'>" + esc(it.label) + " <span class='n'>(" + n + ")</span></span>";
+        words = "<span class='lab'>" + esc(it.label) + (n ? " <span class='n'>(" + n + ")</span>" : "") + "</span>";
       }
       return "<li" + (hatch ? " class='suppressed-item'" : "") + ">" + sw + words + "</li>";
     });
@@ -449,11 +453,37 @@
   var SIGNIFICANCE_WORDS = {none: "no correction for multiple tests", fdr: "false discovery rate (Benjamini-Hochberg)",
                             bonferroni: "Bonferroni correction"};
   var VARIABLE_WORDS = {count: "incident count", rate: "rate per 1,000 residents", eb_rate: "smoothed rate per 1,000"};
+  var categoryLabels = {};  // slug -> label ("violent-crime" -> "Violence and sexual offences")
   function categoryWords(slugs) {
     return (slugs || "").split(",").filter(Boolean).map(function (c) {
+      if (categoryLabels[c]) return categoryLabels[c];
       var w = c.replace(/-/g, " ");
       return w.charAt(0).toUpperCase() + w.slice(1);
     }).join(", ") || "All crime";
+  }
+  /* One attribution block for print: the dataset lines repeat the Open Government Licence and Crown
+   * copyright sentences; say each once, with the copyright years and the sources named after it. */
+  function oneAttribution(lines) {
+    var years = [], sources = [];
+    lines.forEach(function (line) {
+      line.split(/\.\s+(?=[A-Z])/).forEach(function (sentence) {
+        var t = sentence.replace(/\.\s*$/, "").trim();
+        var crown = /Crown copyright and database right(?: (\d{4}))?/.exec(t);
+        if (crown) { if (crown[1] && years.indexOf(crown[1]) < 0) years.push(crown[1]); return; }
+        if (/^Sources: /.test(t)) return;  // the map's own source list: named again from the dataset lines
+        if (/Open Government Licence/.test(t)) {
+          var paren = /\(([^)]+)\)/.exec(t);
+          t = paren ? paren[1] : t.replace(/^Contains public sector information/, "")
+            .replace(/,?\s*licensed under the Open Government Licence v3\.0,?/, "").trim();
+        }
+        t = t.replace(/^Source: /, "").replace(/,$/, "").trim();
+        if (t && sources.indexOf(t) < 0) sources.push(t);
+      });
+    });
+    years.sort();
+    return "Contains public sector information licensed under the Open Government Licence v3.0. Contains OS data " +
+      "© Crown copyright and database right" + (years.length ? " " + years.join(", ") : "") + ". Sources: " +
+      sources.join("; ") + ".";
   }
   function filtersWords() {
     var layer = catalogue[params.layer] ? catalogue[params.layer].title : params.layer;
@@ -519,6 +549,9 @@
     syncURL(true); showOptions(); refreshPanel();
   }
   var form = document.getElementById("controls");
+  Array.prototype.forEach.call(document.querySelectorAll("#category option"), function (o) {
+    categoryLabels[o.value] = o.textContent.replace(/\s*\([^)]*\)\s*$/, "");
+  });
   if (form) {
     form.addEventListener("change", applyChange);
     form.addEventListener("submit", function (ev) { ev.preventDefault(); applyChange(); });
@@ -541,6 +574,16 @@
     });
   }
   if (state.print) {
+    var attribution = document.getElementById("print-attribution");
+    if (attribution) {
+      var lines = Array.prototype.map.call(attribution.querySelectorAll(".attr-line"), function (el) { return el.textContent; });
+      if (lines.length) attribution.textContent = oneAttribution(lines);
+    }
+    busy(1);
+    getJSON(API + "/categories").then(function (body) {
+      (body.categories || []).forEach(function (c) { categoryLabels[c.slug] = c.label; });
+      syncURL();
+    }).catch(function () { /* the subtitle keeps the words made from the slugs */ }).finally(function () { busy(-1); });
     var north = L.control({position: "topleft"});
     north.onAdd = function () {
       var img = L.DomUtil.create("img", "north-arrow");
