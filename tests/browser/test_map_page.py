@@ -64,6 +64,12 @@ def test_map_draws_all_lsoas_offline_with_legend_and_wards(page):
     assert "Gi* scores the neighbourhood: an area with few incidents ranks high when its neighbours have many" in legend
     assert "Hot spot 99% confidence" in legend and "Not significant" in legend
     assert not re.search(r"\b1 areas\b", legend)
+    # pattern as well as colour: cold spots are dotted on the map and in the legend, hot spots are not
+    items = page.page.evaluate("window.hotspots.entries['gistar'].legend.items")
+    cold = sum(i["n"] for i in items if i["label"].startswith("Cold spot"))
+    dotted = page.page.evaluate("document.querySelectorAll('.leaflet-overlay-pane path[fill^=\"url(#hs-dots-\"]').length")
+    assert cold > 0 and dotted == cold, (cold, dotted)
+    assert page.page.evaluate("document.querySelectorAll('#legends .swatch.dots').length") == 3
     # a tooltip on hover shows area, ward, count and class
     page.page.hover(".leaflet-overlay-pane path.leaflet-interactive >> nth=40")
     page.page.wait_for_selector(".area-tooltip")

@@ -61,13 +61,36 @@
   // a suppressed area with no class of its own (count/rate maps): hatched, never the "not significant" grey
   function suppressedClass(p) { return !!p.suppressed && /^Suppressed/.test(p.class_label || ""); }
   function suppressedItem(it) { return it.pattern === "hatch" || /^Suppressed/.test(it.label || ""); }
+  /* Pattern as well as colour: "low" classes (Gi* cold spots, LISA Low-Low and Low-High) are dotted, so they
+   * stay apart from the hot classes without colour vision (dark red and dark blue have the same lightness). */
+  function dottedLabel(label) { return /^Cold spot|^Low-/.test(label || ""); }
+  var SVGNS = "http://www.w3.org/2000/svg";
+  function dotsFill(colour) {
+    if (!/^#[0-9a-fA-F]{6}$/.test(colour || "")) return colour;
+    var id = "hs-dots-" + colour.slice(1).toLowerCase();
+    if (!document.getElementById(id)) {
+      var defs = document.querySelector("svg.svg-defs defs");
+      if (!defs) return colour;
+      var pat = document.createElementNS(SVGNS, "pattern");
+      pat.setAttribute("id", id); pat.setAttribute("patternUnits", "userSpaceOnUse");
+      pat.setAttribute("width", "6"); pat.setAttribute("height", "6");
+      var rect = document.createElementNS(SVGNS, "rect");
+      rect.setAttribute("width", "6"); rect.setAttribute("height", "6"); rect.setAttribute("fill", colour);
+      var dot = document.createElementNS(SVGNS, "circle");
+      dot.setAttribute("cx", "3"); dot.setAttribute("cy", "3"); dot.setAttribute("r", "1.1"); dot.setAttribute("fill", "#ffffff");
+      pat.appendChild(rect); pat.appendChild(dot); defs.appendChild(pat);
+    }
+    return "url(#" + id + ")";
+  }
   // colours go in through the CSSOM, never as inline style attributes (the Content-Security-Policy has no
   // 'unsafe-inline' for styles); markup names its colour in data-colour and paint() applies it
   function paint(root) {
     Array.prototype.forEach.call(root.querySelectorAll("[data-colour]"), function (el) {
       var c = el.getAttribute("data-colour");
       if (!/^#[0-9a-fA-F]{3,8}$/.test(c)) return;
-      if (el.classList.contains("outline")) el.style.borderColor = c; else el.style.background = c;
+      if (el.classList.contains("outline")) el.style.borderColor = c;
+      else if (el.classList.contains("dots")) el.style.backgroundColor = c;  // keeps the dots' background-image
+      else el.style.background = c;
     });
     return root;
   }
@@ -131,8 +154,9 @@
       if (suppressedClass(f.properties)) {
         return {fillColor: HATCH, fillOpacity: 1, color: "#4d4d4d", weight: 0.8, opacity: 0.9};
       }
-      return {fillColor: f.properties.fill || "#bdbdbd", fillOpacity: isOverlay ? 0.7 : 0.8,
-              color: "#555", weight: 0.6, opacity: 0.8};
+      var fill = f.properties.fill || "#bdbdbd";
+      if (dottedLabel(f.properties.class_label)) fill = dotsFill(fill);
+      return {fillColor: fill, fillOpacity: isOverlay ? 0.7 : 0.8, color: "#555", weight: 0.6, opacity: 0.8};
     };
   }
   function plainFor(fc, label) {
@@ -148,7 +172,7 @@
     });
     var plain = p.class_label ? plainFor(fc, p.class_label) : "";
     var sw = suppressedClass(p) ? '<span class="swatch hatch"></span>' :
-      '<span class="swatch" data-colour="' + esc(p.fill) + '"></span>';
+      '<span class="swatch' + (dottedLabel(p.class_label) ? " dots" : "") + '" data-colour="' + esc(p.fill) + '"></span>';
     var cls = p.class_label ? '<div class="tt-class">' + sw + "<span><strong>" + esc(plain ? plain.split(":")[0] : p.class_label) +
       "</strong>" + (plain ? " (" + esc(p.class_label) + ")" : "") + "</span></div>" : "";
     var why = fc.legend && fc.legend.explain && p.class_label && !suppressedClass(p) ?
@@ -333,7 +357,8 @@
     var items = (leg.items || []).map(function (it) {
       var hatch = suppressedItem(it);
       var sw = hatch ? '<span class="swatch hatch" aria-hidden="true"></span>' :
-        '<span class="swatch' + (it.outline ? " outline" : "") + '" data-colour="' + esc(it.colour) + '" aria-hidden="true"></span>';
+        '<span class="swatch' + (it.outline ? " outline" : "") + (dottedLabel(it.label) ? " dots" : "") + '" data-colour="' +
+        esc(it.colour) + '" aria-hidden="true"></span>';
       var plain = it.plain || (hatch ? SUPPRESSED_PLAIN : "");
       var n = typeof it.n === "number" ? plural(it.n, "area") : esc(it.n);
       if (typeof it.n === "number" && /\(\d+\)$/.test(it.label || "")) n = "";  // "Wards (20)" says it already
