@@ -143,6 +143,16 @@ def test_compare_two_periods(page):
     _clean(page)
 
 
+def test_compare_against_an_empty_baseline_says_so(page):
+    """A baseline with no incidents: the table does not call every area "+N" (an increase from nothing)."""
+    _open(page, "?layer=change&from=2018-06&to=2018-06&compare_from=2018-01&compare_to=2018-01")
+    page.page.wait_for_selector("#compare-sentence")
+    assert "none in 2018-01" in page.page.inner_text("#compare-sentence")
+    cells = page.page.eval_on_selector_all("table.cmp tbody tr td:nth-child(5)", "els => els.map(e => e.textContent)")
+    assert cells and not any(c.startswith("+") for c in cells), cells
+    _clean(page)
+
+
 def test_download_geojson_and_validate(page):
     _open(page, "?layer=gistar&significance=fdr")
     with page.page.expect_download() as dl:
