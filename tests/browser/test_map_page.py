@@ -212,6 +212,7 @@ def test_printable_view(page):
     assert re.fullmatch(r"Produced \d{1,2} \w+ \d{4}", page.page.inner_text(".print-date")), page.page.inner_text(".print-date")
     assert page.page.evaluate("document.querySelector('img.north-arrow').naturalWidth") > 0
     assert page.page.is_visible(".leaflet-control-scale")
+    assert not page.page.eval_on_selector_all(".marking", "els => els.filter(e => !e.hidden).length")  # none set
     # one attribution block: the Open Government Licence line is printed once, not per dataset or control
     body = page.page.inner_text("body")
     assert body.count("Open Government Licence") == 1, body
@@ -219,4 +220,27 @@ def test_printable_view(page):
     pdf = ARTIFACTS / "06-print-view.pdf"
     page.page.pdf(path=str(pdf), landscape=True, format="A4", print_background=True)
     assert pdf.stat().st_size > 10_000
+    _clean(page)
+
+
+def test_print_view_shows_the_protective_marking_from_the_state(page):
+    """The server puts the marking in the page state (``state.marking``); it is printed at the top and the
+    bottom of the sheet. Here the state is given one on its way to the browser."""
+    def add_marking(route):
+        resp = route.fetch()
+        html = resp.text()
+        head, rest = html.split('<script id="hotspots-state" type="application/json"', 1)
+        attrs, rest = rest.split(">", 1)
+        data, tail = rest.split("</script>", 1)
+        st = json.loads(data)
+        st["marking"] = "OFFICIAL-SENSITIVE"
+        route.fulfill(response=resp, body=head + '<script id="hotspots-state" type="application/json"' + attrs + ">" +
+                      json.dumps(st) + "</script>" + tail)
+    page.page.route("**/print?*", add_marking)
+    page.page.goto(page.base + "/print?layer=gistar&show=gistar,wards")
+    page.page.wait_for_function(f"{PATHS} >= 181", timeout=30000)
+    page.page.wait_for_function(READY, timeout=30000)
+    marks = page.page.eval_on_selector_all(".marking", "els => els.filter(e => !e.hidden).map(e => e.textContent)")
+    assert marks == ["OFFICIAL-SENSITIVE", "OFFICIAL-SENSITIVE"]
+    _shot(page, "08-print-marking")
     _clean(page)

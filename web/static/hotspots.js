@@ -599,6 +599,11 @@
     });
   }
   if (state.print) {
+    // the protective marking (OFFICIAL, OFFICIAL-SENSITIVE) at the top and bottom of the sheet
+    Array.prototype.forEach.call(document.querySelectorAll(".marking"), function (el) {
+      el.textContent = state.marking || "";
+      el.hidden = !state.marking;
+    });
     var attribution = document.getElementById("print-attribution");
     if (attribution) {
       var lines = Array.prototype.map.call(attribution.querySelectorAll(".attr-line"), function (el) { return el.textContent; });
