@@ -160,7 +160,7 @@ def test_download_geojson_and_validate(page):
     d = dl.value
     name = d.suggested_filename
     assert name.endswith(".geojson") and "gistar" in name and "violent-crime" in name and "2018-06" in name and "fdr" in name
-    fc = json.loads(open(d.path(), encoding="utf-8").read())
+    fc = json.loads(Path(d.path()).read_text(encoding="utf-8"))
     assert fc["type"] == "FeatureCollection" and "crs" not in fc
     assert len(fc["features"]) == 161
     assert any("Open Government Licence" in a for a in fc["attribution"])
