@@ -102,6 +102,8 @@ class Config:
     #: X-Forwarded-Proto/-Host/-For headers (never set it when clients reach the server directly)
     trusted_proxy: bool = False
     source: Path | None = None
+    #: protective marking printed on the print view and briefings (Government Security Classifications)
+    marking: str = "OFFICIAL"
 
     # -- derived paths -------------------------------------------------------------------------
     @property
@@ -199,6 +201,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         trusted_proxy=bool(server.get("trusted_proxy", False)),
         disclosure=dict(raw.get("disclosure") or {"rule": "default"}),
         datasets=datasets, extract=extract, source=path,
+        marking=str((raw.get("report") or {}).get("marking", "OFFICIAL")),
     )
     for var, fld in ENV_OVERRIDES.items():
         if env.get(var):

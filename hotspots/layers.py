@@ -28,6 +28,7 @@ from .request import SIGNIFICANCE, VARIABLES, Audience, Catalog, LayerRequest
 
 GEOGRAPHY_LABELS = {"lsoa": "LSOA (2021)", "ward": "Ward"}
 AREA_FIELDS = [["name", "Area"], ["code", "Code"], ["ward_name", "Ward"]]
+IMD_FIELD = [["imd_decile", "IMD 2025 decile"]]
 AREA_COLUMNS = ("code", "name", "ward_code", "ward_name", "imd_decile")
 COUNT_COLUMNS = ("count", "population", "rate_per_1000", "eb_rate_per_1000")
 #: analysis variable -> the column of the counts frame that holds it
@@ -223,7 +224,7 @@ def _choropleth(name: str) -> Callable[[Config, LayerRequest, Audience], Analyse
         title = f"{CRIME_TITLES[name]}: {filters_text(req)}"
         st = maps.classify(g[col], req.classes, req.k, integer=name == "count", title=CRIME_TITLES[name])
         fields = AREA_FIELDS + [["count", "Incidents"], ["rate_per_1000", "Rate per 1,000"],
-                                ["eb_rate_per_1000", "EB rate per 1,000"], ["population", "Residents (2021)"]]
+                                ["eb_rate_per_1000", "EB rate per 1,000"], ["population", "Residents (2021)"]] + IMD_FIELD
         meta = {"value": col, "classification": req.classes, "classes": req.k,
                 "eb_method": "global empirical Bayes (Marshall 1991)" if name == "eb_rate" else None}
         return Analysed(name, title, style(g, st), st.legend, fields, meta, level_role(req.geography),
@@ -256,14 +257,14 @@ def _stat_layer(name: str) -> Callable[[Config, LayerRequest, Audience], Analyse
                                note=gi_note(cut))
             fields = AREA_FIELDS + [["count", "Incidents"], ["rate_per_1000", "Rate per 1,000"],
                                     ["gi_z", "Gi* z-score"], ["gi_p", "p (two-sided)"],
-                                    ["gi_p_sim", "p (permutation)"], ["gi_label", "Class"]]
+                                    ["gi_p_sim", "p (permutation)"], ["gi_label", "Class"]] + IMD_FIELD
         else:
             note = (f"p ≤ {cut['lisa']:.4g} ({SIGNIFICANCE[req.significance]}); "
                     f"{a.metadata.get('permutations', req.permutations):,} permutations")
             st = maps.style_lisa(g["lisa_label"].tolist(), note=note)
             fields = AREA_FIELDS + [["count", "Incidents"], ["rate_per_1000", "Rate per 1,000"],
                                     ["lisa_i", "Local Moran's I"], ["lisa_p_sim", "p (permutation)"],
-                                    ["lisa_label", "Cluster"]]
+                                    ["lisa_label", "Cluster"]] + IMD_FIELD
         title = f"{CRIME_TITLES[name]} of {VARIABLES[req.variable]}: {filters_text(req)}"
         meta = {"method": {k: v for k, v in a.metadata.items() if k not in ("moran", "cutoffs")},
                 "cutoffs": cut, "moran": a.metadata["moran"]}
@@ -287,7 +288,7 @@ def _change(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
     period_b = bf if bf == bt else f"{bf} to {bt}"
     st = maps.style_change(g["change"], title="Change in count", note=f"{req.period_text} against {period_b}")
     fields = AREA_FIELDS + [["count_before", f"Incidents {period_b}"], ["count_after", f"Incidents {req.period_text}"],
-                            ["change", "Change"], ["pct_change", "Change %"]]
+                            ["change", "Change"], ["pct_change", "Change %"]] + IMD_FIELD
     meta = {"baseline": {"from": bf, "to": bt}, "current": {"from": req.month_from, "to": req.month_to}}
     if int(g["count_before"].sum()) == 0:
         meta["warning"] = f"no incidents in the baseline period {period_b}: there is nothing to compare against"

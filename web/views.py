@@ -46,6 +46,7 @@ def _page(template: str, printable: bool):
         "map": parts["name"], "params": p.query(), "show": show, "print": printable,
         "layers": catalogue, "api": url_for("api.index"),
         "attribution": [MAP_ATTRIBUTION], "note": POLICE_NOTE, "tiles": config.tiles,
+        "marking": config.marking,
     }
     return render_template(template, map=parts, state=state, p=p, categories=categories_for_user(config),
                            months=list(pipeline.catalog(config).months), geographies=GEOGRAPHY_LABELS,

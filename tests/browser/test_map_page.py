@@ -147,7 +147,7 @@ def test_compare_against_an_empty_baseline_says_so(page):
     """A baseline with no incidents: the table does not call every area "+N" (an increase from nothing)."""
     _open(page, "?layer=change&from=2018-06&to=2018-06&compare_from=2018-01&compare_to=2018-01")
     page.page.wait_for_selector("#compare-sentence")
-    assert "none in 2018-01" in page.page.inner_text("#compare-sentence")
+    assert "no data in the baseline (2018-01)" in page.page.inner_text("#compare-sentence")
     cells = page.page.eval_on_selector_all("table.cmp tbody tr td:nth-child(5)", "els => els.map(e => e.textContent)")
     assert cells and not any(c.startswith("+") for c in cells), cells
     _clean(page)
@@ -212,7 +212,8 @@ def test_printable_view(page):
     assert re.fullmatch(r"Produced \d{1,2} \w+ \d{4}", page.page.inner_text(".print-date")), page.page.inner_text(".print-date")
     assert page.page.evaluate("document.querySelector('img.north-arrow').naturalWidth") > 0
     assert page.page.is_visible(".leaflet-control-scale")
-    assert not page.page.eval_on_selector_all(".marking", "els => els.filter(e => !e.hidden).length")  # none set
+    marks = page.page.eval_on_selector_all(".marking", "els => els.filter(e => !e.hidden).map(e => e.textContent)")
+    assert marks and all(m.strip() == "OFFICIAL" for m in marks), marks  # the configured [report] marking
     # one attribution block: the Open Government Licence line is printed once, not per dataset or control
     body = page.page.inner_text("body")
     assert body.count("Open Government Licence") == 1, body
