@@ -1,0 +1,249 @@
+"""A bounded pool for expensive work, so that one client cannot stall a server (issue 14, item 3).
+
+Why: an uncached analysis (9,999 permutations on every LSOA) takes seconds to minutes. Run in the request
+thread, eight of them occupy eight waitress threads and every cheap request waits behind them. The pool
+runs such work on ``workers`` threads behind a queue of at most ``queue`` jobs, at most ``per_client``
+jobs per client, and answers a caller within ``budget_s`` seconds whatever happens:
+
+* identical keys in flight are computed once; every waiter gets the same result or the same exception
+  (the pool caches nothing: the job's function stores its result in the caller's cache);
+* a client with ``per_client`` jobs queued or running, or a full queue, gets :class:`TooBusy` at once
+  (HTTP 429) with a ``retry_after`` estimated from the measured durations of finished jobs;
+* a caller still waiting after ``budget_s`` gets :class:`StillRunning` (HTTP 503, ``retry_after``) while
+  the job runs on to completion, so that a retry finds its result in the caller's cache.
+
+Workers are daemon threads (a job stuck in a kernel never blocks interpreter exit); the numba kernels of
+``hotspots.stats`` release the GIL, so cheap requests keep being served while a worker computes
+(measured in ``benchmarks/load.py --hostile``; see docs/benchmarks.md). No Flask here: ``web.limits``
+adapts it to requests.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import queue as queue_mod
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .errors import HotspotsError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: smoothing of the measured job duration behind the Retry-After estimates (weight of the newest job)
+DURATION_SMOOTHING = 0.3
+
+
+class TooBusy(HotspotsError):
+    """Refused at once: the client already has its share of jobs, or the queue is full (HTTP 429)."""
+
+    status = 429
+
+    def __init__(self, reason: str, *, retry_after: int, **kw: Any) -> None:
+        self.retry_after = int(retry_after)
+        super().__init__(reason, **kw)
+
+
+class StillRunning(HotspotsError):
+    """The time budget ran out; the job goes on in the background (HTTP 503: retry after ``retry_after``)."""
+
+    status = 503
+
+    def __init__(self, reason: str, *, retry_after: int, **kw: Any) -> None:
+        self.retry_after = int(retry_after)
+        super().__init__(reason, **kw)
+
+
+class PoolClosed(HotspotsError):
+    """The pool was closed (the server is stopping) before the job could run."""
+
+    status = 503
+
+
+@dataclass(eq=False)
+class _Job:
+    key: Hashable
+    fn: Callable[[], Any]
+    clients: set[str]
+    submitted: float
+    started: float | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+class AnalysisPool:
+    """Run expensive, keyed jobs on a few threads with a bounded queue, per-client caps and a time budget.
+
+    Parameters
+    ----------
+    workers : threads computing jobs (1 on a 2-core machine: the kernels are parallel themselves).
+    queue : jobs that may wait for a worker; one more is refused with :class:`TooBusy`.
+    per_client : jobs one client may have queued or running; one more is refused with :class:`TooBusy`.
+    budget_s : longest a caller waits before :class:`StillRunning`.
+    expected_s : duration assumed for Retry-After estimates until a job has been measured
+        (default ``budget_s / 2``).
+
+    Examples
+    --------
+    >>> pool = AnalysisPool(workers=1, queue=2, per_client=1, budget_s=5.0)
+    >>> pool.run("127.0.0.1", ("square", 7), lambda: 7 * 7)
+    49
+    >>> pool.close()
+    """
+
+    def __init__(self, workers: int = 1, queue: int = 4, per_client: int = 2, budget_s: float = 20.0,
+                 expected_s: float | None = None, name: str = "hotspots-analysis") -> None:
+        if workers < 1 or queue < 0 or per_client < 1 or not budget_s > 0:
+            raise HotspotsError(f"AnalysisPool needs workers >= 1, queue >= 0, per_client >= 1 and budget_s > 0 "
+                                f"(got workers={workers}, queue={queue}, per_client={per_client}, "
+                                f"budget_s={budget_s})")
+        self.workers, self.queue_size, self.per_client, self.budget_s = workers, queue, per_client, float(budget_s)
+        self.name = name
+        self._mean_s = float(expected_s) if expected_s else self.budget_s / 2
+        self._lock = threading.Lock()
+        self._inflight: dict[Hashable, _Job] = {}
+        self._queue: queue_mod.SimpleQueue[_Job | None] = queue_mod.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        self.counters = {"computed": 0, "shared": 0, "refused_client": 0, "refused_queue": 0, "over_budget": 0,
+                         "failed": 0}
+
+    # -- public ---------------------------------------------------------------------------------------
+    def run(self, client: str, key: Hashable, fn: Callable[[], T]) -> T:
+        """``fn()`` computed on a worker (once per ``key`` in flight), for ``client`` (an address or
+        ``user:<name>``).
+
+        Raises
+        ------
+        TooBusy : ``client`` has ``per_client`` jobs in flight, or ``queue`` jobs are waiting.
+        StillRunning : not finished within ``budget_s``; the job goes on and its function's side
+            effects (the caller's cache) hold the result for a retry.
+        PoolClosed : the pool is closed.
+        Exception : whatever ``fn`` raised (every waiter of the job gets it).
+        """
+        arrived = time.monotonic()
+        with self._lock:
+            if self._closed:
+                raise PoolClosed("the server is stopping; try again shortly")
+            job = self._inflight.get(key)
+            if job is not None:  # the same work is queued or running: wait for it, add nothing
+                job.clients.add(client)
+                self.counters["shared"] += 1
+            else:
+                job = self._submit(client, key, fn, arrived)
+        if not job.done.wait(max(self.budget_s - (time.monotonic() - arrived), 0.0)):
+            with self._lock:
+                wait = self._remaining_locked(job, time.monotonic())
+                self.counters["over_budget"] += 1
+            raise StillRunning(f"the analysis takes longer than {self.budget_s:g} s; it goes on in the "
+                               f"background: retry in about {wait} s", retry_after=wait)
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def snapshot(self) -> dict[str, Any]:
+        """Jobs queued and running, clients holding them, counters and the mean duration (for logs and
+        tests)."""
+        with self._lock:
+            queued = sum(j.started is None for j in self._inflight.values())
+            per_client: dict[str, int] = {}
+            for j in self._inflight.values():
+                for c in j.clients:
+                    per_client[c] = per_client.get(c, 0) + 1
+            return {"queued": queued, "running": len(self._inflight) - queued, "per_client": per_client,
+                    "threads": sum(t.is_alive() for t in self._threads), "mean_s": round(self._mean_s, 3),
+                    **self.counters}
+
+    def close(self, timeout: float | None = None) -> None:
+        """Refuse new jobs, let the queued and running ones finish, and stop the workers (waiting at most
+        ``timeout`` seconds for each)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            threads = list(self._threads)
+        for _ in threads:
+            self._queue.put(None)
+        for t in threads:
+            t.join(timeout)
+
+    def __enter__(self) -> "AnalysisPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals (called with self._lock held where named *_locked or from run) ---------------------
+    def _submit(self, client: str, key: Hashable, fn: Callable[[], Any], now: float) -> _Job:
+        mine = [j for j in self._inflight.values() if client in j.clients]
+        if len(mine) >= self.per_client:
+            self.counters["refused_client"] += 1
+            wait = min(self._remaining_locked(j, now) for j in mine)
+            raise TooBusy(f"you already have {len(mine)} analyses running or queued (the limit is "
+                          f"{self.per_client}): retry in about {wait} s", retry_after=wait)
+        queued = [j for j in self._inflight.values() if j.started is None]
+        if len(queued) >= self.queue_size and len(self._inflight) - len(queued) >= self.workers:
+            self.counters["refused_queue"] += 1
+            wait = self._next_free_locked(now)
+            raise TooBusy(f"the server is busy with {len(self._inflight)} analyses: retry in about {wait} s",
+                          retry_after=wait)
+        job = _Job(key=key, fn=fn, clients={client}, submitted=now)
+        self._inflight[key] = job
+        if len(self._threads) < self.workers:  # started lazily: an idle app holds no threads
+            t = threading.Thread(target=self._work, name=f"{self.name}-{len(self._threads) + 1}", daemon=True)
+            self._threads.append(t)
+            t.start()
+        self._queue.put(job)
+        return job
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            with self._lock:
+                job.started = time.monotonic()
+            try:
+                job.result = job.fn()
+            except BaseException as exc:  # every waiter gets it; the worker lives on
+                job.error = exc
+            seconds = time.monotonic() - job.started
+            with self._lock:
+                self._mean_s += DURATION_SMOOTHING * (seconds - self._mean_s)
+                self.counters["failed" if job.error is not None else "computed"] += 1
+                if self._inflight.get(job.key) is job:
+                    del self._inflight[job.key]
+            job.done.set()
+            if job.error is not None:
+                logger.info("job %r failed after %.1f s: %s", job.key, seconds, job.error)
+            del job  # the waiters hold the result; the worker keeps nothing alive until its next job
+
+    def _remaining_locked(self, job: _Job, now: float) -> int:
+        """Whole seconds (at least 1) until ``job`` is expected to finish."""
+        if job.started is not None:
+            return _whole(self._left(now - job.started))
+        ahead = [j for j in self._inflight.values() if j.started is None and j.submitted < job.submitted]
+        return _whole(self._next_free_s(now) + len(ahead) * self._mean_s / self.workers + self._mean_s)
+
+    def _next_free_locked(self, now: float) -> int:
+        return _whole(self._next_free_s(now))
+
+    def _next_free_s(self, now: float) -> float:
+        """Seconds until a worker is expected to be free (0 if one is idle)."""
+        running = [j for j in self._inflight.values() if j.started is not None]
+        if len(running) < self.workers:
+            return 0.0
+        return min(self._left(now - j.started) for j in running)  # type: ignore[operator]
+
+    def _left(self, elapsed: float) -> float:
+        """Expected seconds left of a job running for ``elapsed``; past the mean, a quarter of its age."""
+        return self._mean_s - elapsed if elapsed < self._mean_s else max(0.25 * elapsed, 1.0)
+
+
+def _whole(seconds: float) -> int:
+    return max(1, math.ceil(seconds))
