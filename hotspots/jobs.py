@@ -38,24 +38,24 @@ T = TypeVar("T")
 DURATION_SMOOTHING = 0.3
 
 
-class TooBusy(HotspotsError):
+class RetryLater(HotspotsError):
+    """Not answered now; the client should retry after ``retry_after`` whole seconds (web: ``Retry-After``)."""
+
+    def __init__(self, reason: str, *, retry_after: int, **kw: Any) -> None:
+        self.retry_after = int(retry_after)
+        super().__init__(reason, **kw)
+
+
+class TooBusy(RetryLater):
     """Refused at once: the client already has its share of jobs, or the queue is full (HTTP 429)."""
 
     status = 429
 
-    def __init__(self, reason: str, *, retry_after: int, **kw: Any) -> None:
-        self.retry_after = int(retry_after)
-        super().__init__(reason, **kw)
 
-
-class StillRunning(HotspotsError):
+class StillRunning(RetryLater):
     """The time budget ran out; the job goes on in the background (HTTP 503: retry after ``retry_after``)."""
 
     status = 503
-
-    def __init__(self, reason: str, *, retry_after: int, **kw: Any) -> None:
-        self.retry_after = int(retry_after)
-        super().__init__(reason, **kw)
 
 
 class PoolClosed(HotspotsError):
