@@ -87,6 +87,8 @@ class AnalysisPool:
     budget_s : longest a caller waits before :class:`StillRunning`.
     expected_s : duration assumed for Retry-After estimates until a job has been measured
         (default ``budget_s / 2``).
+    max_waiters : callers that may wait at once, shared jobs included (None: no cap). Each waiter holds a
+        server thread; ``hotspots serve`` sets this below its thread count so cheap requests always find one.
 
     Examples
     --------
@@ -97,21 +99,24 @@ class AnalysisPool:
     """
 
     def __init__(self, workers: int = 1, queue: int = 4, per_client: int = 2, budget_s: float = 20.0,
-                 expected_s: float | None = None, name: str = "hotspots-analysis") -> None:
+                 expected_s: float | None = None, max_waiters: int | None = None,
+                 name: str = "hotspots-analysis") -> None:
         if workers < 1 or queue < 0 or per_client < 1 or not budget_s > 0:
             raise HotspotsError(f"AnalysisPool needs workers >= 1, queue >= 0, per_client >= 1 and budget_s > 0 "
                                 f"(got workers={workers}, queue={queue}, per_client={per_client}, "
                                 f"budget_s={budget_s})")
         self.workers, self.queue_size, self.per_client, self.budget_s = workers, queue, per_client, float(budget_s)
         self.name = name
+        self.max_waiters = max_waiters
+        self._waiting = 0
         self._mean_s = float(expected_s) if expected_s else self.budget_s / 2
         self._lock = threading.Lock()
         self._inflight: dict[Hashable, _Job] = {}
         self._queue: queue_mod.SimpleQueue[_Job | None] = queue_mod.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._closed = False
-        self.counters = {"computed": 0, "shared": 0, "refused_client": 0, "refused_queue": 0, "over_budget": 0,
-                         "failed": 0}
+        self.counters = {"computed": 0, "shared": 0, "refused_client": 0, "refused_queue": 0,
+                         "refused_waiters": 0, "over_budget": 0, "failed": 0}
 
     # -- public ---------------------------------------------------------------------------------------
     def run(self, client: str, key: Hashable, fn: Callable[[], T]) -> T:
@@ -120,7 +125,8 @@ class AnalysisPool:
 
         Raises
         ------
-        TooBusy : ``client`` has ``per_client`` jobs in flight, or ``queue`` jobs are waiting.
+        TooBusy : ``client`` has ``per_client`` jobs in flight, ``queue`` jobs are waiting, or
+            ``max_waiters`` callers are waiting.
         StillRunning : not finished within ``budget_s``; the job goes on and its function's side
             effects (the caller's cache) hold the result for a retry.
         PoolClosed : the pool is closed.
@@ -130,13 +136,24 @@ class AnalysisPool:
         with self._lock:
             if self._closed:
                 raise PoolClosed("the server is stopping; try again shortly")
+            if self.max_waiters is not None and self._waiting >= self.max_waiters:
+                self.counters["refused_waiters"] += 1
+                wait = self._next_free_locked(arrived)
+                raise TooBusy(f"the server is busy: {self._waiting} requests are waiting for analyses; retry in "
+                              f"about {wait} s", retry_after=wait)
             job = self._inflight.get(key)
             if job is not None:  # the same work is queued or running: wait for it, add nothing
                 job.clients.add(client)
                 self.counters["shared"] += 1
             else:
                 job = self._submit(client, key, fn, arrived)
-        if not job.done.wait(max(self.budget_s - (time.monotonic() - arrived), 0.0)):
+            self._waiting += 1
+        try:
+            finished = job.done.wait(max(self.budget_s - (time.monotonic() - arrived), 0.0))
+        finally:
+            with self._lock:
+                self._waiting -= 1
+        if not finished:
             with self._lock:
                 wait = self._remaining_locked(job, time.monotonic())
                 self.counters["over_budget"] += 1
@@ -155,7 +172,8 @@ class AnalysisPool:
             for j in self._inflight.values():
                 for c in j.clients:
                     per_client[c] = per_client.get(c, 0) + 1
-            return {"queued": queued, "running": len(self._inflight) - queued, "per_client": per_client,
+            return {"queued": queued, "running": len(self._inflight) - queued, "waiting": self._waiting,
+                    "per_client": per_client,
                     "threads": sum(t.is_alive() for t in self._threads), "mean_s": round(self._mean_s, 3),
                     **self.counters}
 

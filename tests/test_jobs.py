@@ -132,6 +132,20 @@ def test_a_full_queue_is_refused_with_a_retry_after_from_the_measured_durations(
     assert pool.snapshot()["mean_s"] < 40.0  # the measured (short) durations now drive the estimate
 
 
+def test_waiters_beyond_max_waiters_are_refused_even_for_a_shared_job(pools):
+    pool = pools(workers=1, queue=4, per_client=2, budget_s=SETTLE_S, max_waiters=2)
+    job = Blocker("shared")
+    calls = [Call(pool, "10.0.0.1", "k", job), Call(pool, "10.0.0.2", "k", job)]
+    wait_until(lambda: pool.snapshot()["waiting"] == 2, "two callers waiting on one job")
+    with pytest.raises(TooBusy, match="2 requests are waiting"):
+        pool.run("10.0.0.3", "k", job)  # the same job, but no server thread is left to wait with
+    assert pool.snapshot()["refused_waiters"] == 1 and pool.snapshot()["shared"] == 1
+    job.release.set()
+    assert [c.join().result for c in calls] == ["shared", "shared"]
+    assert pool.snapshot()["waiting"] == 0
+    assert pool.run("10.0.0.3", "k", lambda: "free again") == "free again"
+
+
 def test_over_budget_answers_still_running_and_the_job_completes_into_the_callers_cache(pools):
     pool = pools(workers=1, queue=4, per_client=2, budget_s=0.2)
     cache: dict[str, str] = {}
