@@ -140,8 +140,7 @@ LINE_EVERY_S = 2.0
 HEADER_TIMEOUT_S = 4  # the attack outlasts it: every slow connection must be cut by nginx
 
 
-#: the installed command beside this interpreter: the test runs what `make serve-nginx` runs
-HOTSPOTS = Path(sys.executable).with_name("hotspots")
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _free_port() -> int:
@@ -150,7 +149,8 @@ def _free_port() -> int:
 
 
 def _cli() -> list[str]:
-    return [str(HOTSPOTS)]
+    """`hotspots` of this checkout (run from its root, so an install of another checkout cannot answer)."""
+    return [sys.executable, "-c", "from hotspots.cli import main; main()"]
 
 
 def _wait_listening(port: int, proc: subprocess.Popen, log: Path, what: str, seconds: float = 90.0) -> None:
@@ -221,7 +221,6 @@ class SlowHeaders:
 
 @pytest.mark.slow
 @pytest.mark.skipif(_nginx() is None, reason="the nginx binary is not installed (make test installs it)")
-@pytest.mark.skipif(not HOTSPOTS.exists(), reason=f"no `hotspots` command beside {sys.executable} (pip install -e .)")
 def test_slow_header_attack_on_the_nginx_front_does_not_block_other_clients(gridtown, tmp_path):
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command is not installed")
@@ -234,24 +233,24 @@ def test_slow_header_attack_on_the_nginx_front_does_not_block_other_clients(grid
     incidents.write_text(police_csv([(f"d{i}", "2024-01", *cell_centre(i % 4, i // 4), "Violence and sexual offences")
                                      for i in range(16)]), encoding="utf-8")
     for cmd in (["data", "install", str(b.root / "bundle")], ["ingest", str(incidents)]):
-        r = subprocess.run(_cli() + cmd, env=env, capture_output=True, text=True, timeout=300)
+        r = subprocess.run(_cli() + cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr
     prefix = tmp_path / "nginx"
     cert, key = prefix / "tls" / "hotspots.crt", prefix / "tls" / "hotspots.key"
     r = subprocess.run(_cli() + ["deploy", "self-signed-cert", "--cert", str(cert), "--key", str(key)], env=env,
-                       capture_output=True, text=True, timeout=120)
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     app_port, https_port, http_port = _free_port(), _free_port(), _free_port()
     conf = prefix / "nginx.conf"
     r = subprocess.run(_cli() + ["deploy", "nginx-config", "--out", str(conf), "--listen-address", "127.0.0.1",
                                  "--https-port", str(https_port), "--http-port", str(http_port),
                                  "--upstream-port", str(app_port), "--header-timeout", str(HEADER_TIMEOUT_S)],
-                       env=env, capture_output=True, text=True, timeout=120)
+                       env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     app_log, nginx_log = tmp_path / "app.log", prefix / "error.log"
     with open(app_log, "w") as log:
         app = subprocess.Popen(_cli() + ["serve", "--host", "127.0.0.1", "--port", str(app_port), "--threads", "4",
-                                         "--no-warm-up"], env=env, stdout=log, stderr=subprocess.STDOUT)
+                                         "--no-warm-up"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     front = None
     attack = None
     try:
