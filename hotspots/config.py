@@ -33,6 +33,7 @@ ENV_OVERRIDES = {
     "HOTSPOTS_ANALYSIS_QUEUE": "analysis_queue",
     "HOTSPOTS_ANALYSIS_PER_CLIENT": "analysis_per_client",
     "HOTSPOTS_ANALYSIS_BUDGET_S": "analysis_budget_s",
+    "HOTSPOTS_ANALYSIS_PROCESSES": "analysis_processes",
 }
 #: [server] keys of the bounded analysis pool (hotspots.jobs.AnalysisPool) and their types
 POOL_KEYS = {"analysis_workers": int, "analysis_queue": int, "analysis_per_client": int, "analysis_budget_s": float}
@@ -113,6 +114,8 @@ class Config:
     analysis_queue: int = 4
     analysis_per_client: int = 2
     analysis_budget_s: float = 20.0
+    #: compute analyses in child processes (the kernels hold the GIL: in a thread they stall other requests)
+    analysis_processes: bool = True
     source: Path | None = None
 
     # -- derived paths -------------------------------------------------------------------------
@@ -216,6 +219,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         session_hours=float(server.get("session_hours", 12.0)),
         max_upload_mb=float(server.get("max_upload_mb", 50.0)),
         trusted_proxy=bool(server.get("trusted_proxy", False)),
+        analysis_processes=bool(server.get("analysis_processes", True)),
         **{k: _number(kind, server[k], f"[server] {k}", path) for k, kind in POOL_KEYS.items() if k in server},
         disclosure=dict(raw.get("disclosure") or {"rule": "default"}),
         datasets=datasets, extract=extract, source=path,
@@ -227,7 +231,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
                 v = Path(v).expanduser().resolve()
             elif fld == "port":
                 v = int(v)
-            elif fld in ("public_mode", "trusted_proxy"):
+            elif fld in ("public_mode", "trusted_proxy", "analysis_processes"):
                 v = v.lower() in ("1", "true", "yes", "on")
             elif fld == "secure_cookies":
                 v = v.lower()

@@ -12,18 +12,24 @@ jobs per client, and answers a caller within ``budget_s`` seconds whatever happe
 * a caller still waiting after ``budget_s`` gets :class:`StillRunning` (HTTP 503, ``retry_after``) while
   the job runs on to completion, so that a retry finds its result in the caller's cache.
 
-Workers are daemon threads (a job stuck in a kernel never blocks interpreter exit); the numba kernels of
-``hotspots.stats`` release the GIL, so cheap requests keep being served while a worker computes
-(measured in ``benchmarks/load.py --hostile``; see docs/benchmarks.md). No Flask here: ``web.limits``
-adapts it to requests.
+Workers are daemon threads (a job stuck in a kernel never blocks interpreter exit). The numba kernels of
+``hotspots.stats`` hold the GIL while they run, so a job computed in a worker thread stalls every other
+request of the process for the length of each kernel call: measured with ``benchmarks/load.py
+--hostile``, cached views went from p95 158 ms (alone) to 926 ms beside a busy thread worker. With
+``processes=True`` each job runs in a child process (spawned once, kept) and cached views stay fast
+(docs/benchmarks.md). No Flask here: ``web.limits`` adapts the pool to requests.
 """
 from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
+import os
 import queue as queue_mod
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -34,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: how much lower the priority of a child process computing analyses is (os.nice increment)
+CHILD_NICENESS = 10
 #: smoothing of the measured job duration behind the Retry-After estimates (weight of the newest job)
 DURATION_SMOOTHING = 0.3
 
@@ -58,6 +66,12 @@ class StillRunning(RetryLater):
     status = 503
 
 
+class JobCrashed(HotspotsError):
+    """The child process computing a job died (``processes=True``); the job may be asked for again."""
+
+    status = 500
+
+
 class PoolClosed(HotspotsError):
     """The pool was closed (the server is stopping) before the job could run."""
 
@@ -68,6 +82,7 @@ class PoolClosed(HotspotsError):
 class _Job:
     key: Hashable
     fn: Callable[[], Any]
+    then: Callable[[Any], Any] | None
     clients: set[str]
     submitted: float
     started: float | None = None
@@ -89,6 +104,10 @@ class AnalysisPool:
         (default ``budget_s / 2``).
     max_waiters : callers that may wait at once, shared jobs included (None: no cap). Each waiter holds a
         server thread; ``hotspots serve`` sets this below its thread count so cheap requests always find one.
+    processes : compute each ``fn`` in a child process (``workers`` of them, started with ``spawn`` on the
+        first job and kept): the statistics kernels hold the GIL, so in a thread they stall every other
+        request of the server (measured: docs/benchmarks.md). ``fn`` must then be picklable (a module-level
+        function, or ``functools.partial`` of one with picklable arguments); ``then`` runs in this process.
 
     Examples
     --------
@@ -99,7 +118,7 @@ class AnalysisPool:
     """
 
     def __init__(self, workers: int = 1, queue: int = 4, per_client: int = 2, budget_s: float = 20.0,
-                 expected_s: float | None = None, max_waiters: int | None = None,
+                 expected_s: float | None = None, max_waiters: int | None = None, processes: bool = False,
                  name: str = "hotspots-analysis") -> None:
         if workers < 1 or queue < 0 or per_client < 1 or not budget_s > 0:
             raise HotspotsError(f"AnalysisPool needs workers >= 1, queue >= 0, per_client >= 1 and budget_s > 0 "
@@ -108,6 +127,8 @@ class AnalysisPool:
         self.workers, self.queue_size, self.per_client, self.budget_s = workers, queue, per_client, float(budget_s)
         self.name = name
         self.max_waiters = max_waiters
+        self.processes = processes
+        self._executor: ProcessPoolExecutor | None = None
         self._waiting = 0
         self._mean_s = float(expected_s) if expected_s else self.budget_s / 2
         self._lock = threading.Lock()
@@ -119,9 +140,10 @@ class AnalysisPool:
                          "refused_waiters": 0, "over_budget": 0, "failed": 0}
 
     # -- public ---------------------------------------------------------------------------------------
-    def run(self, client: str, key: Hashable, fn: Callable[[], T]) -> T:
+    def run(self, client: str, key: Hashable, fn: Callable[[], Any], then: Callable[[Any], T] | None = None) -> T:
         """``fn()`` computed on a worker (once per ``key`` in flight), for ``client`` (an address or
-        ``user:<name>``).
+        ``user:<name>``); ``then(result)``, if given, runs after it in this process (to store the result
+        in the caller's cache: with ``processes`` ``fn`` runs elsewhere) and its value is returned.
 
         Raises
         ------
@@ -146,7 +168,7 @@ class AnalysisPool:
                 job.clients.add(client)
                 self.counters["shared"] += 1
             else:
-                job = self._submit(client, key, fn, arrived)
+                job = self._submit(client, key, fn, then, arrived)
             self._waiting += 1
         try:
             finished = job.done.wait(max(self.budget_s - (time.monotonic() - arrived), 0.0))
@@ -162,6 +184,15 @@ class AnalysisPool:
         if job.error is not None:
             raise job.error
         return job.result
+
+    def start(self, warm: Callable[[], Any] | None = None) -> None:
+        """With ``processes``: start the child now and run ``warm`` (picklable) in it in the background,
+        so the first analysis does not pay the start-up (about 5 s of imports). Without: nothing."""
+        if not self.processes:
+            return
+        executor = self._child_pool()
+        if warm is not None:
+            executor.submit(warm).add_done_callback(_log_warm_failure)
 
     def snapshot(self) -> dict[str, Any]:
         """Jobs queued and running, clients holding them, counters and the mean duration (for logs and
@@ -189,6 +220,10 @@ class AnalysisPool:
             self._queue.put(None)
         for t in threads:
             t.join(timeout)
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> "AnalysisPool":
         return self
@@ -197,7 +232,8 @@ class AnalysisPool:
         self.close()
 
     # -- internals (called with self._lock held where named *_locked or from run) ---------------------
-    def _submit(self, client: str, key: Hashable, fn: Callable[[], Any], now: float) -> _Job:
+    def _submit(self, client: str, key: Hashable, fn: Callable[[], Any], then: Callable[[Any], Any] | None,
+                now: float) -> _Job:
         mine = [j for j in self._inflight.values() if client in j.clients]
         if len(mine) >= self.per_client:
             self.counters["refused_client"] += 1
@@ -210,7 +246,7 @@ class AnalysisPool:
             wait = self._next_free_locked(now)
             raise TooBusy(f"the server is busy with {len(self._inflight)} analyses: retry in about {wait} s",
                           retry_after=wait)
-        job = _Job(key=key, fn=fn, clients={client}, submitted=now)
+        job = _Job(key=key, fn=fn, then=then, clients={client}, submitted=now)
         self._inflight[key] = job
         if len(self._threads) < self.workers:  # started lazily: an idle app holds no threads
             t = threading.Thread(target=self._work, name=f"{self.name}-{len(self._threads) + 1}", daemon=True)
@@ -227,7 +263,8 @@ class AnalysisPool:
             with self._lock:
                 job.started = time.monotonic()
             try:
-                job.result = job.fn()
+                value = self._compute(job.fn)
+                job.result = job.then(value) if job.then is not None else value
             except BaseException as exc:  # every waiter gets it; the worker lives on
                 job.error = exc
             seconds = time.monotonic() - job.started
@@ -240,6 +277,28 @@ class AnalysisPool:
             if job.error is not None:
                 logger.info("job %r failed after %.1f s: %s", job.key, seconds, job.error)
             del job  # the waiters hold the result; the worker keeps nothing alive until its next job
+
+    def _compute(self, fn: Callable[[], Any]) -> Any:
+        if not self.processes:
+            return fn()
+        executor = self._child_pool()
+        try:
+            return executor.submit(fn).result()
+        except BrokenProcessPool:
+            with self._lock:  # a child died (killed, out of memory): the next job starts a fresh one
+                if self._executor is executor:
+                    self._executor = None
+            executor.shutdown(wait=False)
+            raise JobCrashed("the analysis process stopped unexpectedly; try again") from None
+
+    def _child_pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                if self._closed:
+                    raise PoolClosed("the server is stopping; try again shortly")
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                     initializer=_lower_priority)
+            return self._executor
 
     def _remaining_locked(self, job: _Job, now: float) -> int:
         """Whole seconds (at least 1) until ``job`` is expected to finish."""
@@ -261,6 +320,19 @@ class AnalysisPool:
     def _left(self, elapsed: float) -> float:
         """Expected seconds left of a job running for ``elapsed``; past the mean, a quarter of its age."""
         return self._mean_s - elapsed if elapsed < self._mean_s else max(0.25 * elapsed, 1.0)
+
+
+def _log_warm_failure(future: Any) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.warning("warming the analysis process failed: %s", future.exception())
+
+
+def _lower_priority() -> None:
+    """In each child: yield the CPU to the server's own threads (cheap requests first), never stop."""
+    try:
+        os.nice(CHILD_NICENESS)
+    except OSError:  # not allowed here: run at the normal priority
+        pass
 
 
 def _whole(seconds: float) -> int:

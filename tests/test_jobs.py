@@ -3,6 +3,8 @@ the time budget, exception propagation and thread hygiene. Refusals are checked 
 function never ran, the pool's counters), not by wall-clock time."""
 from __future__ import annotations
 
+import functools
+import os
 import threading
 import time
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 import pytest
 
 from hotspots.errors import HotspotsError
-from hotspots.jobs import AnalysisPool, PoolClosed, StillRunning, TooBusy
+from hotspots.jobs import AnalysisPool, JobCrashed, PoolClosed, StillRunning, TooBusy
 
 #: generous bound for "the pool reached this state" (polled; the tests never measure durations)
 SETTLE_S = 10.0
@@ -244,3 +246,43 @@ def test_close_lets_queued_jobs_finish():
 def test_bad_sizes_are_refused_with_a_clear_error(kw):
     with pytest.raises(HotspotsError, match="AnalysisPool needs"):
         AnalysisPool(**kw)
+
+
+# -- processes=True: the work runs in a child process (the kernels hold the GIL) ------------------------
+
+def test_a_process_pool_computes_in_a_child_and_runs_then_here(pools):
+    pool = pools(workers=1, queue=2, per_client=2, budget_s=120.0, processes=True)
+    here = os.getpid()
+    stored: dict[str, Any] = {}
+
+    def store(pid: int) -> int:
+        stored["pid"], stored["in"] = pid, os.getpid()
+        return pid
+    child = pool.run("10.0.0.1", "pid", os.getpid, then=store)
+    assert child != here and stored == {"pid": child, "in": here}
+    assert pool.run("10.0.0.1", "pow", functools.partial(pow, 7, 2)) == 49
+    assert pool.run("10.0.0.1", "pid-again", os.getpid) == child  # the child is kept between jobs
+    with pytest.raises(ValueError, match="invalid literal"):
+        pool.run("10.0.0.1", "bad", functools.partial(int, "x"))  # the child's exception reaches the caller
+    assert os.getpriority(os.PRIO_PROCESS, child) >= os.getpriority(os.PRIO_PROCESS, here)
+
+
+def test_a_crashed_child_is_a_clear_error_and_the_next_job_gets_a_new_one(pools):
+    pool = pools(workers=1, queue=2, per_client=2, budget_s=120.0, processes=True)
+    first = pool.run("10.0.0.1", "pid", os.getpid)
+    with pytest.raises(JobCrashed, match="stopped unexpectedly"):
+        pool.run("10.0.0.1", "die", functools.partial(os._exit, 3))
+    second = pool.run("10.0.0.1", "pid", os.getpid)
+    assert second not in (first, os.getpid())
+
+
+def test_a_process_pool_leaves_no_thread_or_child_behind():
+    import multiprocessing
+    before = set(threading.enumerate())
+    pool = AnalysisPool(workers=1, queue=2, per_client=2, budget_s=120.0, processes=True)
+    pool.start(warm=functools.partial(pow, 2, 10))
+    child = pool.run("10.0.0.1", "pid", os.getpid)
+    assert any(p.pid == child for p in multiprocessing.active_children())
+    pool.close(timeout=SETTLE_S)
+    assert not any(p.pid == child for p in multiprocessing.active_children())
+    assert set(threading.enumerate()) <= before

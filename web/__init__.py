@@ -65,6 +65,9 @@ def create_app(config: Config | None = None, test_config: dict | None = None) ->
     _register_errors(app)
     from .limits import make_pool
     app.extensions["hotspots_pool"] = make_pool(config)  # threads start with the first job
+    if app.config.get("WARM_UP"):
+        from hotspots.stats import warm_up
+        app.extensions["hotspots_pool"].start(warm=warm_up)  # the analysis process imports in the background
     if config.trusted_proxy:
         # behind one TLS-terminating proxy: scheme, host and client address from its X-Forwarded-* headers
         # (so the Origin check, Secure cookies, HSTS and the sign-in throttle see what the browser sees)
@@ -158,7 +161,8 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(RetryLater)
     def retry_later(exc: RetryLater):
-        logger.info("%s %s for %s: %s", exc.status, request.path, request.remote_addr, exc.reason)
+        # debug, not info: a client ignoring Retry-After would otherwise fill the log at request rate
+        logger.debug("%s %s for %s: %s", exc.status, request.path, request.remote_addr, exc.reason)
         resp = error_response(exc.status, exc.reason, retry_after=exc.retry_after)
         resp.headers["Retry-After"] = str(exc.retry_after)
         return resp

@@ -41,7 +41,8 @@ def _blueprint() -> Blueprint:
 def limited_app(gridtown_app_config, users):
     from web import create_app
     config = gridtown_app_config.with_overrides(public_mode=True, analysis_workers=1, analysis_queue=1,
-                                                analysis_per_client=1, analysis_budget_s=SETTLE_S)
+                                                analysis_per_client=1, analysis_budget_s=SETTLE_S,
+                                                analysis_processes=False)  # the test jobs are closures
     app = create_app(config, test_config={"TESTING": True, "WARM_UP": False})
     app.register_blueprint(_blueprint())
     GATES.clear()
@@ -97,7 +98,7 @@ def test_a_second_job_from_one_address_is_429_with_retry_after_and_another_addre
 
 def test_over_budget_is_503_with_retry_after_and_the_retry_is_answered(gridtown_app_config, users):
     from web import create_app
-    config = gridtown_app_config.with_overrides(public_mode=True, analysis_budget_s=0.2)
+    config = gridtown_app_config.with_overrides(public_mode=True, analysis_budget_s=0.2, analysis_processes=False)
     app = create_app(config, test_config={"TESTING": True, "WARM_UP": False})
     app.register_blueprint(_blueprint())
     GATES.clear()
@@ -164,13 +165,40 @@ def test_signed_in_users_are_counted_by_name_and_audiences_do_not_share(limited_
     assert sorted(CALLS) == ["for-analyst", "for-viewer"] and len(seen) == 2
 
 
+def test_with_processes_fn_runs_in_a_child_and_then_in_an_app_context_here(gridtown_app_config, users):
+    import functools
+    import os
+
+    from flask import g
+
+    from hotspots.users import PUBLIC_VIEWER
+    from web import create_app
+    from web.limits import bounded
+    app = create_app(gridtown_app_config, test_config={"TESTING": True, "WARM_UP": False})
+    assert app.extensions["hotspots_pool"].processes  # the default
+    cache: dict = {}
+
+    def store(pid: int) -> int:
+        cache[("pid", current_app.config["HOTSPOTS"].area_name)] = pid  # an app context, in this process
+        return pid
+    try:
+        with app.test_request_context("/", environ_base={"REMOTE_ADDR": "10.9.0.7"}):
+            g.user = PUBLIC_VIEWER
+            pid = bounded(("pid",), os.getpid, then=store)
+        assert pid != os.getpid() and cache == {("pid", "Gridtown"): pid}
+    finally:
+        app.extensions["hotspots_pool"].close(timeout=SETTLE_S)
+
+
 def test_pool_keys_from_the_file_and_the_environment(tmp_path, gridtown_app_config):
     text = gridtown_app_config.source.read_text(encoding="utf-8")
     assert "[server]" not in text
     path = tmp_path / "pool.toml"
     path.write_text(text + "\n[server]\nanalysis_workers = 2\nanalysis_budget_s = 7.5\n", encoding="utf-8")
-    c = load_config(path, env={"HOTSPOTS_ANALYSIS_QUEUE": "9", "HOTSPOTS_ANALYSIS_PER_CLIENT": "3"})
+    c = load_config(path, env={"HOTSPOTS_ANALYSIS_QUEUE": "9", "HOTSPOTS_ANALYSIS_PER_CLIENT": "3",
+                               "HOTSPOTS_ANALYSIS_PROCESSES": "0"})
     assert (c.analysis_workers, c.analysis_queue, c.analysis_per_client, c.analysis_budget_s) == (2, 9, 3, 7.5)
+    assert c.analysis_processes is False and load_config(path, env={}).analysis_processes is True
     with pytest.raises(ConfigError, match="HOTSPOTS_ANALYSIS_QUEUE must be a number"):
         load_config(path, env={"HOTSPOTS_ANALYSIS_QUEUE": "many"})
     with pytest.raises(ConfigError, match="analysis_budget_s above 0"):
