@@ -21,10 +21,10 @@ permutations, variable, significance and category, shuffled by ``--seed``), half
 (warmed once before the clock starts). Each client has its own loopback source address (127.0.1.N), so a
 server limiting work per address sees 50 clients. Reported per class: p50/p95/max, status counts
 (200/429/503), 429/503 answers without ``Retry-After``, and requests slower than the budget
-(``--budget``, default 20 s: the server's ``analysis_budget_s``); the server's peak RSS (VmHWM of
-``/proc/PID/status``) against ``--max-rss-mb``. Exit status 1 unless: cached p95 < 300 ms and no cached
-errors; every uncached answer 200, or 429/503 with Retry-After, none past the budget (+5 s); peak RSS
-within the bound.
+(``--budget``, default 20 s: the server's ``analysis_budget_s``); the peak RSS of the server and its
+child processes (VmHWM of ``/proc/PID/status``) against ``--max-rss-mb``. Exit status 1 unless: cached
+p95 < 300 ms and no cached errors; every uncached answer 200, or 429/503 with Retry-After, none past the
+budget (+5 s); peak RSS within the bound.
 """
 from __future__ import annotations
 
@@ -243,29 +243,40 @@ def uncached_urls(categories: list[str], seed: int) -> Callable[[int], str]:
 
 
 class RssSampler:
-    """The server's resident memory: VmRSS sampled twice a second, and VmHWM (its peak) at the end."""
+    """The server's resident memory: VmRSS of the server and of its children (the analysis process)
+    sampled twice a second, and VmHWM (each process's own peak) at the end."""
 
     def __init__(self, pid: int | None) -> None:
         self.pid, self.peak_sampled_kb, self.start_kb = pid, 0, None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def read(self, field: str) -> int | None:
+    @staticmethod
+    def read(pid: int, field: str) -> int:
         try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith(field + ":"):
                     return int(line.split()[1])
         except (OSError, ValueError):
-            return None
-        return None
+            return 0
+        return 0
+
+    def children(self) -> list[int]:
+        try:
+            return [int(c) for c in Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()]
+        except (OSError, ValueError):
+            return []
+
+    def total(self, field: str) -> int:
+        return self.read(self.pid, field) + sum(self.read(c, field) for c in self.children())
 
     def _run(self) -> None:
         while not self._stop.wait(0.5):
-            self.peak_sampled_kb = max(self.peak_sampled_kb, self.read("VmRSS") or 0)
+            self.peak_sampled_kb = max(self.peak_sampled_kb, self.total("VmRSS"))
 
     def __enter__(self) -> "RssSampler":
         if self.pid:
-            self.start_kb = self.read("VmRSS")
+            self.start_kb = self.total("VmRSS")
             self._thread.start()
         return self
 
@@ -276,8 +287,9 @@ class RssSampler:
         if not self.pid:
             return {}
         mb = lambda kb: round(kb / 1024, 1) if kb else None  # noqa: E731
-        return {"server_pid": self.pid, "rss_start_mb": mb(self.start_kb),
-                "rss_peak_sampled_mb": mb(self.peak_sampled_kb), "vm_hwm_mb": mb(self.read("VmHWM"))}
+        return {"server_pid": self.pid, "children": self.children(), "rss_start_mb": mb(self.start_kb),
+                "rss_peak_sampled_mb": mb(self.peak_sampled_kb),
+                "vm_hwm_server_mb": mb(self.read(self.pid, "VmHWM")), "vm_hwm_mb": mb(self.total("VmHWM"))}
 
 
 def hostile(host: str, port: int, clients: int, duration: float, timeout: float, headers: dict[str, str],
@@ -393,8 +405,9 @@ def _main_hostile(args: argparse.Namespace, host: str, port: int, duration: floa
     print(f"            uncached slower than the budget + {HANG_MARGIN_S:g} s: {res['uncached_past_budget']}")
     m = res["memory"]
     if m:
-        print(f"  memory    server RSS {m['rss_start_mb']} MB at start, peak {m['vm_hwm_mb']} MB (VmHWM; "
-              f"sampled peak during the run {m['rss_peak_sampled_mb']} MB), bound {args.max_rss_mb:g} MB")
+        print(f"  memory    server + {len(m['children'])} child process(es): RSS {m['rss_start_mb']} MB at start, "
+              f"peak {m['vm_hwm_mb']} MB (sum of VmHWM; server alone {m['vm_hwm_server_mb']} MB; sampled peak "
+              f"during the run {m['rss_peak_sampled_mb']} MB), bound {args.max_rss_mb:g} MB")
     for name, ok in res["targets"].items():
         print(f"  {'PASS' if ok else 'FAIL'}  {name}")
     if args.json_out:
