@@ -132,6 +132,25 @@ def test_waitress_options_are_valid_waitress_settings(gridtown):
         waitress_options(config, threads=0)
 
 
+def test_serve_runs_waitress_with_these_options_and_keeps_two_threads_free_of_analyses(gridtown, monkeypatch):
+    import waitress
+
+    from hotspots.bundle import install_bundle
+    b, config = gridtown
+    install_bundle(config)
+    seen: dict = {}
+    monkeypatch.setattr(waitress, "serve", lambda app, **kw: seen.update(app=app, **kw))
+    env = {"HOTSPOTS_CONFIG": str(b.config_path), "HOTSPOTS_DATA_DIR": str(b.data_dir),
+           "HOTSPOTS_INSTANCE_DIR": str(b.instance_dir), "HOTSPOTS_PUBLIC": "1"}
+    r = CliRunner().invoke(cli, ["serve", "--port", "5999", "--threads", "6", "--no-warm-up"], env=env)
+    assert r.exit_code == 0, r.output
+    app = seen.pop("app")
+    assert seen == {"host": "127.0.0.1", "port": 5999, **waitress_options(config, 6)}
+    assert app.extensions["hotspots_pool"].max_waiters == 4
+    r = CliRunner().invoke(cli, ["serve", "--threads", "2"], env=env)
+    assert r.exit_code == 2 and "--threads" in r.output
+
+
 # -- the front under attack -------------------------------------------------------------------------------
 
 ATTACK_S = 10.0
