@@ -14,10 +14,10 @@ jobs per client, and answers a caller within ``budget_s`` seconds whatever happe
 
 Workers are daemon threads (a job stuck in a kernel never blocks interpreter exit). The numba kernels of
 ``hotspots.stats`` hold the GIL while they run, so a job computed in a worker thread stalls every other
-request of the process for the length of each kernel call: measured with ``benchmarks/load.py
---hostile``, cached views went from p95 158 ms (alone) to 926 ms beside a busy thread worker. With
-``processes=True`` each job runs in a child process (spawned once, kept) and cached views stay fast
-(docs/benchmarks.md). No Flask here: ``web.limits`` adapts the pool to requests.
+request of the process for the length of each kernel call. With ``processes=True`` each job runs in a
+child process (spawned once, kept, at a lower CPU priority); measured with ``benchmarks/load.py
+--hostile`` (docs/benchmarks.md, "Hostile load"), cached views beside busy analyses answered in a median
+134 ms that way against 332 ms with a thread worker, at 1.8 times the throughput. No Flask here: ``web.limits`` adapts the pool to requests.
 """
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ import os
 import queue as queue_mod
 import threading
 import time
+from collections.abc import Callable, Hashable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
