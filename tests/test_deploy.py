@@ -147,7 +147,9 @@ def test_serve_runs_waitress_with_these_options_and_keeps_two_threads_free_of_an
     app = seen.pop("app")
     assert seen == {"host": "127.0.0.1", "port": 5999, **waitress_options(config, 6)}
     assert app.extensions["hotspots_pool"].max_waiters == 4
-    r = CliRunner().invoke(cli, ["serve", "--threads", "2"], env=env)
+    r = CliRunner().invoke(cli, ["serve", "--threads", "2", "--no-warm-up"], env=env)
+    assert r.exit_code == 0 and seen["app"].extensions["hotspots_pool"].max_waiters == 1  # never 0
+    r = CliRunner().invoke(cli, ["serve", "--threads", "0"], env=env)
     assert r.exit_code == 2 and "--threads" in r.output
 
 

@@ -14,8 +14,8 @@ from . import cli, get_config
 @cli.command()
 @click.option("--host", default=None, help="Interface to listen on (default from config: 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default from config: 5000).")
-@click.option("--threads", type=click.IntRange(RESERVED_THREADS + 1, 256), default=8, show_default=True,
-              help="Worker threads (analyses may wait in all but two of them).")
+@click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Worker threads (analyses may wait in all but two of them, and in at least one).")
 @click.option("--no-warm-up", is_flag=True, help="Do not compile the statistics kernels at start.")
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, no_warm_up: bool) -> None:
@@ -44,7 +44,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, 
         click.echo("trusted_proxy is on: X-Forwarded-For/-Proto/-Host are taken from the proxy in front; "
                    "clients must not reach this port directly.", err=True)
     # requests waiting for analyses never take the last RESERVED_THREADS threads: cheap pages stay fast
-    app.extensions["hotspots_pool"].max_waiters = threads - RESERVED_THREADS
+    app.extensions["hotspots_pool"].max_waiters = max(1, threads - RESERVED_THREADS)
     # Proxy headers: waitress strips them unless trusted_proxy is on, when the app's ProxyFix
     # (web.create_app) applies one hop of them.
     from hotspots.deploy import waitress_options
