@@ -42,6 +42,8 @@ T = TypeVar("T")
 
 #: how much lower the priority of a child process computing analyses is (os.nice increment)
 CHILD_NICENESS = 10
+#: how often a child process checks that the server that started it is still alive (seconds)
+PARENT_CHECK_S = 1.0
 #: smoothing of the measured job duration behind the Retry-After estimates (weight of the newest job)
 DURATION_SMOOTHING = 0.3
 
@@ -297,7 +299,7 @@ class AnalysisPool:
                 if self._closed:
                     raise PoolClosed("the server is stopping; try again shortly")
                 self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                                     initializer=_lower_priority)
+                                                     initializer=_child_init, initargs=(os.getpid(),))
             return self._executor
 
     def _remaining_locked(self, job: _Job, now: float) -> int:
@@ -327,12 +329,20 @@ def _log_warm_failure(future: Any) -> None:
         logger.warning("warming the analysis process failed: %s", future.exception())
 
 
-def _lower_priority() -> None:
-    """In each child: yield the CPU to the server's own threads (cheap requests first), never stop."""
+def _child_init(parent: int) -> None:
+    """In each child: yield the CPU to the server's own threads (cheap requests first), and exit when the
+    server is gone. A server stopped by a signal runs no exit handlers, and the executor's pipes stay open
+    in the child itself, so without the watch its children would live on as orphans."""
     try:
         os.nice(CHILD_NICENESS)
     except OSError:  # not allowed here: run at the normal priority
         pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)  # the parent died: nothing to answer to, and nothing of ours to flush
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _whole(seconds: float) -> int:

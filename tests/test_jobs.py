@@ -286,3 +286,41 @@ def test_a_process_pool_leaves_no_thread_or_child_behind():
     pool.close(timeout=SETTLE_S)
     assert not any(p.pid == child for p in multiprocessing.active_children())
     assert set(threading.enumerate()) <= before
+
+
+CHILD_OF_A_DOOMED_SERVER = """
+import os, sys, time
+from hotspots.jobs import AnalysisPool
+pool = AnalysisPool(processes=True, budget_s=120.0)
+print(pool.run("c", "pid", os.getpid), flush=True)
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+    try:
+        state = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                     if line.startswith("State:"))
+    except (FileNotFoundError, ProcessLookupError, StopIteration):
+        return False
+    return "Z" not in state.split()[1]  # a zombie has exited (PID 1 of a container may never reap it)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc to watch the child")
+def test_children_exit_when_the_server_is_killed(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parent.parent
+    server = subprocess.Popen([sys.executable, "-c", CHILD_OF_A_DOOMED_SERVER], cwd=repo, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        child = int(server.stdout.readline())
+        assert _alive(child)
+    finally:
+        server.send_signal(signal.SIGKILL)  # no exit handlers run
+        server.wait(SETTLE_S)
+        server.stdout.close()
+    wait_until(lambda: not _alive(child), "the orphaned child exits")
