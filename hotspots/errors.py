@@ -59,3 +59,9 @@ class NotFoundError(HotspotsError):
 
 class AnalysisError(HotspotsError):
     """A statistic cannot be computed on this input (too few areas, constant values, bad weights spec)."""
+
+
+class ForbiddenError(HotspotsError):
+    """The audience may not see this (a viewer asking for analyst-only data)."""
+
+    status = 403

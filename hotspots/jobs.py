@@ -85,6 +85,7 @@ class _Job:
     key: Hashable
     fn: Callable[[], Any]
     then: Callable[[Any], Any] | None
+    local: bool
     clients: set[str]
     submitted: float
     started: float | None = None
@@ -142,10 +143,13 @@ class AnalysisPool:
                          "refused_waiters": 0, "over_budget": 0, "failed": 0}
 
     # -- public ---------------------------------------------------------------------------------------
-    def run(self, client: str, key: Hashable, fn: Callable[[], Any], then: Callable[[Any], T] | None = None) -> T:
+    def run(self, client: str, key: Hashable, fn: Callable[[], Any], then: Callable[[Any], T] | None = None,
+            *, local: bool = False) -> T:
         """``fn()`` computed on a worker (once per ``key`` in flight), for ``client`` (an address or
         ``user:<name>``); ``then(result)``, if given, runs after it in this process (to store the result
         in the caller's cache: with ``processes`` ``fn`` runs elsewhere) and its value is returned.
+        ``local=True`` computes ``fn`` on the worker thread even with ``processes`` (for a function that
+        cannot be pickled).
 
         Raises
         ------
@@ -170,7 +174,7 @@ class AnalysisPool:
                 job.clients.add(client)
                 self.counters["shared"] += 1
             else:
-                job = self._submit(client, key, fn, then, arrived)
+                job = self._submit(client, key, fn, then, local, arrived)
             self._waiting += 1
         try:
             finished = job.done.wait(max(self.budget_s - (time.monotonic() - arrived), 0.0))
@@ -235,7 +239,7 @@ class AnalysisPool:
 
     # -- internals (called with self._lock held where named *_locked or from run) ---------------------
     def _submit(self, client: str, key: Hashable, fn: Callable[[], Any], then: Callable[[Any], Any] | None,
-                now: float) -> _Job:
+                local: bool, now: float) -> _Job:
         mine = [j for j in self._inflight.values() if client in j.clients]
         if len(mine) >= self.per_client:
             self.counters["refused_client"] += 1
@@ -248,7 +252,7 @@ class AnalysisPool:
             wait = self._next_free_locked(now)
             raise TooBusy(f"the server is busy with {len(self._inflight)} analyses: retry in about {wait} s",
                           retry_after=wait)
-        job = _Job(key=key, fn=fn, then=then, clients={client}, submitted=now)
+        job = _Job(key=key, fn=fn, then=then, local=local, clients={client}, submitted=now)
         self._inflight[key] = job
         if len(self._threads) < self.workers:  # started lazily: an idle app holds no threads
             t = threading.Thread(target=self._work, name=f"{self.name}-{len(self._threads) + 1}", daemon=True)
@@ -265,7 +269,7 @@ class AnalysisPool:
             with self._lock:
                 job.started = time.monotonic()
             try:
-                value = self._compute(job.fn)
+                value = self._compute(job.fn, local=job.local)
                 job.result = job.then(value) if job.then is not None else value
             except BaseException as exc:  # every waiter gets it; the worker lives on
                 job.error = exc
@@ -280,8 +284,8 @@ class AnalysisPool:
                 logger.info("job %r failed after %.1f s: %s", job.key, seconds, job.error)
             del job  # the waiters hold the result; the worker keeps nothing alive until its next job
 
-    def _compute(self, fn: Callable[[], Any]) -> Any:
-        if not self.processes:
+    def _compute(self, fn: Callable[[], Any], local: bool) -> Any:
+        if local or not self.processes:
             return fn()
         executor = self._child_pool()
         try:

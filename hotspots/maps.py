@@ -53,6 +53,33 @@ VIRIDIS10 = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "
 #: change between periods: decreases in blues, increases in reds, no change in grey.
 CHANGE = ["#2166ac", "#67a9cf", "#d1e5f0", "#f0f0f0", "#fddbc7", "#ef8a62", "#b2182b"]
 
+#: plain-words descriptions of the legend classes (``items[i]["plain"]``): what a class means to a reader
+#: who is not a statistician; the statistical label stays in ``label``.
+GI_PLAIN: dict[int, str] = {
+    3: "Hot spot, 99 %: this area and its neighbours together have far more incidents than chance would give",
+    2: "Hot spot, 95 %: this area and its neighbours together have clearly more incidents than chance would give",
+    1: "Hot spot, 90 %: this area and its neighbours together have more incidents than chance would give "
+       "(weaker evidence)",
+    0: "Not significant: no clear cluster of high or low numbers here",
+    -1: "Cold spot, 90 %: this area and its neighbours together have fewer incidents than chance would give "
+        "(weaker evidence)",
+    -2: "Cold spot, 95 %: this area and its neighbours together have clearly fewer incidents than chance would give",
+    -3: "Cold spot, 99 %: this area and its neighbours together have far fewer incidents than chance would give",
+}
+GI_EXPLAIN = ("Gi* scores the neighbourhood: an area with few incidents ranks high when its neighbours have many")
+LISA_PLAIN: dict[str, str] = {
+    "High-High": "High among high: a high area surrounded by high areas (a cluster)",
+    "Low-Low": "Low among low: a low area surrounded by low areas",
+    "Low-High": "Low among high: a low area next to high areas (an outlier)",
+    "High-Low": "High among low: a high area next to low areas (an outlier)",
+    "Not significant": "Not significant: no clear pattern with its neighbours",
+    "No neighbours": "No neighbours: an island, not tested",
+}
+LISA_EXPLAIN = "Local Moran's I compares each area with the average of its neighbours"
+PLAIN_NO_DATA = "No data for this area"
+#: what the web layer's "Suppressed (small number)" class means (the hatched class on count/rate maps).
+SUPPRESSED_PLAIN = "Hidden to protect privacy: too few incidents to publish (not the same as \"not significant\")"
+
 SCHEMES = {"quantiles": "Quantiles", "fisherjenks": "FisherJenks", "equalinterval": "EqualInterval",
            "naturalbreaks": "NaturalBreaks"}
 
@@ -66,13 +93,23 @@ class Styled:
     legend: dict[str, Any] = field(default_factory=dict)
 
 
-def _legend(title: str, items: list[tuple[str, str]], classes: np.ndarray, note: str = "") -> dict:
+def _legend(title: str, items: list[tuple[str, str]], classes: np.ndarray, note: str = "",
+            plain: Sequence[str] | None = None, explain: str = "") -> dict:
+    """The legend object the map, print view and downloads share. ``plain`` (one per item) says in
+    everyday words what the class means, for readers who are not statisticians; ``label`` keeps the
+    statistical name (it is also the ``class_label`` of the areas); ``explain`` is one line on how the
+    statistic ranks areas."""
     counts = [int((classes == i).sum()) for i in range(len(items))]
-    out = {"title": title, "items": [{"label": lab, "colour": col, "n": n}
-                                     for (lab, col), n in zip(items, counts)], "note": note}
+    out: dict[str, Any] = {"title": title, "items": [{"label": lab, "colour": col, "n": n}
+                                                     for (lab, col), n in zip(items, counts)], "note": note}
+    if plain is not None:
+        for item, words in zip(out["items"], plain):
+            item["plain"] = words
+    if explain:
+        out["explain"] = explain
     nodata = int((classes < 0).sum())
     if nodata:
-        out["items"].append({"label": "No data", "colour": NO_DATA, "n": nodata})
+        out["items"].append({"label": "No data", "colour": NO_DATA, "n": nodata, "plain": PLAIN_NO_DATA})
     return out
 
 
@@ -86,14 +123,16 @@ def style_gi(bins: Sequence, title: str = "Getis-Ord Gi* hot and cold spots", no
     b = pd.to_numeric(pd.Series(bins), errors="coerce").to_numpy(dtype=float)
     idx = np.array([order.index(int(v)) if np.isfinite(v) else -1 for v in b], dtype=int)
     items = [GI_CLASSES[k] for k in order]
-    return Styled(idx, _fills(idx, [c for _, c in items]), _legend(title, items, idx, note))
+    return Styled(idx, _fills(idx, [c for _, c in items]),
+                  _legend(title, items, idx, note, plain=[GI_PLAIN[k] for k in order], explain=GI_EXPLAIN))
 
 
 def style_lisa(labels: Sequence[str], title: str = "Local Moran's I (LISA) clusters", note: str = "") -> Styled:
     names = list(LISA_CLASSES)
     idx = np.array([names.index(v) if v in LISA_CLASSES else -1 for v in labels], dtype=int)
     items = list(LISA_CLASSES.items())
-    return Styled(idx, _fills(idx, [c for _, c in items]), _legend(title, items, idx, note))
+    return Styled(idx, _fills(idx, [c for _, c in items]),
+                  _legend(title, items, idx, note, plain=[LISA_PLAIN[k] for k in names], explain=LISA_EXPLAIN))
 
 
 def _fmt(v: float, decimals: int) -> str:
@@ -152,7 +191,9 @@ def style_deciles(deciles: Sequence, title: str, note: str = "Decile 1 = most de
     idx = np.array([int(v) - 1 if np.isfinite(v) and 1 <= v <= 10 else -1 for v in d], dtype=int)
     items = [(f"{i} {'(most deprived)' if i == 1 else '(least deprived)' if i == 10 else ''}".strip(),
               VIRIDIS10[i - 1]) for i in range(1, 11)]
-    return Styled(idx, _fills(idx, VIRIDIS10), _legend(title, items, idx, note))
+    plain = ["Most deprived 10 % of areas in England" if i == 1 else "Least deprived 10 % of areas in England"
+             if i == 10 else f"Among the {10 * (i - 1)}-{10 * i} % most deprived areas in England" for i in range(1, 11)]
+    return Styled(idx, _fills(idx, VIRIDIS10), _legend(title, items, idx, note, plain=plain))
 
 
 def style_change(change: Sequence, title: str = "Change in count", note: str = "") -> Styled:
@@ -173,10 +214,16 @@ def style_change(change: Sequence, title: str = "Change in count", note: str = "
 
     def span(a: int, b: int) -> str:
         return f"{a}" if a == b else f"{a} to {b}"
+    plain = [f"Far fewer incidents than before (more than {i2} fewer)",
+             f"Fewer incidents than before ({span(i1 + 1, i2)} fewer)",
+             f"Slightly fewer incidents than before ({span(1, i1)} fewer)", "The same number as before",
+             f"Slightly more incidents than before ({span(1, i1)} more)",
+             f"More incidents than before ({span(i1 + 1, i2)} more)",
+             f"Far more incidents than before (more than {i2} more)"]
     items = [(f"Down more than {i2}", CHANGE[0]), (f"Down {span(i1 + 1, i2)}", CHANGE[1]),
              (f"Down {span(1, i1)}", CHANGE[2]), ("No change", CHANGE[3]), (f"Up {span(1, i1)}", CHANGE[4]),
              (f"Up {span(i1 + 1, i2)}", CHANGE[5]), (f"Up more than {i2}", CHANGE[6])]
-    return Styled(idx, _fills(idx, CHANGE), _legend(title, items, idx, note))
+    return Styled(idx, _fills(idx, CHANGE), _legend(title, items, idx, note, plain=plain))
 
 
 # -- Folium shell ------------------------------------------------------------------------------------

@@ -180,3 +180,101 @@ def transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
     else:
         con.execute("COMMIT")
+
+
+# -- queries (the only SQL outside ingest and users) ------------------------------------------------------
+#: geography role -> the incidents column holding its area id
+AREA_COLUMNS = {"lsoa21": "lsoa21_id", "lsoa11": "lsoa11_id", "ward": "ward_id", "ward_pre2023": "ward_pre2023_id"}
+
+
+def _read(db_path: Path):
+    return connect(db_path, readonly=True)
+
+
+def count_cells(db_path: Path, role: str) -> "list[tuple[str, str, str, int]]":
+    """Non-zero counts of in-area incidents per (area code, month, category slug) of geography ``role``:
+    the base cells every count, rate, statistic and protected figure is summed from."""
+    col = AREA_COLUMNS[role]
+    con = _read(db_path)
+    try:
+        return con.execute(
+            f"SELECT a.code, t.month, c.slug, t.n FROM (SELECT {col} AS area_id, month, category_id, COUNT(*) AS n "
+            f"FROM incidents WHERE in_area = 1 AND {col} IS NOT NULL GROUP BY {col}, month, category_id) t "
+            "JOIN areas a ON a.id = t.area_id JOIN categories c ON c.id = t.category_id").fetchall()
+    finally:
+        con.close()
+
+
+def category_counts(db_path: Path) -> "list[tuple[str, int]]":
+    """(slug, incidents inside the area) for every category in the store."""
+    con = _read(db_path)
+    try:
+        return con.execute("SELECT c.slug, COUNT(*) FROM incidents i JOIN categories c ON c.id = i.category_id "
+                           "WHERE i.in_area = 1 GROUP BY c.slug ORDER BY c.slug").fetchall()
+    finally:
+        con.close()
+
+
+def months(db_path: Path) -> "list[str]":
+    """Months that hold incidents inside the area, in order."""
+    con = _read(db_path)
+    try:
+        return [r[0] for r in con.execute("SELECT DISTINCT month FROM incidents WHERE in_area = 1 ORDER BY month")]
+    finally:
+        con.close()
+
+
+INCIDENT_FIELDS = ("crime_id", "month", "date", "category", "category_raw", "longitude", "latitude", "easting",
+                   "northing", "location", "outcome", "context", "lsoa21", "lsoa21_name", "ward", "ward_name",
+                   "source")
+
+
+def incidents(db_path: Path, categories: "list[str]", month_from: str | None, month_to: str | None,
+              area: str | None, limit: int, offset: int) -> "tuple[int, list[dict]]":
+    """Incident-level records inside the area (analysts only): the total matching and one page of rows."""
+    where, args = ["in_area = 1"], []
+    if categories:
+        where.append(f"category IN ({', '.join('?' * len(categories))})")
+        args += list(categories)
+    if month_from:
+        where.append("month >= ?")
+        args.append(month_from)
+    if month_to:
+        where.append("month <= ?")
+        args.append(month_to)
+    if area:
+        where.append("(lsoa21 = ? OR ward = ?)")
+        args += [area, area]
+    sql_where = " AND ".join(where)
+    con = _read(db_path)
+    try:
+        total = con.execute(f"SELECT COUNT(*) FROM incidents_geocoded WHERE {sql_where}", args).fetchone()[0]
+        cur = con.execute(f"SELECT {', '.join(INCIDENT_FIELDS)} FROM incidents_geocoded WHERE {sql_where} "
+                          "ORDER BY month, key LIMIT ? OFFSET ?", args + [limit, offset])
+        rows = [dict(zip(INCIDENT_FIELDS, r)) for r in cur.fetchall()]
+    finally:
+        con.close()
+    return total, rows
+
+
+# -- upload reports ------------------------------------------------------------------------------------
+def upload_report(db_path: Path, ingest_id: int, max_rejects: int) -> dict | None:
+    """What one ingest stored and refused, for the upload report page: the ingest's own counts, the
+    incidents stored under it, and the first ``max_rejects`` rejected rows (with the total). None when
+    there is no such ingest (the web answers 404)."""
+    con = connect(db_path, readonly=True)
+    try:
+        g = con.execute("SELECT id, format, started_at, sha256, rows_read, accepted, duplicates, outside_area "
+                        "FROM ingests WHERE id = ?", (ingest_id,)).fetchone()
+        if g is None:
+            return None
+        n_rej = con.execute("SELECT COUNT(*) FROM rejects WHERE ingest_id = ?", (ingest_id,)).fetchone()[0]
+        rej = con.execute("SELECT row_no, column_name, reason, raw FROM rejects WHERE ingest_id = ? ORDER BY row_no "
+                          "LIMIT ?", (ingest_id, max_rejects)).fetchall()
+        stored = con.execute("SELECT COUNT(*) FROM incidents WHERE ingest_id = ?", (ingest_id,)).fetchone()[0]
+    finally:
+        con.close()
+    return {"ingest_id": g[0], "format": g[1], "started_at": g[2], "sha256": g[3], "rows_read": g[4],
+            "accepted": g[5] if g[5] is not None else stored, "duplicates": g[6], "outside_area": g[7],
+            "stored": stored, "rejected": n_rej,
+            "rejects": [{"row": r[0], "column": r[1], "reason": r[2], "raw": r[3]} for r in rej]}

@@ -1,9 +1,14 @@
 """Shared fixtures: synthetic bundles built by the tests, and the real bundle for integration tests."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+#: a fixed perturbation key, so viewer (protected) figures are the same in every run; a deployment gets its
+#: own from the instance's secret key (hotspots.protect.perturbation_key)
+os.environ.setdefault("HOTSPOTS_DISCLOSURE_KEY", "tests-only-disclosure-key-0123456789abcdef")
 
 from bundle_paths import REPO, real_bundle_path  # noqa: F401  (re-exported for fixtures)
 

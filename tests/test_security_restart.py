@@ -1,6 +1,7 @@
 """Fault: the server restarts cleanly with its state. A real `hotspots serve` over a synthetic bundle:
 sign in, upload incidents, read state; kill it (SIGTERM, then SIGKILL in a second case); start it again on
-the same instance folder: same users, same data, same secret key, so the old session cookie still works."""
+the same instance folder: same users, same data, same secret key and the same server-side sessions, so
+the old session cookie still works; after signing out, a copy of it does not, before or after a restart."""
 from __future__ import annotations
 
 import http.cookiejar
@@ -145,7 +146,17 @@ def test_restart_keeps_users_data_and_sessions(site, sig):
         req = urllib.request.Request(srv.url + "/upload", data=payload, method="POST",
                                      headers={"Content-Type": ctype, "Accept": "application/json"})
         with op.open(req, timeout=120) as r:
-            assert r.status == 201 and json.loads(r.read())["accepted"] == 3
+            assert r.status == 202
+            job_url = srv.url + json.loads(r.read())["url"]
+        deadline = time.time() + 120
+        while True:  # the worker ingests it; the job says when
+            status, body = _get(op, job_url, {"Accept": "application/json"})
+            job = json.loads(body)
+            if job.get("job", {}).get("state") in ("done", "failed") or status != 200:
+                break
+            assert time.time() < deadline, body
+            time.sleep(0.1)
+        assert status == 200 and job["accepted"] == 3 and job["job"]["file_removed"], body
         q = "/api/v1/layers/count?from=2024-04&to=2024-04&category=violent-crime"
         status, body = _get(op, srv.url + q)
         before_counts = {r["code"]: r["count"] for r in json.loads(body)["rows"]}
@@ -167,5 +178,27 @@ def test_restart_keeps_users_data_and_sessions(site, sig):
         # a fresh client without the cookie is still asked to sign in (public mode stays off)
         status, _ = _get(_opener(http.cookiejar.CookieJar()), srv.url + "/api/v1/me")
         assert status == 401
+        # sign out; a copy of the cookie taken before is refused now and after another restart
+        copy = _opener(_copy_jar(jar))
+        assert _get(copy, srv.url + "/api/v1/me")[0] == 200
+        tok = _token(op, srv.url + "/upload")
+        req = urllib.request.Request(srv.url + "/logout", data=urllib.parse.urlencode({"csrf_token": tok}).encode(),
+                                     method="POST")
+        with op.open(req, timeout=60) as r:
+            assert r.status == 200
+        assert _get(copy, srv.url + "/api/v1/me")[0] == 401
     finally:
         srv.stop(signal.SIGTERM)
+    srv.start()
+    try:
+        assert _get(copy, srv.url + "/api/v1/me")[0] == 401
+    finally:
+        srv.stop(signal.SIGTERM)
+
+
+def _copy_jar(jar: http.cookiejar.CookieJar) -> http.cookiejar.CookieJar:
+    """Another client holding copies of ``jar``'s cookies (a cookie lifted from a shared computer)."""
+    out = http.cookiejar.CookieJar()
+    for c in jar:
+        out.set_cookie(c)
+    return out

@@ -1,9 +1,11 @@
 """Users: roles, Argon2 hashing, constant-time unknown users, throttling, secret key."""
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import time
+from contextlib import closing
 
 import pytest
 from argon2 import PasswordHasher
@@ -71,16 +73,22 @@ def test_bad_names_roles_duplicates(store):
 
 
 def test_remove_passwd_list_and_sessions(store):
-    a = store.add_user("alice", PW, "admin")
+    store.add_user("alice", PW, "admin")
     store.add_user("bob", PW, "viewer")
     assert [u.username for u in store.list_users()] == ["alice", "bob"]
-    assert store.session_user("alice", a.auth_stamp) is not None
-    store.set_password("alice", "another long password")
+    a1, a2 = store.create_session("alice", 3600), store.create_session("alice", 3600)
+    b1 = store.create_session("bob", 3600)
+    assert store.session_user(a1).username == "alice" and store.session_user(b1).username == "bob"
+    assert store.session_counts() == {"alice": 2, "bob": 1}
+    assert store.set_password("alice", "another long password") == 2
     assert store.authenticate("alice", PW) is None
     assert store.authenticate("alice", "another long password") is not None
-    assert store.session_user("alice", a.auth_stamp) is None  # old sessions are void
-    store.remove_user("bob")
-    assert store.session_user("bob", "whatever") is None
+    assert store.session_user(a1) is None and store.session_user(a2) is None  # old sessions are void
+    assert store.session_user(b1) is not None  # other users keep theirs
+    assert store.remove_user("bob") == 1
+    assert store.session_user(b1) is None
+    b2 = store.create_session("alice", 3600)
+    assert store.set_role("alice", "viewer") == 1 and store.session_user(b2) is None
     with pytest.raises(UserError, match="no user"):
         store.remove_user("bob")
     with pytest.raises(UserError, match="no user"):
@@ -174,3 +182,76 @@ def test_default_secret_key_location_is_git_ignored():
     from hotspots.config import REPO_ROOT
     ignore = (REPO_ROOT / ".gitignore").read_text()
     assert "/instance/" in ignore
+
+
+def test_throttle_is_atomic_under_concurrent_guesses(store):
+    """40 guesses at once against a limit of 5: at most 5 passwords are checked (check-and-count is one
+    step), the rest are refused with 429, and none is lost."""
+    import threading
+    store.add_user("alice", PW, "viewer")
+    th = LoginThrottle(store, max_failures=5, window=900, lockout=900)
+    start = threading.Barrier(40)
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def guess(k: int) -> None:
+        start.wait()
+        try:
+            out = "checked" if store.login("alice", f"wrong password {k}", "10.1.1.1", th) is None else "in"
+        except LoginThrottled:
+            out = "throttled"
+        with lock:
+            results.append(out)
+
+    threads = [threading.Thread(target=guess, args=(k,)) for k in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 40 and "in" not in results
+    assert results.count("checked") == 5 and results.count("throttled") == 35
+
+
+def test_sessions_stored_hashed_expire_and_end(tmp_path):
+    import sqlite3
+    clock = Clock()
+    store = UserStore(tmp_path / "users.db", FAST, clock=clock)
+    store.add_user("alice", PW, "analyst")
+    sid = store.create_session("alice", 60)
+    assert len(sid) >= 40 and store.session_user(sid).role == "analyst"
+    with closing(sqlite3.connect(store.db_path)) as con:
+        rows = con.execute("SELECT id_hash, username, created, last_seen, expires FROM sessions").fetchall()
+    assert rows == [(hashlib.sha256(sid.encode()).hexdigest(), "alice", clock.t, clock.t, clock.t + 60)]
+    stored = b"".join(f.read_bytes() for f in store.db_path.parent.glob("users.db*"))
+    assert sid.encode() not in stored and hashlib.sha256(sid.encode()).hexdigest().encode() in stored
+    clock.t += 61
+    assert store.session_user(sid) is None  # expired
+    other = store.create_session("alice", 60)  # purges the expired one
+    assert store.session_counts() == {"alice": 1}
+    # a restarted server (a new store object over the same file) sees the same sessions
+    assert UserStore(store.db_path, FAST, clock=clock).session_user(other).username == "alice"
+    assert store.end_session(other) and not store.end_session(other)
+    assert store.session_user(other) is None
+    for bad in (None, "", "x" * 500, sid[:-1], 42):
+        assert store.session_user(bad) is None
+    with pytest.raises(UserError, match="no user"):
+        store.create_session("nobody", 60)
+
+
+def test_session_last_seen_is_written_at_most_once_a_minute(tmp_path):
+    import sqlite3
+    clock = Clock()
+    store = UserStore(tmp_path / "users.db", FAST, clock=clock)
+    store.add_user("alice", PW, "viewer")
+    sid = store.create_session("alice", 3600)
+    start = clock.t
+    clock.t += 30
+    store.session_user(sid)
+
+    def seen() -> float:
+        with closing(sqlite3.connect(store.db_path)) as con:
+            return con.execute("SELECT last_seen FROM sessions").fetchone()[0]
+    assert seen() == start
+    clock.t += 31
+    store.session_user(sid)
+    assert seen() == clock.t

@@ -8,9 +8,10 @@ pays the ~15 s compile. Never runs in debug mode.
 
 Trust (issue 5): ``web.auth`` (sign-in, roles, the access gate), ``web.security`` (CSP with a per-request
 nonce, security headers, CSRF, session cookie flags), ``web.uploads`` (incident files through the web),
-disclosure control in ``web.layers._finish``. Bounded work (issue 14): ``create_app`` makes the analysis pool
-(``hotspots.jobs.AnalysisPool``, used through ``web.limits.bounded``); its refusals (429) and over-budget
-answers (503) carry ``Retry-After``. The secret key comes from ``HOTSPOTS_SECRET_KEY`` or
+disclosure control in the engine's pipeline (``hotspots.publish`` over ``hotspots.protect``). Bounded work
+(issue 14): ``create_app`` makes the analysis pool (``hotspots.jobs.AnalysisPool``, used through
+``web.limits.bounded``); its refusals (429) and over-budget answers (503) carry ``Retry-After``. The secret
+key comes from ``HOTSPOTS_SECRET_KEY`` or
 ``<instance>/secret_key`` (``hotspots.users.secret_key``).
 """
 from __future__ import annotations
@@ -112,7 +113,7 @@ def _start_warm_up(app: Flask) -> None:
             warm_up()
             state.update(state="kernels", seconds=round(time.time() - state["started"], 1))
             logger.info("statistics kernels ready in %.1f s", state["seconds"])
-            from .layers import prewarm
+            from hotspots.pipeline import prewarm
             prewarm(app.config["HOTSPOTS"])
             from hotspots.ingest import warm_up as warm_up_ingest
             warm_up_ingest()  # uploads: compiled key, geocoding and storage loops

@@ -1,7 +1,7 @@
 """JSON API under ``/api/v1/``: every response carries ``ok``; errors are ``{"ok": false, "error", "status"}``
 with a 4xx status naming the bad parameter (``column``). The OpenAPI 3.1 document is at
-``/api/v1/openapi.json``. Map layers and downloads come from ``web.layers.layer_data``, the same function
-the HTML map uses.
+``/api/v1/openapi.json``. Map layers and downloads come from ``hotspots.pipeline.build_layer``, the same engine call
+the HTML map uses; the web parses, calls it once, and renders.
 
 Access (``web.auth``): every route but ``/health`` needs a user (signed in, or anonymous in public mode).
 Viewers get the viewer-level results (small numbers suppressed, ``hotspots.disclosure``); users with the
@@ -14,47 +14,60 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from hotspots import overlays
-from hotspots.aggregate import level_role
-from hotspots.bundle import load_boundary
-from hotspots.disclosure import suppress_value
-from hotspots.errors import HotspotsError
+from hotspots import pipeline, render
+from hotspots.errors import ForbiddenError, HotspotsError, NotFoundError
 from hotspots.export import POLICE_NOTE
+from hotspots.request import GEOGRAPHIES, Audience, LayerRequest
 
 from . import get_config
-from . import layers as L
 from .auth import can, current_user, require
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+#: geography -> label for people
+GEOGRAPHY_LABELS = {"lsoa": "LSOA (2021)", "ward": "Ward"}
 
 
 def ok(**data: Any) -> Response:
     return jsonify({"ok": True, **data})
 
 
-def _params(layer: str | None = None) -> L.LayerParams:
-    p = L.parse_params(get_config(), request.args, layer=layer)
-    check_layer_access(p.layer)
-    return p
+def audience() -> Audience:
+    """Exact results for users with the ``view_unsuppressed`` right (analysts, admins); everyone else is a
+    viewer and gets layers computed from the protected table."""
+    return Audience.ANALYST if can("view_unsuppressed") else Audience.VIEWER
 
 
-def full() -> bool:
-    """Unsuppressed results for this user?"""
-    return can("view_unsuppressed")
-
-
-class Forbidden(HotspotsError):
-    status = 403
+def parse(layer: str | None = None) -> LayerRequest:
+    """The request's layer parameters, validated once (web requests use the finite menus)."""
+    config = get_config()
+    req = pipeline.parse(config, request.args, layer)
+    check_layer_access(req.layer)
+    return req
 
 
 def check_layer_access(name: str) -> None:
     """Risk-factor overlays are local, unvetted data: analysts only (403 for viewers)."""
     if name.startswith("overlay-") and not can("overlays"):
-        raise Forbidden("risk-factor overlays are for analysts: sign in with an analyst account", column="layer")
+        raise ForbiddenError("risk-factor overlays are for analysts: sign in with an analyst account", column="layer")
 
 
-def visible_layers(catalogue: list[dict]) -> list[dict]:
-    return [l for l in catalogue if l["kind"] != "overlay" or can("overlays")]
+def layer(req: LayerRequest):
+    """The one engine call for a layer (bounded: uncached analyses queue in the analysis pool)."""
+    config = get_config()
+    aud = audience()
+    return _bounded(("layer", req, aud.value), lambda: pipeline.build_layer(config, req, aud),
+                    pipeline.is_cached(config, req, aud))
+
+
+def _bounded(key, fn, cached: bool):
+    if cached:
+        return fn()
+    try:
+        from .limits import bounded
+    except ImportError:  # the pool is optional in tests that build a bare app
+        return fn()
+    return bounded(key, fn)
 
 
 @bp.get("/")
@@ -82,11 +95,7 @@ def me():
 
 
 def categories_for_user(config) -> list[dict]:
-    cats = L.categories(config)
-    if full():
-        return cats
-    rule = L.viewer_rule(config)
-    return [{**c, "count": suppress_value(c["count"], rule)} for c in cats]
+    return pipeline.categories(config, audience())
 
 
 @bp.get("/categories")
@@ -96,52 +105,51 @@ def categories():
 
 @bp.get("/periods")
 def periods():
-    months = L.months(get_config())
+    months = list(pipeline.catalog(get_config()).months)
     return ok(months=months, first=months[0] if months else None, last=months[-1] if months else None)
 
 
 @bp.get("/geographies")
 def geographies():
-    return ok(geographies=[{"name": k, "label": v} for k, v in L.GEOGRAPHIES.items()])
+    return ok(geographies=[{"name": k, "label": GEOGRAPHY_LABELS[k]} for k in GEOGRAPHIES])
 
 
 @bp.get("/areas")
 def areas():
+    """Names, wards, population and IMD decile of every area (no counts leave here)."""
     config = get_config()
-    geo = request.args.get("geography", "lsoa")
-    if geo not in L.GEOGRAPHIES:
-        from hotspots.errors import NotFoundError
-        raise NotFoundError(f"unknown geography {geo!r} (use one of: {', '.join(L.GEOGRAPHIES)})", column="geography")
-    p = L.parse_params(config, {"geography": geo, "layer": "count"})
-    r = L.layer_data(config, p, full=True)  # names, wards, population, IMD only: no counts leave here
+    req = parse("count")
+    r = pipeline.build_layer(config, req, Audience.VIEWER)
     keep = ("code", "name", "ward_code", "ward_name", "population", "imd_decile")
-    rows = [{k: v for k, v in row.items() if k in keep} for row in L.table_rows(r)]
-    return ok(geography=geo, role=level_role(geo), count=len(rows), areas=rows)
+    rows = [{k: v for k, v in row.items() if k in keep} for row in render.rows(r)]
+    return ok(geography=req.geography, role=r.role, count=len(rows), areas=rows)
 
 
 @bp.get("/layers")
 def layer_list():
-    return ok(layers=visible_layers(L.layer_catalogue(get_config())))
+    return ok(layers=pipeline.layer_catalogue(get_config(), audience_for_layers()))
+
+
+def audience_for_layers() -> Audience:
+    return Audience.ANALYST if can("overlays") else Audience.VIEWER
 
 
 @bp.get("/layers/<name>")
 def layer_json(name: str):
     """A layer as a table (no geometry): rows, legend, tooltip fields and metadata."""
-    config = get_config()
     if "." in name:
         name, fmt = name.rsplit(".", 1)
         return layer_file(name, fmt)
-    r = L.layer_data(config, _params(name), full=full())
+    r = layer(parse(name))
     return ok(layer=r.name, title=r.title, legend=r.legend, fields=r.fields, metadata=r.metadata,
-              rows=L.table_rows(r))
+              rows=render.rows(r))
 
 
 def layer_file(name: str, fmt: str):
     """``.geojson``: the map's simplified GeoJSON; other formats are downloads."""
-    config = get_config()
-    r = L.layer_data(config, _params(name), full=full())
+    r = layer(parse(name))
     if fmt == "geojson" and not request.args.get("download"):
-        resp = Response(L.display_geojson(config, r), mimetype="application/geo+json")
+        resp = Response(render.display_geojson(get_config(), r), mimetype="application/geo+json")
         resp.headers["Cache-Control"] = "private, max-age=300"
         return resp
     return _download(r, fmt)
@@ -150,11 +158,14 @@ def layer_file(name: str, fmt: str):
 @bp.get("/downloads/<name>.<fmt>")
 def download(name: str, fmt: str):
     """Full-resolution download with attribution and method metadata; file name carries the filters."""
-    return _download(L.layer_data(get_config(), _params(name), full=full()), fmt)
+    if fmt not in render.DOWNLOAD_TYPES:
+        raise NotFoundError(f"unknown format {fmt[:20]!r} (use one of: {', '.join(render.DOWNLOAD_TYPES)})",
+                            column="format")
+    return _download(layer(parse(name)), fmt)
 
 
-def _download(r: L.LayerResult, fmt: str) -> Response:
-    body, mimetype, filename = L.download(get_config(), r, fmt)
+def _download(r, fmt: str) -> Response:
+    body, mimetype, filename = render.download(get_config(), r, fmt)
     resp = Response(body, mimetype=mimetype)
     resp.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return resp
@@ -164,22 +175,23 @@ def _download(r: L.LayerResult, fmt: str) -> Response:
 def downloads():
     """Download links for every layer with the given filters."""
     config = get_config()
-    p = _params(request.args.get("layer") or "count")
+    req = parse(request.args.get("layer") or "count")
     out = []
-    for layer in L.layer_names(config):
-        if layer.startswith("overlay-") and not can("overlays"):
-            continue
-        q = p.query(layer=layer)
-        out.append({"layer": layer, "formats": {fmt: url_for("api.download", name=layer, fmt=fmt, **q)
-                                                for fmt in L.DOWNLOAD_TYPES}})
-    return ok(parameters=p.query(), downloads=out)
+    for entry in pipeline.layer_catalogue(config, audience_for_layers()):
+        q = req.query(layer=entry["name"])
+        out.append({"layer": entry["name"], "formats": {fmt: url_for("api.download", name=entry["name"], fmt=fmt, **q)
+                                                        for fmt in render.DOWNLOAD_TYPES}})
+    return ok(parameters=req.query(), downloads=out)
 
 
 @bp.get("/hotspots")
 def hotspots():
     """Side-panel analysis: top hot spots, Moran's I in words, parameters and why, vintages."""
     config = get_config()
-    return ok(**L.panel(config, _params("gistar"), full=full()))
+    req = parse("gistar")
+    aud = audience()
+    layer(req)  # bounded computation of the Gi* layer the panel reads
+    return ok(**pipeline.panel(config, req, aud))
 
 
 @bp.get("/compare")
@@ -187,84 +199,68 @@ def compare():
     """Change in count per area between the period (from/to) and a baseline (compare_from/compare_to,
     default: the same number of months just before)."""
     config = get_config()
-    return ok(**L.comparison(config, _params("change"), full=full()))
+    req = parse("change")
+    layer(req)
+    return ok(**pipeline.comparison(config, req, audience()))
 
 
 @bp.get("/overlays")
 def overlay_list():
+    from hotspots import overlays
     config = get_config()
-    dep = []
-    for d in overlays.deprivation_sets(config):
-        dep.append({**d, "domains": [{"slug": x["slug"], "label": x["label"]}
-                                     for x in L.domains(config, d["key"])]})
+    domains = {e["name"]: e["domains"] for e in pipeline.layer_catalogue(config, Audience.VIEWER)
+               if e["kind"] == "deprivation"}
+    dep = [{**d, "domains": domains[d["key"]]} for d in overlays.deprivation_sets(config) if d["key"] in domains]
     return ok(deprivation=dep, risk_factors=[o.describe() for o in overlays.list_overlays(config)]
               if can("overlays") else [])
 
 
-INCIDENT_COLUMNS = ["crime_id", "month", "date", "category", "category_raw", "longitude", "latitude", "easting",
-                    "northing", "location", "outcome", "context", "lsoa21", "lsoa21_name", "ward", "ward_name",
-                    "source"]
 MAX_INCIDENTS = 10000
 
 
 @bp.get("/incidents")
 @require("view_incidents")
 def incidents():
-    """Incident-level records (analysts only): from the store view ``incidents_geocoded``, inside the area,
-    filtered by category, month range and area (an LSOA 2021 or ward code); ``limit``/``offset`` page
-    through them; ``format=csv`` downloads them (formula-safe CSV)."""
+    """Incident-level records (analysts only): inside the area, filtered by category, month range and area
+    (an LSOA 2021 or ward code); ``limit``/``offset`` page through them; ``format=csv`` downloads them
+    (formula-safe CSV)."""
     from hotspots import store
+    from hotspots.request import _number
     config = get_config()
-    p = L.parse_params(config, request.args, layer="count")
-    where, args = ["in_area = 1"], []
-    if p.categories:
-        where.append(f"category IN ({', '.join('?' * len(p.categories))})")
-        args += list(p.categories)
-    if p.month_from:
-        where.append("month >= ?")
-        args.append(p.month_from)
-    if p.month_to:
-        where.append("month <= ?")
-        args.append(p.month_to)
+    req = parse("count")
     area = (request.args.get("area") or "").strip()
-    if area:
-        if not (len(area) <= 16 and area.isalnum()):
-            raise HotspotsError(f"area must be an LSOA or ward code, got {area[:20]!r}", column="area")
-        where.append("(lsoa21 = ? OR ward = ?)")
-        args += [area, area]
-    limit = int(L._float(request.args, "limit", 1000, 1, MAX_INCIDENTS))
-    offset = int(L._float(request.args, "offset", 0, 0, 1e12))
-    sql_where = " AND ".join(where)
-    con = store.connect(config.db_path, readonly=True)
-    try:
-        total = con.execute(f"SELECT COUNT(*) FROM incidents_geocoded WHERE {sql_where}", args).fetchone()[0]
-        cur = con.execute(f"SELECT {', '.join(INCIDENT_COLUMNS)} FROM incidents_geocoded WHERE {sql_where} "
-                          "ORDER BY month, key LIMIT ? OFFSET ?", args + [limit, offset])
-        rows = [dict(zip(INCIDENT_COLUMNS, r)) for r in cur.fetchall()]
-    finally:
-        con.close()
+    if area and not (len(area) <= 16 and area.isalnum()):
+        raise HotspotsError(f"area must be an LSOA or ward code, got {area[:20]!r}", column="area")
+    limit = int(_number(request.args, "limit", 1000, 1, MAX_INCIDENTS))
+    offset = int(_number(request.args, "offset", 0, 0, 1e12))
+    fmt = request.args.get("format") or "json"
+    if fmt not in ("json", "csv"):
+        raise HotspotsError(f"format must be json or csv, got {fmt[:20]!r}", column="format")
+    total, rows = store.incidents(config.db_path, list(req.categories), req.month_from, req.month_to, area or None,
+                                  limit, offset)
     if area and total == 0 and not _area_exists(config, area):
-        from hotspots.errors import NotFoundError
         raise NotFoundError(f"unknown area {area!r}", column="area")
-    if request.args.get("format") == "csv":
+    from hotspots.layers import filename, filters_text
+    if fmt == "csv":
         import pandas as pd
         from hotspots.export import safe_csv_frame
-        df = safe_csv_frame(pd.DataFrame(rows, columns=INCIDENT_COLUMNS))
-        body = (f"# incident-level records: {L._filters_text(p)}; not for publication (no disclosure control)\n"
+        df = safe_csv_frame(pd.DataFrame(rows, columns=list(store.INCIDENT_FIELDS)))
+        body = (f"# incident-level records: {filters_text(req)}; not for publication (no disclosure control)\n"
                 f"# {POLICE_NOTE}\n" + df.to_csv(index=False, lineterminator="\n"))
         resp = Response(body.encode("utf-8"), mimetype="text/csv")
-        resp.headers["Content-Disposition"] = (f'attachment; filename="incidents_{L._filename(p)}.csv"')
+        resp.headers["Content-Disposition"] = f'attachment; filename="incidents_{filename(req, "crime")}.csv"'
         return resp
     nxt = offset + len(rows)
     return ok(count=len(rows), total=total, offset=offset, limit=limit,
               next=url_for("api.incidents", **{**request.args.to_dict(flat=False), "offset": nxt})
               if nxt < total else None,  # flat=False: repeated filters (category=a&category=b) stay
-              parameters={"category": list(p.categories), "from": p.month_from, "to": p.month_to,
+              parameters={"category": list(req.categories), "from": req.month_from, "to": req.month_to,
                           "area": area or None},
               note=POLICE_NOTE, incidents=rows)
 
 
 def _area_exists(config, code: str) -> bool:
+    from hotspots.bundle import load_boundary
     for role in ("lsoa21", "ward"):
         try:
             if code in set(load_boundary(config, role)["code"]):
@@ -340,7 +336,7 @@ def openapi_document() -> dict:
                                           "wards or overlay-<id> (see /api/v1/layers)"})
         if r.get("fmt"):
             params.append({"name": "fmt", "in": "path", "required": True,
-                           "schema": {"type": "string", "enum": list(L.DOWNLOAD_TYPES)}})
+                           "schema": {"type": "string", "enum": list(render.DOWNLOAD_TYPES)}})
         for pname, desc in r.get("params", []):
             params.append({"name": pname, "in": "query", "required": False, "schema": {"type": "string"},
                            "description": desc})
@@ -349,7 +345,7 @@ def openapi_document() -> dict:
                 params.append({"name": pname, "in": "query", "required": False, "schema": {"type": "string"},
                                "description": desc})
         content = ({"application/geo+json": {"schema": {"type": "object"}}} if r.get("geojson") else
-                   {k: {"schema": {"type": "string", "format": "binary"}} for k in L.DOWNLOAD_TYPES.values()}
+                   {k: {"schema": {"type": "string", "format": "binary"}} for k in render.DOWNLOAD_TYPES.values()}
                    if r.get("fmt") else {"application/json": {"schema": {"$ref": "#/components/schemas/Ok"}}})
         responses = {"200": {"description": "OK", "content": content}, "400": err, "404": err}
         if r["path"] != "/api/v1/health":

@@ -1,14 +1,18 @@
 """Sign-in, roles and the access gate.
 
-Every request resolves ``g.user``: the signed-in account (``UserStore.session_user``: the session holds
-the username and the account's ``auth_stamp``, so removing a user or changing their password or role
-ends their sessions), else ``PUBLIC_VIEWER`` when public mode is on, else None. Without a user only the
+Every request resolves ``g.user``: the signed-in account (the signed cookie carries only a random
+session id, looked up server-side in ``users.db`` by ``UserStore.session_user``; signing out, removing a
+user or changing their password or role deletes the session rows, so a copied cookie stops working at
+once), else ``PUBLIC_VIEWER`` when public mode is on, else None. Without a user only the
 sign-in page, static files and ``/api/v1/health`` answer: pages redirect to ``/login``, the API answers
 401 JSON. Views check permissions, not role names (``require("view_incidents")`` → 403 otherwise).
 
 Sign-in (``POST /login``) is throttled per username + address and per address (``LoginThrottle``: 429
 with ``Retry-After``); the session is cleared and re-made on sign-in and sign-out, and is permanent for
-``[server] session_hours``.
+``[server] session_hours`` (the server-side expiry is the same).
+
+Admins manage accounts at ``/admin/users`` (list) and ``/admin/users/<name>`` (new password, sign out
+everywhere, remove), as ``hotspots users passwd|remove`` do on the server.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from urllib.parse import urlsplit
 from flask import (Blueprint, Response, current_app, g, redirect, render_template, request, session,
                    url_for)
 
-from hotspots.users import PUBLIC_VIEWER, LoginThrottle, LoginThrottled, User, UserStore
+from hotspots.users import PUBLIC_VIEWER, LoginThrottle, LoginThrottled, User, UserError, UserStore
 
 logger = logging.getLogger("web")
 
@@ -28,6 +32,8 @@ bp = Blueprint("auth", __name__)
 
 #: endpoints anyone may reach (the gate lets them through without a user)
 OPEN_ENDPOINTS = {"auth.login", "auth.logout", "static", "api.health"}
+#: the one key the session cookie holds for sign-in (the CSRF secret is the other)
+SESSION_KEY = "sid"
 
 
 def store() -> UserStore:
@@ -53,14 +59,20 @@ def can(permission: str) -> bool:
     return bool(u and u.can(permission))
 
 
+def open_session(username: str) -> str:
+    """Start a server-side session for ``username`` lasting ``[server] session_hours``; its id."""
+    return store().create_session(username, current_app.config["HOTSPOTS"].session_hours * 3600.0)
+
+
 def load_user() -> None:
     user = None
-    name, stamp = session.get("user"), session.get("stamp")
-    if name:
-        user = store().session_user(name, stamp)
-        if user is None:  # account removed, or password or role changed: the session is void
-            session.pop("user", None)
-            session.pop("stamp", None)
+    for legacy in ("user", "stamp"):  # cookies made before server-side sessions: signed out
+        session.pop(legacy, None)
+    sid = session.get(SESSION_KEY)
+    if sid:
+        user = store().session_user(sid)
+        if user is None:  # signed out, expired, account removed, or password or role changed
+            session.pop(SESSION_KEY, None)
     if user is None and current_app.config["HOTSPOTS"].public_mode:
         user = PUBLIC_VIEWER
     g.user = user
@@ -116,6 +128,8 @@ def _config():
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     nxt = request.values.get("next")
+    if nxt and _safe_next(nxt) != nxt or nxt and len(nxt) > 2000:
+        nxt = None  # never echo an off-site or oversized target into the form (it sits beside the CSRF token)
     if request.method == "GET":
         return render_template("login.html", next=nxt, error=None, username="", config=_config())
     username = (request.form.get("username") or "").strip()
@@ -134,15 +148,17 @@ def login():
         return Response(render_template("login.html", next=nxt, error="wrong username or password",
                                         username=username, config=_config()),
                         status=401, mimetype="text/html")
-    session.clear()  # a fresh session (and a fresh CSRF token) for the signed-in user
+    store().end_session(session.get(SESSION_KEY))  # signing in again replaces the old session
+    session.clear()  # a fresh session id (and a fresh CSRF secret) for the signed-in user
     session.permanent = True
-    session["user"], session["stamp"] = user.username, user.auth_stamp
+    session[SESSION_KEY] = open_session(user.username)
     logger.info("%s signed in (%s) from %s", user.username, user.role, request.remote_addr)
     return redirect(_safe_next(nxt))
 
 
 @bp.post("/logout")
 def logout():
+    store().end_session(session.get(SESSION_KEY))  # the cookie, wherever copied, is worth nothing now
     session.clear()
     return redirect(url_for("auth.login") if not current_app.config["HOTSPOTS"].public_mode
                     else url_for("views.index"))
@@ -151,8 +167,72 @@ def logout():
 @bp.get("/admin/users")
 @require("manage_users")
 def users():
-    """Accounts (read-only: users are managed with ``hotspots users add|remove|passwd``)."""
-    return render_template("users.html", users=store().list_users(), config=_config())
+    """Accounts with their live sessions (added on the server with ``hotspots users add``)."""
+    return render_template("users.html", users=store().list_users(), sessions=store().session_counts(),
+                           config=_config())
+
+
+def _account_or_404(name: str) -> User:
+    from hotspots.errors import NotFoundError
+    user = store().get_user(name) if len(name) <= 64 else None
+    if user is None:
+        raise NotFoundError("no such user", column="username")
+    return user
+
+
+def _account_page(user: User, message: str | None = None, error: str | None = None, status: int = 200):
+    html = render_template("user.html", user=user, sessions=store().session_counts().get(user.username, 0),
+                           message=message, error=error, config=_config())
+    return Response(html, status=status, mimetype="text/html")
+
+
+@bp.get("/admin/users/<name>")
+@require("manage_users")
+def account(name: str):
+    return _account_page(_account_or_404(name))
+
+
+@bp.post("/admin/users/<name>/password")
+@require("manage_users")
+def account_password(name: str):
+    """Set a new password; every session of the account ends (as ``hotspots users passwd``)."""
+    user = _account_or_404(name)
+    new, again = request.form.get("new_password") or "", request.form.get("confirm") or ""
+    try:
+        if new != again:
+            raise UserError("the two entries differ", column="new_password")
+        ended = store().set_password(user.username, new)
+    except UserError as exc:
+        return _account_page(user, error=exc.reason, status=400)
+    logger.info("%s set a new password for %s (%d sessions ended)", current_user().username, user.username, ended)
+    if user.username == current_user().username:
+        session.clear()
+        return redirect(url_for("auth.login"), code=303)
+    return _account_page(store().get_user(user.username), message=f"New password set; {ended} session(s) ended.")
+
+
+@bp.post("/admin/users/<name>/sessions/end")
+@require("manage_users")
+def account_sign_out(name: str):
+    user = _account_or_404(name)
+    ended = store().end_sessions(user.username)
+    logger.info("%s ended the %d session(s) of %s", current_user().username, ended, user.username)
+    if user.username == current_user().username:
+        session.clear()
+        return redirect(url_for("auth.login"), code=303)
+    return _account_page(user, message=f"{ended} session(s) ended.")
+
+
+@bp.post("/admin/users/<name>/remove")
+@require("manage_users")
+def account_remove(name: str):
+    """Remove the account and end its sessions (as ``hotspots users remove``); not one's own."""
+    user = _account_or_404(name)
+    if user.username == current_user().username:
+        return _account_page(user, error="you cannot remove your own account (ask another admin)", status=400)
+    ended = store().remove_user(user.username)
+    logger.info("%s removed %s (%d sessions ended)", current_user().username, user.username, ended)
+    return redirect(url_for("auth.users"), code=303)
 
 
 def init_app(app) -> None:

@@ -10,20 +10,22 @@ the JSON envelope with a ``Retry-After`` header.
 
 Use it on a cache miss only, and resolve everything request-dependent first: ``fn`` runs outside the
 request (no ``request``, ``g`` or session there). With ``[server] analysis_processes = true`` (the default)
-``fn`` runs in a child process, so it must be picklable: a module-level function, or ``functools.partial``
-of one with picklable arguments (``Config`` and ``LayerParams`` are); ``then(result)`` runs back in the
-server, in an app context, and stores the result where a retry finds it (a job that outlives the budget
-goes on, and its ``then`` still runs)::
+a picklable ``fn`` (a module-level function, or ``functools.partial`` of one with picklable arguments)
+runs in the analysis child process, and ``then(result)`` runs back in the server, in an app context, to
+store the result where a retry finds it (a job that outlives the budget goes on, and its ``then`` still
+runs)::
 
-    key = ("analysis", ...)                       # the key web.layers.analysis caches under
-    table = bounded(key, functools.partial(_run_analysis, config, p),
-                    then=lambda value: store(config, key, value))
+    fn = functools.partial(pipeline.build_layer, config, req, aud)
+    layer = bounded(key, fn, then=lambda value: store_layer(config, req, aud, value))
 
-With ``analysis_processes = false`` ``fn`` runs on a pool thread inside an app context (closures are
-fine), at the cost measured in docs/benchmarks.md.
+A closure (``lambda: pipeline.build_layer(config, req, aud)``) cannot be pickled: it runs on a pool thread
+inside an app context, and its own caching applies; that works, at the cost measured in
+docs/benchmarks.md ("Hostile load": threads against a child process).
 """
 from __future__ import annotations
 
+import logging
+import pickle
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
@@ -35,6 +37,8 @@ from hotspots.users import PUBLIC_VIEWER
 from .auth import current_user
 
 T = TypeVar("T")
+
+logger = logging.getLogger("web")
 
 
 def make_pool(config) -> AnalysisPool:
@@ -77,5 +81,21 @@ def bounded(key: Hashable, fn: Callable[[], Any], then: Callable[[Any], T] | Non
                 return f(*a)
         return run
 
-    work = fn if the_pool.processes else in_app(fn)  # a child process has no app (and needs a picklable fn)
-    return the_pool.run(client_id(), (audience(), key), work, then=in_app(then) if then is not None else None)
+    in_child = the_pool.processes and picklable(fn)  # a child process has no app, and needs a picklable fn
+    return the_pool.run(client_id(), (audience(), key), fn if in_child else in_app(fn),
+                        then=in_app(then) if then is not None else None, local=not in_child)
+
+
+def picklable(fn: Callable[[], Any]) -> bool:
+    """Can ``fn`` go to the analysis process? A closure cannot: it runs on a pool thread instead (it
+    works, but its kernels hold the server's GIL: docs/deployment.md), logged once per app."""
+    try:
+        pickle.dumps(fn)
+        return True
+    except (pickle.PicklingError, AttributeError, TypeError):
+        ext = current_app.extensions
+        if not ext.get("hotspots_pool_local_logged"):
+            ext["hotspots_pool_local_logged"] = True
+            logger.info("analysis %r cannot be pickled: it runs on a pool thread, not in the analysis process "
+                        "(pass a module-level function or functools.partial of one)", fn)
+        return False

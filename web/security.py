@@ -6,14 +6,20 @@ other security headers, CSRF tokens, and the session cookie's Secure flag.
   adds the nonce to each); no inline event handlers, no ``eval``, no plugins, no framing
   (``frame-ancestors 'none'``), forms post only here. Images may also come from the configured basemap
   tile host (its origin is added to ``img-src``) and ``data:`` (the empty favicon).
-* **CSRF**: one random token per session (``csrf_token()`` in templates, ``<meta name="csrf-token">`` for
-  scripts); every POST, PUT, PATCH and DELETE must send it back as the ``csrf_token`` form field or the
-  ``X-CSRF-Token`` header, else 400. A request whose ``Origin`` header names another site is refused too.
+* **CSRF**: one random 32-byte secret per session, never written into a page as such: each
+  ``csrf_token()`` (templates, ``<meta name="csrf-token">`` for scripts) is the secret XOR a fresh random
+  pad, sent as base64url(pad + masked), as Django does. The bytes differ in every response, so a
+  compression side channel (BREACH: a reflected guess compressing better when it matches the page's
+  secret) has nothing fixed to converge on. Every POST, PUT, PATCH and DELETE must send a token back as
+  the ``csrf_token`` form field or the ``X-CSRF-Token`` header; it is unmasked and compared with the
+  secret in constant time, else 400. A request whose ``Origin`` header names another site is refused too.
 * **Session cookie**: HttpOnly, SameSite=Lax, Secure per ``[server] secure_cookies`` (``auto``: when the
   request came over HTTPS).
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import secrets
 from urllib.parse import urlsplit
@@ -100,11 +106,57 @@ def security_headers(resp: Response) -> Response:
 
 
 # -- CSRF ----------------------------------------------------------------------------------------------
+CSRF_SECRET_BYTES = 32
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _stored_secret() -> bytes | None:
+    stored = session.get("csrf")
+    if not stored:
+        return None
+    try:
+        secret = _b64decode(str(stored))
+    except (binascii.Error, ValueError):
+        return None
+    return secret if len(secret) == CSRF_SECRET_BYTES else None
+
+
+def _csrf_secret() -> bytes:
+    """The session's secret (made on first use; kept in the signed session cookie, never in a page)."""
+    secret = _stored_secret()
+    if secret is not None:
+        return secret
+    secret = secrets.token_bytes(CSRF_SECRET_BYTES)
+    session["csrf"] = base64.urlsafe_b64encode(secret).rstrip(b"=").decode()
+    return secret
+
+
+def mask_token(secret: bytes) -> str:
+    """base64url(pad + secret XOR pad) with a fresh random pad: different bytes on every call."""
+    pad = secrets.token_bytes(len(secret))
+    masked = bytes(a ^ b for a, b in zip(secret, pad))
+    return base64.urlsafe_b64encode(pad + masked).rstrip(b"=").decode()
+
+
+def unmask_token(token: str, size: int = CSRF_SECRET_BYTES) -> bytes | None:
+    """The secret a masked token carries, or None if it is not a well-formed masked token."""
+    if not isinstance(token, str) or len(token) > 4 * size:
+        return None
+    try:
+        raw = _b64decode(token)
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) != 2 * size:
+        return None
+    return bytes(a ^ b for a, b in zip(raw[:size], raw[size:]))
+
+
 def csrf_token() -> str:
-    tok = session.get("csrf")
-    if not tok:
-        tok = session["csrf"] = secrets.token_urlsafe(32)
-    return tok
+    """A masked CSRF token for this response (each call gives new bytes; every one verifies)."""
+    return mask_token(_csrf_secret())
 
 
 def csrf_field() -> Markup:
@@ -147,9 +199,9 @@ def check_csrf() -> None:
     origin = request.headers.get("Origin")
     if origin and origin != "null" and not same_origin(origin):
         raise CSRFError("cross-site request refused (Origin does not match this server)")
-    expected = session.get("csrf")
-    sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD)
-    if not expected or not sent or not secrets.compare_digest(str(expected), str(sent)):
+    expected = _stored_secret()
+    sent = unmask_token(request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD) or "")
+    if not expected or sent is None or not secrets.compare_digest(expected, sent):
         raise CSRFError("the form has expired or did not come from this site (CSRF token missing or wrong): "
                         "reload the page and try again")
 

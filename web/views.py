@@ -1,17 +1,19 @@
 """Pages: the map (``/``) and its printable twin (``/print``). Both are a Folium map shell with Leaflet
 served by this app; the layers are fetched from the JSON API (``/api/v1/layers/<name>.geojson``), which
-reads the same ``web.layers.layer_data`` as every download. The page's state is its URL query string.
+reads the same ``hotspots.pipeline.build_layer`` as every download. The page's state is its URL query string.
 """
 from __future__ import annotations
 
 from flask import Blueprint, render_template, request, url_for
 
-from hotspots import maps, overlays
+from hotspots import maps, pipeline
+from hotspots.errors import NotFoundError
 from hotspots.export import POLICE_NOTE
+from hotspots.layers import CRIME_TITLES
+from hotspots.request import CLASS_SCHEMES, SIGNIFICANCE, VARIABLES, WEIGHTS_MENU
 
 from . import get_config
-from . import layers as L
-from .api import categories_for_user, check_layer_access, visible_layers
+from .api import GEOGRAPHY_LABELS, audience_for_layers, categories_for_user, check_layer_access, parse
 from .security import nonced
 
 bp = Blueprint("views", __name__)
@@ -23,14 +25,14 @@ MAP_ATTRIBUTION = ("Contains public sector information licensed under the Open G
 
 def _page(template: str, printable: bool):
     config = get_config()
-    p = L.parse_params(config, request.args)
-    check_layer_access(p.layer)
+    p = parse()
+    catalogue = pipeline.layer_catalogue(config, audience_for_layers())
+    names = [e["name"] for e in catalogue]
     show = [s for s in (request.args.get("show") or "").split(",") if s]
-    names = L.layer_names(config)
     bad = [s for s in show if s not in names]
     if bad:
-        from hotspots.errors import NotFoundError
-        raise NotFoundError(f"unknown layer {', '.join(bad)} in 'show' (have: {', '.join(names)})", column="show")
+        raise NotFoundError(f"unknown layer {', '.join(b[:40] for b in bad)} in 'show' (have: {', '.join(names)})",
+                            column="show")
     for s in show:
         check_layer_access(s)
     if not show:
@@ -38,19 +40,18 @@ def _page(template: str, printable: bool):
     elif p.layer not in show:
         show = [p.layer] + show
     parts = {k: (nonced(v) if k != "name" else v) for k, v in _map_parts(config).items()}
-    dep = [{"key": d["key"], "geography": d["geography"], "vintage": d["vintage"],
-            "domains": [{"slug": x["slug"], "label": x["label"]} for x in L.domains(config, d["key"])]}
-           for d in overlays.deprivation_sets(config)]
+    dep = [{"key": e["name"], "geography": e["geography"], "vintage": e["vintage"], "domains": e["domains"]}
+           for e in catalogue if e["kind"] == "deprivation"]
     state = {
         "map": parts["name"], "params": p.query(), "show": show, "print": printable,
-        "layers": visible_layers(L.layer_catalogue(config)), "api": url_for("api.index"),
+        "layers": catalogue, "api": url_for("api.index"),
         "attribution": [MAP_ATTRIBUTION], "note": POLICE_NOTE, "tiles": config.tiles,
     }
     return render_template(template, map=parts, state=state, p=p, categories=categories_for_user(config),
-                           months=L.months(config), geographies=L.GEOGRAPHIES, variables=L.VARIABLES,
-                           significance=L.SIGNIFICANCE, schemes=list(maps.SCHEMES), config=config,
-                           crime_layers=L.CRIME_LAYERS, deprivation=dep, note=POLICE_NOTE,
-                           weights_options=["queen", "rook", "knn:5", "knn:8", "distance:1000"])
+                           months=list(pipeline.catalog(config).months), geographies=GEOGRAPHY_LABELS,
+                           variables=VARIABLES, significance=SIGNIFICANCE, schemes=list(CLASS_SCHEMES),
+                           config=config, crime_layers=CRIME_TITLES, deprivation=dep, note=POLICE_NOTE,
+                           weights_options=list(WEIGHTS_MENU))
 
 
 _shell: dict = {}

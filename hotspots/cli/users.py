@@ -41,10 +41,10 @@ def users_add(ctx: click.Context, name: str, role: str, password_stdin: bool) ->
 @click.argument("name")
 @click.pass_context
 def users_remove(ctx: click.Context, name: str) -> None:
-    """Remove user NAME (their sessions stop working at once)."""
+    """Remove user NAME (their sessions end at once, in every server process)."""
     store = user_store(get_config(ctx))
-    store.remove_user(name)
-    click.echo(f"Removed {name.strip().lower()}.")
+    ended = store.remove_user(name)
+    click.echo(f"Removed {name.strip().lower()} ({_sessions(ended)} signed out).")
 
 
 @users.command("passwd")
@@ -52,12 +52,16 @@ def users_remove(ctx: click.Context, name: str) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
 @click.pass_context
 def users_passwd(ctx: click.Context, name: str, password_stdin: bool) -> None:
-    """Set a new password for NAME (their existing sessions are signed out)."""
+    """Set a new password for NAME (their existing sessions end at once)."""
     store = user_store(get_config(ctx))
     if store.get_user(name) is None:
         raise UserError(f"no user {name.strip().lower()!r}", column="username")
-    store.set_password(name, _read_password(password_stdin, "New password"))
-    click.echo(f"Password changed for {name.strip().lower()}.")
+    ended = store.set_password(name, _read_password(password_stdin, "New password"))
+    click.echo(f"Password changed for {name.strip().lower()} ({_sessions(ended)} signed out).")
+
+
+def _sessions(n: int) -> str:
+    return f"{n} session{'' if n == 1 else 's'}"
 
 
 @users.command("list")

@@ -4,6 +4,7 @@ Screenshots go to <repo>/test-artifacts/ (look at them)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -50,11 +51,31 @@ def test_map_draws_all_lsoas_offline_with_legend_and_wards(page):
     assert "Open Government Licence v3.0" in attribution and "Crown copyright" in attribution
     top = page.page.inner_text("#summary")
     assert "Top hot spots" in top and "Moran's I" in top and "ward" in top
+    # counts in the panel text the page writes have the right plural ("1 incident", never "1 incidents" or
+    # "spot(s)"); the server's "Parameters and why" messages are its own
+    top = page.page.evaluate("""() => Array.from(document.querySelectorAll('#summary > :not(ul.messages)'))
+        .map(e => e.innerText).join('\\n')""")
+    assert "(s)" not in top and not re.search(r"\b1 (incidents|areas|hot spots|cold spots)\b", top), top
+    assert re.search(r"\d+ hot spots? and \d+ cold spots? at 90 % confidence", top), top
+    # the legend speaks plain words first, the statistic second, and says how Gi* ranks areas
+    legend = page.page.inner_text("#legends")
+    assert ("Hot spot, 99 %: this area and its neighbours together have far more incidents than chance would give"
+            in legend), legend
+    assert "Gi* scores the neighbourhood: an area with few incidents ranks high when its neighbours have many" in legend
+    assert "Hot spot 99% confidence" in legend and "Not significant" in legend
+    assert not re.search(r"\b1 areas\b", legend)
+    # pattern as well as colour: cold spots are dotted on the map and in the legend, hot spots are not
+    items = page.page.evaluate("window.hotspots.entries['gistar'].legend.items")
+    cold = sum(i["n"] for i in items if i["label"].startswith("Cold spot"))
+    dotted = page.page.evaluate("document.querySelectorAll('.leaflet-overlay-pane path[fill^=\"url(#hs-dots-\"]').length")
+    assert cold > 0 and dotted == cold, (cold, dotted)
+    assert page.page.evaluate("document.querySelectorAll('#legends .swatch.dots').length") == 3
     # a tooltip on hover shows area, ward, count and class
     page.page.hover(".leaflet-overlay-pane path.leaflet-interactive >> nth=40")
     page.page.wait_for_selector(".area-tooltip")
     tip = page.page.inner_text(".area-tooltip")
     assert "Ward" in tip and "Incidents" in tip and "Gi* z-score" in tip and "IMD 2025 decile" in tip
+    assert "Gi* scores the neighbourhood" in tip  # the one-line "why is this area ranked here"
     _shot(page, "01-gistar-default")
     _clean(page)
 
@@ -122,6 +143,16 @@ def test_compare_two_periods(page):
     _clean(page)
 
 
+def test_compare_against_an_empty_baseline_says_so(page):
+    """A baseline with no incidents: the table does not call every area "+N" (an increase from nothing)."""
+    _open(page, "?layer=change&from=2018-06&to=2018-06&compare_from=2018-01&compare_to=2018-01")
+    page.page.wait_for_selector("#compare-sentence")
+    assert "none in 2018-01" in page.page.inner_text("#compare-sentence")
+    cells = page.page.eval_on_selector_all("table.cmp tbody tr td:nth-child(5)", "els => els.map(e => e.textContent)")
+    assert cells and not any(c.startswith("+") for c in cells), cells
+    _clean(page)
+
+
 def test_download_geojson_and_validate(page):
     _open(page, "?layer=gistar&significance=fdr")
     with page.page.expect_download() as dl:
@@ -129,7 +160,7 @@ def test_download_geojson_and_validate(page):
     d = dl.value
     name = d.suggested_filename
     assert name.endswith(".geojson") and "gistar" in name and "violent-crime" in name and "2018-06" in name and "fdr" in name
-    fc = json.loads(open(d.path(), encoding="utf-8").read())
+    fc = json.loads(Path(d.path()).read_text(encoding="utf-8"))
     assert fc["type"] == "FeatureCollection" and "crs" not in fc
     assert len(fc["features"]) == 161
     assert any("Open Government Licence" in a for a in fc["attribution"])
@@ -142,15 +173,74 @@ def test_download_geojson_and_validate(page):
     _clean(page)
 
 
+def test_suppressed_areas_are_hatched_and_labelled(page):
+    """Public viewers' count map: suppressed areas carry the SVG hatch pattern (defined once in the page), not
+    a flat grey, and the legend and tooltip say in words that they are hidden, not "not significant"."""
+    _open(page, "?layer=count&show=count,wards")
+    pg = page.page
+    assert pg.evaluate("document.querySelectorAll('pattern#hs-hatch-suppressed').length") == 1
+    hatched = pg.evaluate("document.querySelectorAll('.leaflet-overlay-pane path[fill=\"url(#hs-hatch-suppressed)\"]').length")
+    items = pg.evaluate("window.hotspots.entries['count'].legend.items")
+    sup = [i for i in items if i["label"].startswith("Suppressed")]
+    assert len(sup) == 1 and sup[0]["n"] > 0, items
+    assert hatched == sup[0]["n"]
+    li = pg.inner_text("#legends li.suppressed-item")
+    assert "Hidden to protect privacy" in li and "not the same as" in li and "Suppressed (small number)" in li
+    assert pg.evaluate("document.querySelectorAll('#legends li.suppressed-item .swatch.hatch').length") == 1
+    # the hatch is dark stripes on white, far from the light "not significant" grey
+    stripe = pg.get_attribute("#hs-hatch-suppressed line", "stroke")
+    assert stripe.lower() == "#4d4d4d"
+    pg.hover('.leaflet-overlay-pane path[fill="url(#hs-hatch-suppressed)"] >> nth=0')
+    pg.wait_for_selector(".area-tooltip")
+    assert "Hidden to protect privacy" in pg.inner_text(".area-tooltip")
+    _shot(page, "07-count-suppressed-hatched")
+    _clean(page)
+
+
 def test_printable_view(page):
     page.page.set_viewport_size({"width": 1123, "height": 794})  # A4 landscape at 96 dpi
-    page.page.goto(page.base + "/print?layer=gistar&show=gistar,wards")
+    page.page.goto(page.base + "/print?layer=gistar&show=gistar,wards&from=2018-06&to=2018-06")
     page.page.wait_for_function(f"{PATHS} >= 181", timeout=30000)
     page.page.wait_for_function(READY, timeout=30000)
     assert page.page.evaluate("document.querySelectorAll('#legends .legend').length") == 2
     assert "Open Government Licence" in page.page.inner_text("footer.attribution")
+    # title, a subtitle in words (not a raw query string), the date, north arrow and scale bar
+    sub = page.page.inner_text("#print-subtitle")
+    assert "June 2018" in sub and "Gi*" in sub and "=" not in sub and "&" not in sub, sub
+    params = page.page.inner_text("#print-params")
+    assert "=" not in params.replace("α =", "") and "&" not in params and "queen" in params, params
+    assert re.fullmatch(r"Produced \d{1,2} \w+ \d{4}", page.page.inner_text(".print-date")), page.page.inner_text(".print-date")
+    assert page.page.evaluate("document.querySelector('img.north-arrow').naturalWidth") > 0
+    assert page.page.is_visible(".leaflet-control-scale")
+    assert not page.page.eval_on_selector_all(".marking", "els => els.filter(e => !e.hidden).length")  # none set
+    # one attribution block: the Open Government Licence line is printed once, not per dataset or control
+    body = page.page.inner_text("body")
+    assert body.count("Open Government Licence") == 1, body
     _shot(page, "06-print-view")
     pdf = ARTIFACTS / "06-print-view.pdf"
     page.page.pdf(path=str(pdf), landscape=True, format="A4", print_background=True)
     assert pdf.stat().st_size > 10_000
+    _clean(page)
+
+
+def test_print_view_shows_the_protective_marking_from_the_state(page):
+    """The server puts the marking in the page state (``state.marking``); it is printed at the top and the
+    bottom of the sheet. Here the state is given one on its way to the browser."""
+    def add_marking(route):
+        resp = route.fetch()
+        html = resp.text()
+        head, rest = html.split('<script id="hotspots-state" type="application/json"', 1)
+        attrs, rest = rest.split(">", 1)
+        data, tail = rest.split("</script>", 1)
+        st = json.loads(data)
+        st["marking"] = "OFFICIAL-SENSITIVE"
+        route.fulfill(response=resp, body=head + '<script id="hotspots-state" type="application/json"' + attrs + ">" +
+                      json.dumps(st) + "</script>" + tail)
+    page.page.route("**/print?*", add_marking)
+    page.page.goto(page.base + "/print?layer=gistar&show=gistar,wards")
+    page.page.wait_for_function(f"{PATHS} >= 181", timeout=30000)
+    page.page.wait_for_function(READY, timeout=30000)
+    marks = page.page.eval_on_selector_all(".marking", "els => els.filter(e => !e.hidden).map(e => e.textContent)")
+    assert marks == ["OFFICIAL-SENSITIVE", "OFFICIAL-SENSITIVE"]
+    _shot(page, "08-print-marking")
     _clean(page)

@@ -3,6 +3,7 @@ names, overlay labels, police.uk Location strings) rendered as text with no scri
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -128,6 +129,8 @@ def test_upload_through_the_browser_report_shows_location_as_text(page, tmp_path
     page.page.set_input_files("#file", str(f))
     with page.page.expect_navigation():
         page.page.click("#upload-form button[type=submit]")
+    # 202: the job page, which reloads itself until the worker has ingested the file, then the report
+    page.page.wait_for_url(re.compile(r"/uploads/\d+$"), timeout=60000)
     assert "/uploads/" in page.page.url
     assert page.page.inner_text("#r-accepted") == "1" and page.page.inner_text("#r-rejected") == "1"
     assert "onerror" in page.page.inner_text("#rejects")  # the rejected row, as text

@@ -63,9 +63,13 @@ def app(gridtown_app_config, users):
 
 
 def sign_in(client, user):
-    """Put ``user`` in the client's session (what a successful POST /login does)."""
+    """Start a server-side session for ``user`` and put its id in the client's cookie (what a successful
+    POST /login does)."""
+    from web.auth import SESSION_KEY, open_session
+    with client.application.app_context():
+        sid = open_session(user.username)
     with client.session_transaction() as s:
-        s["user"], s["stamp"] = user.username, user.auth_stamp
+        s[SESSION_KEY] = sid
     return client
 
 

@@ -188,11 +188,14 @@ def test_gzip_when_accepted(client):
 
 
 def test_results_are_cached_per_filter_set(config):
-    from web import layers as L
-    p = L.parse_params(config, {"layer": "gistar"})
-    a = L.layer_data(config, p)
-    assert L.layer_data(config, p) is a
-    assert L.layer_data(config, L.parse_params(config, {"layer": "gistar", "significance": "fdr"})) is not a
+    from hotspots import pipeline
+    from hotspots.request import Audience
+    p = pipeline.parse(config, {"layer": "gistar"})
+    a = pipeline.build_layer(config, p, Audience.VIEWER)
+    assert pipeline.build_layer(config, p, Audience.VIEWER) is a
+    assert pipeline.build_layer(config, p, Audience.ANALYST) is not a
+    assert pipeline.build_layer(config, pipeline.parse(config, {"layer": "gistar", "significance": "fdr"}),
+                                Audience.VIEWER) is not a
 
 
 def test_eb_rates_shrink_towards_the_mean(client):

@@ -19,7 +19,8 @@ def test_sign_in_required_when_public_mode_off(anon_client):
     assert r.status_code == 401 and r.get_json() == {"ok": False, "error": "sign in required", "status": 401}
     assert anon_client.get("/api/v1/downloads/count.csv").status_code == 401
     assert anon_client.get("/api/v1/health").status_code == 200
-    assert anon_client.get("/static/hotspots.js").status_code == 200
+    with anon_client.get("/static/hotspots.js") as r:  # a file response: closed, or a ResourceWarning
+        assert r.status_code == 200
 
 
 def test_login_flow_sets_hardened_cookie_and_redirects(anon_client, users, PASSWORDS):
@@ -111,19 +112,117 @@ def test_csrf_on_every_form(client):
             assert 'name="csrf_token"' in form, (url, form[:200])
 
 
-def test_session_void_after_password_change_or_removal(app, gridtown_app_config, sign_in):
+@pytest.fixture
+def temp_user(gridtown_app_config):
+    """A throwaway analyst (cheap hash) with a unique name, signed in through the real form by ``_sign_in``."""
+    import uuid
     from argon2 import PasswordHasher
     from hotspots.users import UserStore
     st = UserStore.from_config(gridtown_app_config, PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
-    u = st.add_user("temp", "temporary-password", "analyst")
-    c = sign_in(app.test_client(), u)
-    assert c.get("/api/v1/me").status_code == 200
-    st.set_password("temp", "another-password-1")
-    assert c.get("/api/v1/me").status_code == 401
-    u = st.get_user("temp")
-    c = sign_in(app.test_client(), u)
-    assert c.get("/api/v1/me").status_code == 200
-    st.remove_user("temp")
+    name = f"temp-{uuid.uuid4().hex[:8]}"
+    st.add_user(name, "temporary-password", "analyst")
+    yield name
+    if st.get_user(name):
+        st.remove_user(name)
+
+
+def _sign_in(app, name, password="temporary-password"):
+    c = app.test_client()
+    r = c.post("/login", data={"username": name, "password": password, "csrf_token": _csrf(c)})
+    assert r.status_code == 302, r.get_data(as_text=True)
+    return c
+
+
+def _replay(app, c):
+    """A second client carrying a copy of ``c``'s session cookie (as stolen from a shared computer)."""
+    other = app.test_client()
+    other.set_cookie("hotspots_session", c.get_cookie("hotspots_session").value)
+    return other
+
+
+def _refused(c):
+    r = c.get("/api/v1/me")
+    page = c.get("/upload")
+    return r.status_code == 401 and page.status_code == 302 and page.headers["Location"].startswith("/login")
+
+
+def test_cookie_holds_only_a_session_id(app, temp_user):
+    c = _sign_in(app, temp_user)
+    with c.session_transaction() as s:
+        assert set(s) <= {"sid", "csrf", "_permanent"} and len(s["sid"]) >= 40
+        assert "user" not in s and "stamp" not in s
+    assert c.get("/api/v1/me").get_json()["username"] == temp_user
+
+
+def test_copied_cookie_dies_at_logout(app, temp_user):
+    c = _sign_in(app, temp_user)
+    copy = _replay(app, c)
+    assert copy.get("/api/v1/me").status_code == 200  # the copy works while the session lives
+    tok = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/").get_data(as_text=True)).group(1)
+    assert c.post("/logout", data={"csrf_token": tok}).status_code == 302
+    assert _refused(copy) and _refused(c)
+
+
+@pytest.mark.parametrize("action", ["passwd", "remove"])
+def test_copied_cookie_dies_after_cli_passwd_or_remove(app, temp_user, gridtown_app_config, action):
+    from click.testing import CliRunner
+    from hotspots.cli import cli
+    c = _sign_in(app, temp_user)
+    copy = _replay(app, c)
+    assert copy.get("/api/v1/me").status_code == 200
+    env = {"HOTSPOTS_INSTANCE_DIR": str(gridtown_app_config.instance_dir),
+           "HOTSPOTS_DATA_DIR": str(gridtown_app_config.data_dir)}
+    args = ["users", action, temp_user] + (["--password-stdin"] if action == "passwd" else [])
+    r = CliRunner().invoke(cli, args, env=env, input="a-new-password-1\n", obj={})
+    assert r.exit_code == 0 and "1 session signed out" in r.output, r.output
+    assert _refused(copy) and _refused(c)
+
+
+@pytest.mark.parametrize("action", ["password", "sessions/end", "remove"])
+def test_copied_cookie_dies_after_admin_page_action(app, admin_client, temp_user, action):
+    c = _sign_in(app, temp_user)
+    copy = _replay(app, c)
+    assert copy.get("/api/v1/me").status_code == 200
+    page = admin_client.get(f"/admin/users/{temp_user}")
+    assert page.status_code == 200 and 'id="account-sessions">1<' in page.get_data(as_text=True)
+    tok = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    r = admin_client.post(f"/admin/users/{temp_user}/{action}",
+                          data={"csrf_token": tok, "new_password": "a-new-password-2", "confirm": "a-new-password-2"})
+    assert r.status_code in (200, 303), r.get_data(as_text=True)
+    assert _refused(copy) and _refused(c)
+    if action == "password":
+        assert "1 session(s) ended" in r.get_data(as_text=True)
+        assert _sign_in(app, temp_user, "a-new-password-2").get("/api/v1/me").status_code == 200
+    if action == "remove":
+        assert admin_client.get(f"/admin/users/{temp_user}").status_code == 404
+    assert admin_client.get("/api/v1/me").status_code == 200  # the admin's own session is untouched
+
+
+def test_admin_page_refusals(app, admin_client, client, temp_user):
+    page = admin_client.get(f"/admin/users/{temp_user}").get_data(as_text=True)
+    tok = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    r = admin_client.post(f"/admin/users/{temp_user}/password",
+                          data={"csrf_token": tok, "new_password": "a-new-password-3", "confirm": "different-one-3"})
+    assert r.status_code == 400 and "differ" in r.get_data(as_text=True)
+    r = admin_client.post(f"/admin/users/{temp_user}/password",
+                          data={"csrf_token": tok, "new_password": "short", "confirm": "short"})
+    assert r.status_code == 400 and "at least 10 characters" in r.get_data(as_text=True)
+    r = admin_client.post("/admin/users/root/remove", data={"csrf_token": tok})
+    assert r.status_code == 400 and "your own account" in r.get_data(as_text=True)
+    for url in ("/admin/users/nobody", "/admin/users/" + "x" * 300, "/admin/users/%00"):
+        assert admin_client.get(url).status_code == 404
+    # an analyst may do none of it
+    atok = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/upload").get_data(as_text=True)).group(1)
+    assert client.get(f"/admin/users/{temp_user}").status_code == 403
+    assert client.post(f"/admin/users/{temp_user}/remove", data={"csrf_token": atok}).status_code == 403
+    assert _sign_in(app, temp_user).get("/api/v1/me").status_code == 200
+
+
+def test_cookie_of_the_stateless_kind_is_refused(app, users):
+    """A signed cookie naming a user and stamp (the format before server-side sessions) signs nobody in."""
+    c = app.test_client()
+    with c.session_transaction() as s:
+        s["user"], s["stamp"] = users["ana"].username, users["ana"].auth_stamp
     assert c.get("/api/v1/me").status_code == 401
 
 

@@ -186,6 +186,10 @@ def test_with_processes_fn_runs_in_a_child_and_then_in_an_app_context_here(gridt
             g.user = PUBLIC_VIEWER
             pid = bounded(("pid",), os.getpid, then=store)
         assert pid != os.getpid() and cache == {("pid", "Gridtown"): pid}
+        with app.test_request_context("/", environ_base={"REMOTE_ADDR": "10.9.0.7"}):
+            g.user = PUBLIC_VIEWER  # a closure cannot be pickled: it runs on a pool thread, in an app context
+            here = bounded(("closure",), lambda: (os.getpid(), current_app.config["HOTSPOTS"].area_name))
+        assert here == (os.getpid(), "Gridtown")
     finally:
         app.extensions["hotspots_pool"].close(timeout=SETTLE_S)
 

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.bundle
 
 
 @pytest.fixture(scope="module")
-def real_client(tmp_path_factory):
+def real_client(tmp_path_factory, sign_in):
     bundle = Path(os.environ.get("HOTSPOTS_BUNDLE") or Path(__file__).resolve().parents[3] / "shared" / "data")
     if not (bundle / "boundaries").is_dir():
         pytest.skip("real data bundle not found (set HOTSPOTS_BUNDLE or place shared/data beside the repo)")
@@ -27,9 +27,7 @@ def real_client(tmp_path_factory):
     user = UserStore.from_config(config, PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)).add_user(
         "analyst", "analyst-password-1", "analyst")
     c = create_app(config, test_config={"TESTING": True, "WARM_UP": False}).test_client()
-    with c.session_transaction() as s:
-        s["user"], s["stamp"] = user.username, user.auth_stamp
-    return c
+    return sign_in(c, user)
 
 
 def test_first_real_map_counts(real_client):

@@ -144,7 +144,8 @@ def test_makefile_run_is_not_debug():
 
 def test_unexpected_errors_do_not_leak(client, monkeypatch):
     import web.api
-    monkeypatch.setattr(web.api.L, "categories", lambda c: (_ for _ in ()).throw(RuntimeError("/secret/path")))
+    monkeypatch.setattr(web.api.pipeline, "categories",
+                        lambda c, a: (_ for _ in ()).throw(RuntimeError("/secret/path")))
     r = client.get("/api/v1/categories")
     assert r.status_code == 500 and "/secret/path" not in r.get_data(as_text=True)
 
@@ -153,3 +154,63 @@ def test_signed_in_data_is_never_stored_public_data_may_be(client, public_client
     assert client.get("/api/v1/layers/count.geojson").headers["Cache-Control"] == "no-store"
     cc = public_client.get("/api/v1/layers/count.geojson").headers["Cache-Control"]
     assert cc.startswith("private") and "Cookie" in public_client.get("/api/v1/layers/count.geojson").headers["Vary"]
+
+
+def _tokens(html: str) -> list[str]:
+    return re.findall(r'name="csrf_token" value="([^"]+)"', html) + re.findall(
+        r'name="csrf-token" content="([^"]+)"', html)
+
+
+def test_csrf_token_masked_per_response_and_every_copy_verifies(app):
+    """BREACH: the token's bytes differ in every response (secret XOR a fresh pad), the secret itself is
+    never in a page, and each masked copy verifies."""
+    import base64
+    c = app.test_client()
+    pages = [c.get("/login", headers={"Accept-Encoding": "gzip"}) for _ in range(3)]
+    assert all(p.headers.get("Content-Encoding") == "gzip" for p in pages)  # compressed, so it matters
+    import gzip
+    htmls = [gzip.decompress(p.get_data()).decode() for p in pages]
+    tokens = [t for h in htmls for t in _tokens(h)]
+    assert len(tokens) == 6 and len(set(tokens)) == 6  # form field and meta, three responses: all different
+    with c.session_transaction() as s:
+        secret = s["csrf"]
+    raw = base64.urlsafe_b64decode(secret + "=" * (-len(secret) % 4))
+    assert len(raw) == 32
+    for h in htmls:
+        assert secret not in h and raw.hex() not in h
+    for k, tok in enumerate(tokens):  # each verifies: the form is judged on its password, not refused 400
+        r = c.post("/login", data={"username": "nobody", "password": "x" * 12, "csrf_token": tok},
+                   environ_base={"REMOTE_ADDR": f"10.44.0.{k}"})
+        assert r.status_code == 401, r.get_data(as_text=True)
+    r = c.post("/login", data={"username": "nobody", "password": "x" * 12}, headers={"X-CSRF-Token": tokens[0]},
+               environ_base={"REMOTE_ADDR": "10.44.1.1"})
+    assert r.status_code == 401
+
+
+def test_csrf_refuses_unmasked_foreign_and_malformed_tokens(app):
+    from web.security import mask_token
+    import base64
+    c = app.test_client()
+    good = _tokens(c.get("/login").get_data(as_text=True))[0]
+    with c.session_transaction() as s:
+        secret = s["csrf"]
+    other = _tokens(app.test_client().get("/login").get_data(as_text=True))[0]  # another session's token
+    wrong = mask_token(b"\x01" * 32)
+    raw = base64.urlsafe_b64decode(good + "=" * (-len(good) % 4))
+    flipped = base64.urlsafe_b64encode(raw[:-1] + bytes([raw[-1] ^ 1])).decode().rstrip("=")
+    for bad in (secret, other, wrong, flipped, good[:-4], good + "AAAA", "%%%", "é" * 86, "A" * 10_000):
+        r = c.post("/login", data={"username": "nobody", "password": "x" * 12, "csrf_token": bad},
+                   environ_base={"REMOTE_ADDR": "10.45.0.1"})
+        assert r.status_code == 400 and "CSRF" in r.get_data(as_text=True), bad[:20]
+    r = c.post("/login", data={"username": "nobody", "password": "x" * 12, "csrf_token": good},
+               environ_base={"REMOTE_ADDR": "10.45.0.2"})
+    assert r.status_code == 401
+
+
+def test_login_form_echoes_only_a_same_site_next(anon_client):
+    """A reflected value beside the CSRF token in a compressed page is the BREACH pattern: ``next`` is
+    echoed only when it is a same-site path the sign-in would honour."""
+    html = anon_client.get("/login?next=https://evil.example/csrf_token%3Dabc").get_data(as_text=True)
+    assert "evil.example" not in html and 'name="next"' not in html
+    html = anon_client.get("/login?next=/%3Flayer%3Dcount").get_data(as_text=True)
+    assert 'name="next" value="/?layer=count"' in html

@@ -13,6 +13,10 @@
   var entries = {};   // name -> {group, legend, loadedKey, loading}
   var pending = 0;
   var CRIME = ["count", "rate", "eb_rate", "gistar", "lisa", "change"];
+  var HATCH = "url(#hs-hatch-suppressed)";  // the SVG pattern defined once in the page (_patterns.html)
+  var phone = window.matchMedia("(max-width: 480px)");
+  // tablets (up to 1024 px wide) collapse the layer list behind Leaflet's layers button
+  function dockQueryNow() { return window.matchMedia("(max-width: 1024px)").matches; }
 
   document.body.dataset.state = "loading";
   window.hotspots = {map: map, entries: entries, state: state, params: params, visible: function () { return visible.slice(); }};
@@ -41,13 +45,52 @@
     }
     return String(v);
   }
+  function plural(n, one, many) {
+    return fmt(n) + " " + (n === 1 ? one : (many || one + "s"));
+  }
+  var MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+                "November", "December"];
+  function monthWords(ym) {
+    var m = /^(\d{4})-(\d{2})$/.exec(ym || "");
+    return m ? MONTHS[parseInt(m[2], 10) - 1] + " " + m[1] : String(ym || "");
+  }
+  function periodWords(a, b) {
+    if (!a && !b) return "";
+    return !b || a === b ? monthWords(a) : monthWords(a) + " to " + monthWords(b);
+  }
+  // a suppressed area with no class of its own (count/rate maps): hatched, never the "not significant" grey
+  function suppressedClass(p) { return !!p.suppressed && /^Suppressed/.test(p.class_label || ""); }
+  function suppressedItem(it) { return it.pattern === "hatch" || /^Suppressed/.test(it.label || ""); }
+  /* Pattern as well as colour: "low" classes (Gi* cold spots, LISA Low-Low and Low-High) are dotted, so they
+   * stay apart from the hot classes without colour vision (dark red and dark blue have the same lightness). */
+  function dottedLabel(label) { return /^Cold spot|^Low-/.test(label || ""); }
+  var SVGNS = "http://www.w3.org/2000/svg";
+  function dotsFill(colour) {
+    if (!/^#[0-9a-fA-F]{6}$/.test(colour || "")) return colour;
+    var id = "hs-dots-" + colour.slice(1).toLowerCase();
+    if (!document.getElementById(id)) {
+      var defs = document.querySelector("svg.svg-defs defs");
+      if (!defs) return colour;
+      var pat = document.createElementNS(SVGNS, "pattern");
+      pat.setAttribute("id", id); pat.setAttribute("patternUnits", "userSpaceOnUse");
+      pat.setAttribute("width", "6"); pat.setAttribute("height", "6");
+      var rect = document.createElementNS(SVGNS, "rect");
+      rect.setAttribute("width", "6"); rect.setAttribute("height", "6"); rect.setAttribute("fill", colour);
+      var dot = document.createElementNS(SVGNS, "circle");
+      dot.setAttribute("cx", "3"); dot.setAttribute("cy", "3"); dot.setAttribute("r", "1.1"); dot.setAttribute("fill", "#ffffff");
+      pat.appendChild(rect); pat.appendChild(dot); defs.appendChild(pat);
+    }
+    return "url(#" + id + ")";
+  }
   // colours go in through the CSSOM, never as inline style attributes (the Content-Security-Policy has no
   // 'unsafe-inline' for styles); markup names its colour in data-colour and paint() applies it
   function paint(root) {
     Array.prototype.forEach.call(root.querySelectorAll("[data-colour]"), function (el) {
       var c = el.getAttribute("data-colour");
       if (!/^#[0-9a-fA-F]{3,8}$/.test(c)) return;
-      if (el.classList.contains("outline")) el.style.borderColor = c; else el.style.background = c;
+      if (el.classList.contains("outline")) el.style.borderColor = c;
+      else if (el.classList.contains("dots")) el.style.backgroundColor = c;  // keeps the dots' background-image
+      else el.style.background = c;
     });
     return root;
   }
@@ -85,6 +128,21 @@
   map.attributionControl.addAttribution(esc(state.attribution.join(" ")));
   map.attributionControl.addAttribution("police.uk locations are approximate");
   if (!state.tiles || state.tiles === "none") map.getContainer().classList.add("no-tiles");
+  map.getContainer().setAttribute("role", "region");
+  map.getContainer().setAttribute("aria-label", "Map of " + (document.title.split(" · ")[1] || "the area") +
+    ": use the layer list and the legend beside it; the side panel lists the top hot spots as text");
+
+  /* Area tooltips live in a pane of their own directly in the map container, above the controls (the map
+   * pane is a stacking context under them, so a tooltip in it is drawn beneath the legend). The pane follows
+   * the map pane's offset, so Leaflet's layer-point positions still land on the pointer. */
+  var tipPane = map.createPane("hotspots-tooltips", map.getContainer());
+  tipPane.classList.add("tooltip-top-pane");
+  function syncTipPane() {
+    var c = map.getCenter();
+    L.DomUtil.setPosition(tipPane, map.latLngToContainerPoint(c).subtract(map.latLngToLayerPoint(c)).round());
+  }
+  map.on("move zoomend viewreset resize", syncTipPane);
+  syncTipPane();
 
   // -- layers ------------------------------------------------------------------------------------------
   function styleFor(name) {
@@ -93,17 +151,33 @@
     }
     var isOverlay = !(CRIME.indexOf(name) >= 0);
     return function (f) {
-      return {fillColor: f.properties.fill || "#bdbdbd", fillOpacity: isOverlay ? 0.7 : 0.8,
-              color: "#555", weight: 0.6, opacity: 0.8};
+      if (suppressedClass(f.properties)) {
+        return {fillColor: HATCH, fillOpacity: 1, color: "#4d4d4d", weight: 0.8, opacity: 0.9};
+      }
+      var fill = f.properties.fill || "#bdbdbd";
+      if (dottedLabel(f.properties.class_label)) fill = dotsFill(fill);
+      return {fillColor: fill, fillOpacity: isOverlay ? 0.7 : 0.8, color: "#555", weight: 0.6, opacity: 0.8};
     };
+  }
+  function plainFor(fc, label) {
+    var items = (fc.legend && fc.legend.items) || [];
+    for (var i = 0; i < items.length; i++) {
+      if (items[i].label === label) return items[i].plain || (suppressedItem(items[i]) ? SUPPRESSED_PLAIN : "");
+    }
+    return "";
   }
   function tooltipHTML(fc, p) {
     var rows = (fc.fields || []).filter(function (f) { return p[f[0]] !== undefined; }).map(function (f) {
       return "<tr><th>" + esc(f[1]) + "</th><td>" + esc(fmt(p[f[0]])) + "</td></tr>";
     });
-    var cls = p.class_label ? '<div class="tt-class"><span class="swatch" data-colour="' + esc(p.fill) + '"></span>' +
-      esc(p.class_label) + "</div>" : "";
-    return '<div class="tt"><strong>' + esc(fc.title || "") + "</strong>" + cls + "<table>" + rows.join("") + "</table></div>";
+    var plain = p.class_label ? plainFor(fc, p.class_label) : "";
+    var sw = suppressedClass(p) ? '<span class="swatch hatch"></span>' :
+      '<span class="swatch' + (dottedLabel(p.class_label) ? " dots" : "") + '" data-colour="' + esc(p.fill) + '"></span>';
+    var cls = p.class_label ? '<div class="tt-class">' + sw + "<span><strong>" + esc(plain ? plain.split(":")[0] : p.class_label) +
+      "</strong>" + (plain ? " (" + esc(p.class_label) + ")" : "") + "</span></div>" : "";
+    var why = fc.legend && fc.legend.explain && p.class_label && !suppressedClass(p) ?
+      '<p class="tt-why">' + esc(fc.legend.explain) + "</p>" : "";
+    return '<div class="tt"><strong>' + esc(fc.title || "") + "</strong>" + cls + why + "<table>" + rows.join("") + "</table></div>";
   }
   function makeEntry(name) {
     var group = L.featureGroup();
@@ -132,7 +206,7 @@
             lyr.bindTooltip(esc(f.properties.name), {permanent: true, direction: "center", className: "ward-label"});
           } else {
             lyr.bindTooltip(function () { return toElement(tooltipHTML(fc, f.properties)); },
-                            {sticky: true, className: "area-tooltip"});
+                            {sticky: true, className: "area-tooltip", pane: "hotspots-tooltips", opacity: 1});
             lyr.bindPopup(function () {
               return toElement(tooltipHTML(fc, f.properties) + '<p class="pop-code">' + esc(f.properties.code) + "</p>");
             });
@@ -146,16 +220,52 @@
       e.loadedKey = key; e.loadingKey = null;
       if (name === "wards") e.group.bringToFront();
       else if (entries.wards && map.hasLayer(entries.wards.group)) entries.wards.group.bringToFront();
-      if (!fitted && fc.features.length) { fitted = true; map.fitBounds(gj.getBounds(), {padding: [8, 8], animate: false}); }
+      if (!areaBounds && fc.features.length) areaBounds = gj.getBounds();
       if (name === "wards") updateWardLabels();
-      renderLegends();
+      renderLegends();  // also fits the map to the area, now that the legend has its size
       return e;
     }).catch(function (err) {
       e.loadingKey = null;
       showError(catalogue[name] ? catalogue[name].title + ": " + err.message : err.message);
     }).finally(function () { busy(-1); });
   }
-  var fitted = false;
+
+  /* Fit the analysed area into the part of the map that no control covers. Each control box takes its
+   * width from the left or right side, or its height from the top or bottom, whichever costs the map less
+   * (the legend and layer list take a strip on the right; the attribution line and scale bar a strip at the
+   * bottom). Refitted when the legend or the window changes, until the user moves the map. */
+  var areaBounds = null, userMoved = false, fitting = false;
+  function controlPadding() {
+    var box = map.getContainer().getBoundingClientRect();
+    var pad = {l: 10, r: 10, t: 10, b: 10};
+    Array.prototype.forEach.call(map.getContainer().querySelectorAll(".leaflet-control"), function (el) {
+      var r = el.getBoundingClientRect();
+      if (!r.width || !r.height) return;
+      var right = r.left + r.width / 2 > box.left + box.width / 2;
+      var bottom = r.top + r.height / 2 > box.top + box.height / 2;
+      var w = right ? box.right - r.left : r.right - box.left;
+      var h = bottom ? box.bottom - r.top : r.bottom - box.top;
+      if (w / box.width <= h / box.height) {
+        if (right) pad.r = Math.max(pad.r, w + 10); else pad.l = Math.max(pad.l, w + 10);
+      } else if (bottom) { pad.b = Math.max(pad.b, h + 10); } else { pad.t = Math.max(pad.t, h + 10); }
+    });
+    return pad;
+  }
+  function fitArea() {
+    if (!areaBounds || userMoved) return;
+    var pad = controlPadding();
+    fitting = true;
+    map.fitBounds(areaBounds, {paddingTopLeft: [pad.l, pad.t], paddingBottomRight: [pad.r, pad.b], animate: false});
+    fitting = false;
+    document.body.dataset.fitted = "1";
+  }
+  map.on("dragstart", function () { userMoved = true; });
+  map.on("zoomstart", function () { if (!fitting) userMoved = true; });
+  var resizeTimer = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(function () { placeLegend(); map.invalidateSize({animate: false}); fitArea(); }, 150);
+  });
 
   /* Ward names are readable only when few are in view: beyond MAX_WARD_LABELS (a city-wide view of a big
    * area such as London's 704 wards) they are hidden until the user zooms in. */
@@ -172,7 +282,7 @@
   map.on("zoomend moveend", updateWardLabels);
 
   // layer control: every layer is an overlay; loaded the first time it is switched on
-  var control = L.control.layers(null, null, {collapsed: state.print, position: "topright"});
+  var control = L.control.layers(null, null, {collapsed: state.print || phone.matches || dockQueryNow(), position: "topright"});
   var tile = null;
   map.eachLayer(function (l) { if (l instanceof L.TileLayer) tile = l; });
   if (tile) {
@@ -185,6 +295,13 @@
     control.addOverlay(e.group, esc(l.title));
   });
   control.addTo(map);
+  // keyboard order: the map's controls (zoom, layers, legend) come before its 161 focusable areas
+  var controlsBox = map.getContainer().querySelector(".leaflet-control-container");
+  if (controlsBox) map.getContainer().insertBefore(controlsBox, map.getContainer().firstChild);
+  var layersBox = control.getContainer();
+  layersBox.setAttribute("aria-label", "Map layers");
+  var layersList = layersBox.querySelector(".leaflet-control-layers-list");
+  if (layersList) { layersList.setAttribute("role", "group"); layersList.setAttribute("aria-label", "Layers shown on the map"); }
   map.on("overlayadd", function (ev) {
     var name = ev.layer.hotspotsName;
     if (!name) return;
@@ -200,20 +317,64 @@
 
   // -- legends: one per visible layer -------------------------------------------------------------------
   var legendCtl = L.control({position: "bottomright"});
+  /* The legend box: a "Legend" button (collapsed by default on a phone, where the map comes first) and
+   * one legend per visible layer. Plain words first ("Hot spot, 99 %: ..."), the statistical class name
+   * and the note (cut-offs, classification) second. */
   legendCtl.onAdd = function () {
-    var div = L.DomUtil.create("div", "legend-box leaflet-bar");
-    div.id = "legends";
+    var div = L.DomUtil.create("section", "legend-box leaflet-bar");
+    div.setAttribute("aria-label", "Legend");
+    var open = !phone.matches || state.print;
+    div.innerHTML = '<button type="button" class="legend-toggle" id="legend-toggle" aria-controls="legends" aria-expanded="' +
+      open + '">Legend</button><div id="legends" class="legends"' + (open ? "" : " hidden") + "></div>";
     L.DomEvent.disableScrollPropagation(div);
     L.DomEvent.disableClickPropagation(div);
+    div.querySelector("#legend-toggle").addEventListener("click", function () {
+      var body = div.querySelector("#legends");
+      body.hidden = !body.hidden;
+      this.setAttribute("aria-expanded", String(!body.hidden));
+      div.classList.toggle("collapsed", body.hidden);
+    });
+    div.classList.toggle("collapsed", !open);
     return div;
   };
   legendCtl.addTo(map);
+  /* On a portrait tablet the map column is narrow and tall: the legend docks below the map instead of
+   * taking a third of its width. Back in its map corner when the window turns or grows. */
+  var dockQuery = window.matchMedia("(min-width: 481px) and (max-width: 1024px) and (orientation: portrait)");
+  var legendCorner = legendCtl.getContainer().parentNode;
+  function placeLegend() {
+    var box = legendCtl.getContainer(), dock = document.getElementById("legend-dock");
+    if (!dock) return;
+    var docked = state.print || dockQuery.matches;  // print: the legend sits beside the map, never over it
+    document.body.classList.toggle("legend-docked", docked && !state.print);
+    if (docked && box.parentNode !== dock) dock.appendChild(box);
+    if (!docked && box.parentNode !== legendCorner) legendCorner.insertBefore(box, legendCorner.firstChild);
+    map.invalidateSize({animate: false});
+  }
+  placeLegend();
+  var SUPPRESSED_PLAIN = "Hidden to protect privacy: too few incidents to publish (not the same as \u201cnot significant\u201d)";
   function legendHTML(leg) {
     var items = (leg.items || []).map(function (it) {
-      var sw = '<span class="swatch' + (it.outline ? " outline" : "") + '" data-colour="' + esc(it.colour) + '"></span>';
-      return "<li>" + sw + esc(it.label) + ' <span class="n">(' + esc(it.n) + ")</span></li>";
+      var hatch = suppressedItem(it);
+      var sw = hatch ? '<span class="swatch hatch" aria-hidden="true"></span>' :
+        '<span class="swatch' + (it.outline ? " outline" : "") + (dottedLabel(it.label) ? " dots" : "") + '" data-colour="' +
+        esc(it.colour) + '" aria-hidden="true"></span>';
+      var plain = it.plain || (hatch ? SUPPRESSED_PLAIN : "");
+      var n = typeof it.n === "number" ? plural(it.n, "area") : esc(it.n);
+      if (typeof it.n === "number" && /\(\d+\)$/.test(it.label || "")) n = "";  // "Wards (20)" says it already
+      var words;
+      if (plain) {
+        var cut = plain.indexOf(":");
+        var head = cut > 0 ? plain.slice(0, cut) : plain, rest = cut > 0 ? plain.slice(cut + 1).trim() : "";
+        words = "<span class='lab'><strong>" + esc(head) + "</strong>" + (rest ? ": " + esc(rest) : "") +
+          " <span class='stat'>" + esc(it.label) + (n ? ", " + n : "") + "</span></span>";
+      } else {
+        words = "<span class='lab'>" + esc(it.label) + (n ? " <span class='n'>(" + n + ")</span>" : "") + "</span>";
+      }
+      return "<li" + (hatch ? " class='suppressed-item'" : "") + ">" + sw + words + "</li>";
     });
-    return '<div class="legend"><h3>' + esc(leg.title) + "</h3><ul>" + items.join("") + "</ul>" +
+    return '<div class="legend"><h3>' + esc(leg.title) + "</h3>" +
+      (leg.explain ? '<p class="legend-explain">' + esc(leg.explain) + "</p>" : "") + "<ul>" + items.join("") + "</ul>" +
       (leg.note ? '<p class="legend-note">' + esc(leg.note) + "</p>" : "") + "</div>";
   }
   function renderLegends() {
@@ -221,9 +382,10 @@
       .map(function (n) { return legendHTML(entries[n].legend); }).join("");
     var box = document.getElementById("legends");
     if (box) box.innerHTML = html;
-    if (box) paint(box);
+    if (box) { paint(box); box.parentNode.classList.toggle("empty", !html); }
     var pbox = document.getElementById("legends-print");
     if (pbox) { pbox.innerHTML = html; paint(pbox); }
+    fitArea();
   }
 
   // -- side panel ------------------------------------------------------------------------------------
@@ -231,11 +393,14 @@
     var el = document.getElementById("summary");
     if (!el) return;
     var top = s.top.length ? "<ol class='top'>" + s.top.map(function (r) {
+      var count = typeof r.count === "number" ? plural(r.count, "incident") : esc(fmt(r.count)) + " incidents";
       return "<li><strong>" + esc(r.name) + "</strong> (" + esc(r.code) + ")" + (r.ward ? ", " + esc(r.ward) + " ward" : "") +
-        ": " + esc(fmt(r.count)) + " incidents, z = " + esc(fmt(r.z)) + " <span class='cls'>" + esc(r["class"]) + "</span></li>";
+        ": " + count + " here, z = " + esc(fmt(r.z)) + " <span class='cls'>" + esc(r["class"]) + "</span></li>";
     }).join("") + "</ol>" : "<p>No area is a significant Gi* hot spot with these settings.</p>";
-    el.innerHTML = "<h2>Top hot spots</h2><p class='muted'>" + esc(s.title) + "</p>" + top +
-      "<p>" + esc(s.n_hot) + " hot and " + esc(s.n_cold) + " cold spot(s) at 90% or more.</p>" +
+    el.innerHTML = "<h2>Top hot spots</h2><p class='muted'>" + esc(s.title) + "</p>" +
+      "<p class='why'>Why this order: Gi* scores the neighbourhood, so an area with few incidents ranks high when " +
+      "its neighbours have many.</p>" + top +
+      "<p>" + plural(s.n_hot, "hot spot") + " and " + plural(s.n_cold, "cold spot") + " at 90 % confidence or more.</p>" +
       "<h2>Is there clustering?</h2><p id='moran-text'>" + esc(s.moran_text) + "</p>" +
       "<h2>Parameters and why</h2><ul class='messages'>" + s.messages.map(function (m) {
         return "<li" + (m.indexOf("Warning") === 0 ? " class='warn'" : "") + ">" + esc(m) + "</li>";
@@ -253,9 +418,13 @@
     var el = document.getElementById("comparison");
     if (!el) return;
     el.hidden = false;
+    var emptyBaseline = c.total_before === 0;
     var rows = c.rows.filter(function (r) { return r.change !== 0; }).slice(0, 15).map(function (r) {
+      // against an empty baseline a change is not an increase: show the server's class label instead
+      var change = emptyBaseline ? esc(r.class_label || "no data in the baseline") :
+        (typeof r.change === "number" && r.change > 0 ? "+" : "") + esc(fmt(r.change));
       return "<tr><td>" + esc(r.name) + "</td><td>" + esc(r.ward_name || "") + "</td><td>" + esc(fmt(r.count_before)) +
-        "</td><td>" + esc(fmt(r.count_after)) + "</td><td>" + (r.change > 0 ? "+" : "") + esc(fmt(r.change)) + "</td></tr>";
+        "</td><td>" + esc(fmt(r.count_after)) + "</td><td>" + change + "</td></tr>";
     });
     el.innerHTML = "<h2>Period comparison</h2><p id='compare-sentence'>" + esc(c.sentence) + "</p>" +
       "<table class='cmp'><thead><tr><th>Area</th><th>Ward</th><th>Before</th><th>After</th><th>Change</th></tr></thead><tbody>" +
@@ -300,7 +469,71 @@
       }).join(" · ");
     }
     var pp = document.getElementById("print-params");
-    if (pp) pp.textContent = "Parameters: " + qs(params).replace(/&/g, " · ");
+    if (pp) pp.textContent = "Parameters: " + paramsWords();
+    var sub = document.getElementById("print-subtitle");
+    if (sub) sub.textContent = filtersWords();
+  }
+  // the filters in words for the print view's subtitle and parameter line (never a raw query string)
+  var GEOGRAPHY_WORDS = {lsoa: "neighbourhoods (LSOA 2021)", ward: "wards"};
+  var SIGNIFICANCE_WORDS = {none: "no correction for multiple tests", fdr: "false discovery rate (Benjamini-Hochberg)",
+                            bonferroni: "Bonferroni correction"};
+  var VARIABLE_WORDS = {count: "incident count", rate: "rate per 1,000 residents", eb_rate: "smoothed rate per 1,000"};
+  var categoryLabels = {};  // slug -> label ("violent-crime" -> "Violence and sexual offences")
+  function categoryWords(slugs) {
+    return (slugs || "").split(",").filter(Boolean).map(function (c) {
+      if (categoryLabels[c]) return categoryLabels[c];
+      var w = c.replace(/-/g, " ");
+      return w.charAt(0).toUpperCase() + w.slice(1);
+    }).join(", ") || "All crime";
+  }
+  /* One attribution block for print: the dataset lines repeat the Open Government Licence and Crown
+   * copyright sentences; say each once, with the copyright years and the sources named after it. */
+  function oneAttribution(lines) {
+    var years = [], sources = [];
+    lines.forEach(function (line) {
+      line.split(/\.\s+(?=[A-Z])/).forEach(function (sentence) {
+        var t = sentence.replace(/\.\s*$/, "").trim();
+        var crown = /Crown copyright and database right(?: (\d{4}))?/.exec(t);
+        if (crown) { if (crown[1] && years.indexOf(crown[1]) < 0) years.push(crown[1]); return; }
+        if (/^Sources: /.test(t)) return;  // the map's own source list: named again from the dataset lines
+        if (/Open Government Licence/.test(t)) {
+          var paren = /\(([^)]+)\)/.exec(t);
+          t = paren ? paren[1] : t.replace(/^Contains public sector information/, "")
+            .replace(/,?\s*licensed under the Open Government Licence v3\.0,?/, "").trim();
+        }
+        t = t.replace(/^Source: /, "").replace(/,$/, "").trim();
+        if (t && sources.indexOf(t) < 0) sources.push(t);
+      });
+    });
+    years.sort();
+    return "Contains public sector information licensed under the Open Government Licence v3.0. Contains OS data " +
+      "© Crown copyright and database right" + (years.length ? " " + years.join(", ") : "") + ". Sources: " +
+      sources.join("; ") + ".";
+  }
+  function filtersWords() {
+    var layer = catalogue[params.layer] ? catalogue[params.layer].title : params.layer;
+    var parts = [layer];
+    if (CRIME.indexOf(params.layer) >= 0) {
+      parts.push(categoryWords(params.category), periodWords(params.from, params.to),
+                 "by " + (GEOGRAPHY_WORDS[params.geography] || params.geography));
+    }
+    return parts.filter(Boolean).join(" · ");
+  }
+  function paramsWords() {
+    var out = [];
+    if (params.layer === "gistar" || params.layer === "lisa") {
+      out.push("variable: " + (VARIABLE_WORDS[params.variable] || params.variable),
+               "neighbours: " + String(params.weights || "").replace("knn:", "nearest ").replace("distance:", "within ") +
+               (/^distance:/.test(params.weights || "") ? " m" : ""),
+               "significance: " + (SIGNIFICANCE_WORDS[params.significance] || params.significance));
+      if (params.layer === "lisa") out.push("α = " + params.alpha);
+    } else if (["count", "rate", "eb_rate"].indexOf(params.layer) >= 0 || /^overlay-/.test(params.layer)) {
+      out.push("classes: " + params.classes + ", " + params.k);
+    } else if (params.layer === "change") {
+      out.push("baseline: " + (params.compare_from ? periodWords(params.compare_from, params.compare_to) :
+                               "the same number of months just before"));
+    }
+    return out.join(" · ") || "defaults";
   }
   function showOptions() {
     var l = params.layer;
@@ -341,11 +574,66 @@
     syncURL(true); showOptions(); refreshPanel();
   }
   var form = document.getElementById("controls");
+  Array.prototype.forEach.call(document.querySelectorAll("#category option"), function (o) {
+    categoryLabels[o.value] = o.textContent.replace(/\s*\([^)]*\)\s*$/, "");
+  });
   if (form) {
     form.addEventListener("change", applyChange);
     form.addEventListener("submit", function (ev) { ev.preventDefault(); applyChange(); });
   }
   window.addEventListener("popstate", function () { location.reload(); });
+  // -- phone drawer: the map first, the controls in a drawer opened by a button (Escape closes it) ----------
+  var panel = document.getElementById("panel");
+  var toggle = document.getElementById("drawer-toggle");
+  function setDrawer(open, focus) {
+    document.body.classList.toggle("drawer-open", open);
+    if (toggle) toggle.setAttribute("aria-expanded", String(open));
+    if (open && focus) { var c = document.getElementById("drawer-close"); if (c) c.focus(); }
+    if (!open && focus && toggle) toggle.focus();
+  }
+  if (toggle && panel) {
+    toggle.addEventListener("click", function () { setDrawer(!document.body.classList.contains("drawer-open"), true); });
+    document.getElementById("drawer-close").addEventListener("click", function () { setDrawer(false, true); });
+    document.addEventListener("keydown", function (ev) {
+      if (ev.key === "Escape" && document.body.classList.contains("drawer-open")) setDrawer(false, true);
+    });
+  }
+  if (state.print) {
+    // the protective marking (OFFICIAL, OFFICIAL-SENSITIVE) at the top and bottom of the sheet
+    Array.prototype.forEach.call(document.querySelectorAll(".marking"), function (el) {
+      el.textContent = state.marking || "";
+      el.hidden = !state.marking;
+    });
+    var attribution = document.getElementById("print-attribution");
+    if (attribution) {
+      var lines = Array.prototype.map.call(attribution.querySelectorAll(".attr-line"), function (el) { return el.textContent; });
+      if (lines.length) attribution.textContent = oneAttribution(lines);
+    }
+    busy(1);
+    getJSON(API + "/categories").then(function (body) {
+      (body.categories || []).forEach(function (c) { categoryLabels[c.slug] = c.label; });
+      syncURL();
+    }).catch(function () { /* the subtitle keeps the words made from the slugs */ }).finally(function () { busy(-1); });
+    var north = L.control({position: "topleft"});
+    north.onAdd = function () {
+      var img = L.DomUtil.create("img", "north-arrow");
+      img.src = state.static_url ? state.static_url + "north-arrow.svg" : northArrowURL();
+      img.alt = "North arrow: north is up";
+      img.width = 32; img.height = 44;
+      return img;
+    };
+    north.addTo(map);
+    var when = document.getElementById("print-date");
+    if (when) {
+      var now = new Date();
+      when.dateTime = now.toISOString().slice(0, 10);
+      when.textContent = now.toLocaleDateString("en-GB", {day: "numeric", month: "long", year: "numeric"});
+    }
+  }
+  function northArrowURL() {
+    var s = document.querySelector("script[src$='hotspots.js']");
+    return s ? s.getAttribute("src").replace(/hotspots\.js$/, "north-arrow.svg") : "north-arrow.svg";
+  }
   var printButton = document.getElementById("print-button");
   if (printButton) printButton.addEventListener("click", function () { window.print(); });
 

@@ -1,0 +1,255 @@
+"""Square and hexagonal grids over an area, in EPSG:27700, and the assignment of incidents to cells.
+
+Why grids: an LSOA (about 1,500 residents) is right for a needs assessment but too coarse for a
+patrol plan. Police analysts use a fishnet or hexagon grid (ArcGIS Optimized Hot Spot Analysis,
+sfhotspot ``hotspot_gistar``). A grid is one more geography: a GeoDataFrame with a ``code`` per
+cell, so weights, Gi* and the rest of the engine take it as they take LSOAs.
+
+Decisions (docs/methods.md, "Grids, kernel density and the optimized distance band"):
+
+* The lattice is aligned to the national grid origin (cell corners at multiples of the cell
+  size), so a 250 m grid nests exactly in a 500 m or 1 km grid and a cell keeps its code from
+  one run to the next. Codes name the lower-left corner of a square cell
+  (``sq250_E390000_N298250``) and the centre of a hexagon (``hx250_E390125_N298217``).
+* ``geometry`` is the FULL cell: every cell has the same area and its centroid is on the lattice,
+  so distance-band weights and densities are comparable across the city. ``clipped`` is the cell
+  cut to the area, for display and for assigning incidents. ``share_inside`` is the fraction of
+  the cell's area inside the area and ``partial`` flags cells cut by the boundary.
+* Cells wholly outside the area (or touching it only along an edge or at a corner) are dropped.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import shapely
+
+from .errors import AnalysisError
+
+BNG_EPSG = 27700
+#: Grids larger than this are refused unless the caller raises the cap: 200,000 polygons is about
+#: the most a browser map and a 999-permutation Gi* on two cores handle in seconds.
+DEFAULT_MAX_CELLS = 200_000
+#: Below this a grid only resolves the snapping of police.uk locations, and hexagon codes (centres
+#: rounded to the metre) would no longer be unique.
+MIN_CELL_M = 5.0
+#: sfhotspot's automatic cell size: the shorter side of the points' bounding box divided by this.
+AUTO_CELLS_ON_SHORT_SIDE = 50
+#: Automatic cell sizes are rounded down to a multiple of this, so that they nest with 50/100/250 m grids.
+AUTO_ROUND_M = 50.0
+#: Tolerance on share_inside: cells cut by less than this fraction are not flagged partial.
+PARTIAL_TOLERANCE = 1e-9
+SHAPES = ("square", "hex")
+
+
+def positive_metres(value: Any, what: str) -> float:
+    """``value`` as a finite number of metres > 0, or an AnalysisError naming ``what``."""
+    try:
+        metres = float(value)
+    except (TypeError, ValueError):
+        raise AnalysisError(f"{what} {value!r} is not a number of metres") from None
+    if not math.isfinite(metres) or metres <= 0:
+        raise AnalysisError(f"{what} must be a finite number of metres > 0, got {value!r}")
+    return metres
+
+
+def _check_cell(cell_m: Any) -> float:
+    cell = positive_metres(cell_m, "cell size")
+    if cell < MIN_CELL_M:
+        raise AnalysisError(f"cell size {cell:g} m is below the minimum of {MIN_CELL_M:g} m")
+    return cell
+
+
+def _check_area(area: Any) -> Any:
+    if isinstance(area, (gpd.GeoDataFrame, gpd.GeoSeries)):
+        crs = area.crs
+        if crs is None or crs.to_epsg() != BNG_EPSG:
+            raise AnalysisError("the area must be in EPSG:27700 (British National Grid) to build a grid in metres")
+        area = shapely.union_all(np.asarray(area.geometry.values if hasattr(area, "geometry") else area.values))
+    if not isinstance(area, shapely.Geometry) or shapely.get_type_id(area) not in (3, 6):
+        raise AnalysisError("the area must be a Polygon or MultiPolygon in EPSG:27700")
+    if area.is_empty or area.area <= 0:
+        raise AnalysisError("the area is empty: nothing to cover with a grid")
+    return area
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.0f}" if float(v).is_integer() else f"{v:.3f}".rstrip("0").rstrip(".")
+
+
+def _square_lattice(bounds: tuple, cell: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    minx, miny, maxx, maxy = bounds
+    ix = np.arange(math.floor(minx / cell), math.ceil(maxx / cell))
+    iy = np.arange(math.floor(miny / cell), math.ceil(maxy / cell))
+    gx, gy = np.meshgrid(ix, iy)
+    gx, gy = gx.ravel(), gy.ravel()
+    x0, y0 = gx * cell, gy * cell  # multiples of the cell size: shared edges are bit-identical
+    geoms = shapely.box(x0, y0, (gx + 1) * cell, (gy + 1) * cell)
+    prefix = f"sq{_fmt(cell)}"
+    codes = [f"{prefix}_E{_fmt(a)}_N{_fmt(b)}" for a, b in zip(x0.tolist(), y0.tolist())]
+    return geoms, gx, gy, codes
+
+
+def _hex_lattice(bounds: tuple, cell: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Pointy-topped hexagons whose width across flats (= the distance between neighbouring
+    centres) is ``cell``, as ``sf::st_make_grid(square = FALSE)`` sizes them."""
+    minx, miny, maxx, maxy = bounds
+    half_w = cell / 2.0
+    half_r = cell / math.sqrt(3.0) / 2.0  # half the circumradius; rows are 3 half-radii apart
+    jy = np.arange(math.floor(miny / (3 * half_r)) - 1, math.ceil(maxy / (3 * half_r)) + 2)
+    ix = np.arange(math.floor(minx / cell) - 1, math.ceil(maxx / cell) + 2)
+    gi, gj = np.meshgrid(ix, jy)
+    gi, gj = gi.ravel(), gj.ravel()
+    kx = 2 * gi + (gj & 1)  # centre x in half-widths
+    ky = 3 * gj  # centre y in half-radii
+    # Vertices as integer multiples of half_w and half_r, so neighbours share them bit for bit.
+    dx = np.array([1, 0, -1, -1, 0, 1, 1])
+    dy = np.array([1, 2, 1, -1, -2, -1, 1])
+    vx = (kx[:, None] + dx[None, :]) * half_w
+    vy = (ky[:, None] + dy[None, :]) * half_r
+    geoms = shapely.polygons(np.stack([vx, vy], axis=-1))
+    cx, cy = kx * half_w, ky * half_r
+    prefix = f"hx{_fmt(cell)}"
+    codes = [f"{prefix}_E{round(a)}_N{round(b)}" for a, b in zip(cx.tolist(), cy.tolist())]
+    return geoms, gi, gj, codes
+
+
+def make_grid(area: Any, cell_m: float, shape: str = "square", max_cells: int = DEFAULT_MAX_CELLS) -> gpd.GeoDataFrame:
+    """Cover ``area`` (a Polygon/MultiPolygon, or a GeoDataFrame/GeoSeries to be dissolved, in
+    EPSG:27700) with square or hexagonal cells of ``cell_m`` metres.
+
+    Returns a GeoDataFrame in EPSG:27700 with ``code``, ``ix``/``iy`` (lattice column and row from
+    the national grid origin), ``share_inside``, ``partial``, ``clipped`` (the cell cut to the
+    area) and ``geometry`` (the full cell). Cells are ordered by code.
+
+    Raises AnalysisError for a cell size that is not a finite number ≥ MIN_CELL_M, an unknown
+    shape, or a grid that would have more than ``max_cells`` cells (saying how many it would make).
+    """
+    cell = _check_cell(cell_m)
+    if shape not in SHAPES:
+        raise AnalysisError(f"grid shape {shape!r} not understood: use 'square' or 'hex'")
+    area = _check_area(area)
+    cell_area = cell * cell if shape == "square" else cell * cell * math.sqrt(3.0) / 2.0
+    estimate = area.area / cell_area
+    if estimate > max_cells:
+        raise AnalysisError(f"a {_fmt(cell)} m {shape} grid would make about {estimate:,.0f} cells "
+                            f"(the area divided by the cell area), more than the cap of {max_cells:,}: "
+                            "use a larger cell size")
+    minx, miny, maxx, maxy = area.bounds
+    lattice_cells = (maxx - minx) * (maxy - miny) / cell_area
+    if lattice_cells > 50 * max_cells:
+        raise AnalysisError(f"a {_fmt(cell)} m {shape} grid over this area's bounding box would need "
+                            f"{lattice_cells:,.0f} candidate cells (cap {50 * max_cells:,}): use a larger cell size")
+    build = _square_lattice if shape == "square" else _hex_lattice
+    geoms, gx, gy, codes = build(area.bounds, cell)
+    shapely.prepare(area)
+    keep = shapely.intersects(area, geoms)
+    inside = keep & shapely.contains(area, geoms)
+    geoms, gx, gy = geoms[keep], gx[keep], gy[keep]
+    codes = [c for c, k in zip(codes, keep.tolist()) if k]
+    inside = inside[keep]
+    clipped = geoms.copy()
+    edge = np.flatnonzero(~inside)
+    if len(edge):
+        clipped[edge] = shapely.intersection(geoms[edge], area)
+    share = np.ones(len(geoms))
+    share[edge] = shapely.area(clipped[edge]) / cell_area
+    # Cells that only touch the area (a shared edge or corner) have nothing inside: drop them.
+    solid = share > 0
+    if int(solid.sum()) > max_cells:
+        raise AnalysisError(f"a {_fmt(cell)} m {shape} grid would make {int(solid.sum()):,} cells, "
+                            f"more than the cap of {max_cells:,}: use a larger cell size")
+    if not solid.any():
+        raise AnalysisError("no grid cell overlaps the area")
+    share = np.minimum(share, 1.0)
+    grid = gpd.GeoDataFrame({
+        "code": np.asarray(codes, dtype=object)[solid],
+        "ix": gx[solid].astype(np.int64), "iy": gy[solid].astype(np.int64),
+        "share_inside": share[solid], "partial": share[solid] < 1.0 - PARTIAL_TOLERANCE,
+        "clipped": gpd.GeoSeries(clipped[solid], crs=BNG_EPSG),
+    }, geometry=gpd.GeoSeries(geoms[solid], crs=BNG_EPSG), crs=BNG_EPSG)
+    grid.attrs.update({"cell_m": cell, "shape": shape})
+    return grid.sort_values("code", kind="stable").reset_index(drop=True)
+
+
+def auto_cell_size(points_xy: Any, area: Any = None) -> tuple[float, str]:
+    """sfhotspot's default cell size: the shorter side of the points' bounding box / 50, here rounded
+    down to a multiple of 50 m (at least 50 m). Returns (cell_m, the rule as a sentence).
+
+    ``area`` (optional) bounds the box: points outside the area's bounding box are ignored.
+    """
+    xy = np.asarray(points_xy, dtype=float).reshape(-1, 2)
+    xy = xy[np.isfinite(xy).all(axis=1)]
+    if area is not None:
+        minx, miny, maxx, maxy = _check_area(area).bounds
+        xy = xy[(xy[:, 0] >= minx) & (xy[:, 0] <= maxx) & (xy[:, 1] >= miny) & (xy[:, 1] <= maxy)]
+    if len(xy) < 2:
+        raise AnalysisError("an automatic cell size needs at least two incidents with coordinates")
+    width, height = np.ptp(xy[:, 0]), np.ptp(xy[:, 1])
+    short = float(min(width, height))
+    if short <= 0:
+        raise AnalysisError("the incidents lie on one line: no automatic cell size; give one in metres")
+    raw = short / AUTO_CELLS_ON_SHORT_SIDE
+    cell = max(AUTO_ROUND_M, math.floor(raw / AUTO_ROUND_M) * AUTO_ROUND_M)
+    text = (f"Cell size {cell:,.0f} m: the shorter side of the incidents' bounding box ({short:,.0f} m) "
+            f"divided by {AUTO_CELLS_ON_SHORT_SIDE} ({raw:,.0f} m), rounded down to a multiple of "
+            f"{AUTO_ROUND_M:.0f} m (sfhotspot's default rule, so that grids nest).")
+    return float(cell), text
+
+
+def _lattice_fast_path(x: np.ndarray, y: np.ndarray, grid: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Square grids: a point strictly inside a whole (not partial) cell can only be in that cell, and
+    the cell's bounds are exactly ``ix·cell`` … ``(ix + 1)·cell`` (as make_grid builds them), so two
+    comparisons decide it. Returns (row position or −1, needs the GEOS query)."""
+    cell = float(grid.attrs["cell_m"])
+    ix0, iy0 = int(grid["ix"].min()), int(grid["iy"].min())
+    nx, ny = int(grid["ix"].max()) - ix0 + 1, int(grid["iy"].max()) - iy0 + 1
+    lookup = np.full((ny, nx), -1, dtype=np.int64)
+    whole = ~grid["partial"].to_numpy()
+    lookup[grid["iy"].to_numpy()[whole] - iy0, grid["ix"].to_numpy()[whole] - ix0] = np.flatnonzero(whole)
+    with np.errstate(invalid="ignore"):
+        fx, fy = np.floor(x / cell), np.floor(y / cell)
+        strict = (fx * cell < x) & (x < (fx + 1) * cell) & (fy * cell < y) & (y < (fy + 1) * cell)
+    cx, cy = fx - ix0, fy - iy0
+    strict &= (cx >= 0) & (cx < nx) & (cy >= 0) & (cy < ny)
+    out = np.full(len(x), -1, dtype=np.int64)
+    out[strict] = lookup[cy[strict].astype(np.int64), cx[strict].astype(np.int64)]
+    # Left to GEOS: points on a cell edge, in partial cells, or outside every whole cell.
+    return out, out < 0
+
+
+def assign_cells(x: Any, y: Any, grid: gpd.GeoDataFrame) -> np.ndarray:
+    """Index (row position in ``grid``) of the cell holding each point, −1 outside every cell.
+
+    The same exact GEOS rule as areas: a point belongs to a cell when it *intersects* the cell's
+    clipped geometry (boundary included), and a point on a shared edge or corner goes to the cell
+    with the smallest code. NaN coordinates give −1. On square grids from :func:`make_grid`, points
+    strictly inside whole cells are placed by arithmetic and the rest through a GEOS STRtree query.
+    """
+    x = np.asarray(x, dtype=float).ravel()
+    y = np.asarray(y, dtype=float).ravel()
+    if x.shape != y.shape:
+        raise AnalysisError(f"{len(x)} eastings but {len(y)} northings")
+    out = np.full(len(x), -1, dtype=np.int64)
+    if len(grid) == 0:
+        return out
+    slow = np.isfinite(x) & np.isfinite(y)
+    if grid.attrs.get("shape") == "square" and {"ix", "iy", "partial"} <= set(grid.columns):
+        out, rest = _lattice_fast_path(x, y, grid)
+        slow &= rest
+    ok = np.flatnonzero(slow)
+    if len(ok) == 0:
+        return out
+    cells = np.asarray(grid["clipped"].values if "clipped" in grid else grid.geometry.values, dtype=object)
+    tree = shapely.STRtree(cells)
+    pidx, cidx = tree.query(shapely.points(x[ok], y[ok]), predicate="intersects")
+    rank = np.empty(len(grid), dtype=np.int64)
+    rank[np.argsort(np.asarray(grid["code"], dtype=str), kind="stable")] = np.arange(len(grid))
+    best = np.full(len(ok), len(grid), dtype=np.int64)
+    np.minimum.at(best, pidx, rank[cidx])
+    by_rank = np.argsort(rank)  # rank -> row position
+    hit = best < len(grid)
+    out[ok[hit]] = by_rank[best[hit]]
+    return out

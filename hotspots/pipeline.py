@@ -1,0 +1,98 @@
+"""The one engine call behind every layer: counts → analysis → publish, each step once, cached.
+
+``build_layer(config, request, audience)`` returns a :class:`hotspots.publish.Published` layer that the
+renderers of :mod:`hotspots.render` turn into the map's GeoJSON, a download, table rows or panel text. The
+web and the CLI parse their input into a :class:`hotspots.request.LayerRequest` (``parse``), make this one
+call, and respond. No step calls back into an earlier one.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+from . import layers, render
+from .aggregate import category_totals
+from .cache import cached
+from .config import Config
+from .disclosure import effective_rule, suppress_value
+from .publish import Published, publish
+from .request import Audience, Catalog, LayerRequest, parse_request
+
+
+def catalog(config: Config) -> Catalog:
+    return layers.catalog(config)
+
+
+def defaults(config: Config) -> dict:
+    return {"weights": config.weights, "permutations": config.permutations, "alpha": config.alpha}
+
+
+def parse(config: Config, args: Mapping, layer: str | None = None, *, free: bool = False) -> LayerRequest:
+    """A request from query arguments or CLI options, checked against what the store and bundle offer."""
+    return parse_request(args, catalog(config), layer=layer, defaults=defaults(config), free=free)
+
+
+def build_layer(config: Config, req: LayerRequest, audience: Audience) -> Published:
+    """The published layer for ``req`` and ``audience`` (cached per data version)."""
+    kind = layers.get(config, req.layer)
+    req = kind.normalise(req)
+    return cached(config, ("layer", req, audience.value),
+                  lambda: publish(config, kind, req, kind.build(config, req, audience), audience))
+
+
+def is_cached(config: Config, req: LayerRequest, audience: Audience) -> bool:
+    from .cache import peek
+    kind = layers.get(config, req.layer)
+    return peek(config, ("layer", kind.normalise(req), audience.value))
+
+
+def panel(config: Config, req: LayerRequest, audience: Audience) -> dict:
+    """The side panel of the Gi* layer for ``req``."""
+    from dataclasses import replace
+    gi = build_layer(config, replace(req, layer="gistar"), audience)
+    return render.panel(config, req, gi)
+
+
+def comparison(config: Config, req: LayerRequest, audience: Audience) -> dict:
+    from dataclasses import replace
+    req = replace(req, layer="change")
+    return render.comparison(req, build_layer(config, req, audience))
+
+
+def categories(config: Config, audience: Audience) -> list[dict]:
+    """Categories with totals as ``audience`` may see them (viewers: protected, small numbers labelled)."""
+    def build() -> list[dict]:
+        cats = category_totals(config, audience)
+        if audience is Audience.VIEWER:
+            rule = effective_rule(config)
+            return [{**c, "count": suppress_value(c["count"], rule)} for c in cats]
+        return cats
+    return cached(config, ("categories", audience.value), build)
+
+
+def layer_catalogue(config: Config, audience: Audience) -> list[dict]:
+    """Every layer an audience may ask for, with its title and kind, in layer-control order."""
+    from . import overlays
+    out = []
+    for k in layers.kinds(config):
+        if k.analyst_only and audience is Audience.VIEWER:
+            continue
+        entry = {"name": k.name, "title": k.title, "kind": k.group, "lazy": k.lazy}
+        if k.group == "deprivation":
+            d = next(x for x in overlays.deprivation_sets(config) if x["key"] == k.name)
+            entry.update(geography=d["geography"], vintage=d["vintage"],
+                         domains=[{"slug": x["slug"], "label": x["label"]}
+                                  for x in overlays.deprivation_domains(config, k.name)])
+        if k.group == "overlay":
+            entry["geography"] = overlays.get_overlay(config, k.name[len("overlay-"):]).geography
+        out.append(entry)
+    return out
+
+
+def prewarm(config: Config) -> None:
+    """Compute the default view (Gi* for both audiences, wards, panel) so the first visitor does not wait."""
+    req = parse(config, {})
+    for audience in Audience:
+        render.display_geojson(config, build_layer(config, req, audience))
+        panel(config, req, audience)
+    from dataclasses import replace
+    render.display_geojson(config, build_layer(config, replace(req, layer="wards"), Audience.VIEWER))

@@ -1,0 +1,283 @@
+"""Step 4 of every layer: the published layer as the map's GeoJSON, downloads, table rows and words.
+
+Why one module: the map, the JSON API, the downloads, the CLI and the side panel all read a
+:class:`hotspots.publish.Published` layer and nothing else, so they show the same numbers. Each rendering
+is built once per published layer (kept in ``Published.renders``).
+
+* ``display_geojson``: geometry simplified with ``shapely.coverage_simplify`` in EPSG:27700 (shared
+  borders stay shared), then WGS84 with coordinates quantised to 5 decimals (about 1 m);
+* ``download``: full-resolution RFC 7946 GeoJSON, CSV or GeoPackage with attribution and metadata;
+* ``panel``: the side panel (top hot spots, Moran's I in words, the parameters and why).
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import shapely
+
+from .analysis import format_p, moran_sentence
+from .bundle import BNG, WGS84, load_boundary
+from .cache import cached
+from .categories import category_label
+from .config import Config
+from .errors import NotFoundError
+from .export import POLICE_NOTE, jsonable, provenance, safe_csv_frame, to_geojson_dict, write_layer
+from .layers import GEOGRAPHY_LABELS, filters_text
+from .publish import Published, rule_words
+from .request import SIGNIFICANCE, VARIABLES, Audience, LayerRequest
+
+SIMPLIFY_M = 8.0
+DISPLAY_DECIMALS = 5
+DOWNLOAD_TYPES = {"geojson": "application/geo+json", "csv": "text/csv; charset=utf-8",
+                  "gpkg": "application/geopackage+sqlite3"}
+WEIGHTS_WORDS = {"queen": "queen contiguity (areas sharing a border or a corner are neighbours)",
+                 "rook": "rook contiguity (areas sharing a border are neighbours)"}
+
+
+def display_geometries(config: Config, role: str) -> dict[str, str]:
+    """code -> GeoJSON geometry text, simplified and quantised (cached per bundle version)."""
+    def build() -> dict[str, str]:
+        b = load_boundary(config, role)
+        geoms = b.geometry.to_numpy()
+        try:
+            simp = shapely.coverage_simplify(geoms, SIMPLIFY_M)
+            if not shapely.is_valid(simp).all():
+                raise ValueError("invalid")
+        except Exception:  # not a clean coverage: simplify each polygon on its own
+            simp = shapely.simplify(geoms, SIMPLIFY_M, preserve_topology=True)
+        import geopandas as gpd
+        g = gpd.GeoSeries(simp, crs=BNG).to_crs(WGS84)
+        g = shapely.set_precision(g.to_numpy(), 10 ** -DISPLAY_DECIMALS)
+        g = shapely.orient_polygons(g, exterior_cw=False)  # RFC 7946 right-hand rule
+        return {code: shapely.to_geojson(geom) for code, geom in zip(b["code"], g)}
+    return cached(config, ("display-geom", role), build)
+
+
+def _round(v: Any) -> Any:
+    v = jsonable(v)
+    if isinstance(v, float):
+        return float(f"{v:.4g}") if abs(v) < 1000 else round(v, 1)
+    return v
+
+
+def display_geojson(config: Config, r: Published) -> bytes:
+    """The map's GeoJSON: simplified geometry, compact numbers, legend and fields as foreign members."""
+    if "display" not in r.renders:
+        geoms = display_geometries(config, r.role)
+        props = pd.DataFrame(r.frame.drop(columns="geometry"))
+        parts = []
+        for rec in props.to_dict(orient="records"):
+            pj = json.dumps({k: _round(v) for k, v in rec.items()}, separators=(",", ":"), ensure_ascii=False)
+            parts.append('{"type":"Feature","properties":%s,"geometry":%s}' % (pj, geoms.get(rec["code"], "null")))
+        head = {"type": "FeatureCollection", "name": r.name, "title": r.title, "legend": r.legend, "fields": r.fields,
+                "attribution": config.attributions(), "note": POLICE_NOTE}
+        text = json.dumps(head, separators=(",", ":"), ensure_ascii=False)[:-1] + ',"features":[' + ",".join(parts) + "]}"
+        r.renders["display"] = text.encode("utf-8")
+    return r.renders["display"]
+
+
+def rows(r: Published) -> list[dict]:
+    """The layer as rows without geometry."""
+    if "rows" not in r.renders:
+        props = pd.DataFrame(r.frame.drop(columns="geometry"))
+        r.renders["rows"] = [{k: jsonable(v) for k, v in rec.items()} for rec in props.to_dict(orient="records")]
+    return r.renders["rows"]
+
+
+def download(config: Config, r: Published, fmt: str) -> tuple[bytes, str, str]:
+    """(body, mimetype, filename): full-resolution geometry, attribution and metadata in every format
+    (GeoJSON foreign member; CSV header comment lines; GeoPackage ``metadata`` table)."""
+    if fmt not in DOWNLOAD_TYPES:
+        raise NotFoundError(f"unknown format {fmt[:20]!r} (use one of: {', '.join(DOWNLOAD_TYPES)})", column="format")
+    key = "download-" + fmt
+    if key not in r.renders:
+        r.renders[key] = _download(config, r, fmt)
+    return r.renders[key]
+
+
+def _download(config: Config, r: Published, fmt: str) -> tuple[bytes, str, str]:
+    name = f"{r.filename}.{fmt}"
+    meta = r.metadata
+    if fmt == "geojson":
+        fc = to_geojson_dict(r.frame, meta)
+        fc = {"type": fc["type"], "name": r.filename, "attribution": config.attributions(), **fc}
+        return json.dumps(fc, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), DOWNLOAD_TYPES[fmt], name
+    if fmt == "csv":
+        df = safe_csv_frame(pd.DataFrame(r.frame.drop(columns="geometry")))
+        d = meta.get("disclosure") or {}
+        params = "&".join(f"{k}={v}" for k, v in meta.get("parameters", {}).items())
+        lines = [f"# {r.title}", *[f"# {a}" for a in config.attributions()], f"# {POLICE_NOTE}",
+                 f"# disclosure control: rule {d.get('rule')} (version {d.get('version')}): {d.get('description')}",
+                 f"# generated {meta['generated_at']} by {meta['software']}; parameters: {params}"]
+        lines = [safe_csv_frame(pd.DataFrame({"x": [ln]}))["x"][0] for ln in lines]
+        body = "\n".join(lines) + "\n" + df.to_csv(index=False, lineterminator="\n")
+        return body.encode("utf-8"), DOWNLOAD_TYPES[fmt], name
+    frame = r.frame
+    mixed = [c for c in frame.columns if c != "geometry" and frame[c].dtype == object
+             and frame[c].map(lambda v: isinstance(v, str)).any() and not frame[c].map(
+                 lambda v: v is None or isinstance(v, str)).all()]
+    if mixed:  # a suppressed count column holds numbers and labels: a text column in the GeoPackage
+        frame = frame.copy()
+        for c in mixed:
+            frame[c] = frame[c].map(lambda v: None if v is None else str(v))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        write_layer(frame, path, config, r.title, {k: v for k, v in meta.items()
+                                                      if k not in ("title",) and k not in provenance(config, "")})
+        return path.read_bytes(), DOWNLOAD_TYPES[fmt], name
+
+
+# -- words --------------------------------------------------------------------------------------------------
+
+def weights_words(spec: str) -> str:
+    if spec in WEIGHTS_WORDS:
+        return WEIGHTS_WORDS[spec]
+    kind, _, v = spec.partition(":")
+    if kind == "knn":
+        return f"the {v} nearest areas (by centroid) are neighbours"
+    if kind == "distance":
+        return f"areas whose centroids are within {v} m are neighbours"
+    return spec
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def panel(config: Config, req: LayerRequest, gi: Published) -> dict:
+    """Side-panel content from the published Gi* layer: top hot spots with wards, global Moran's I in plain
+    English, the parameters chosen and why (in the manner of ArcGIS's Optimized Hot Spot messages), data
+    vintages and attributions. Viewers' figures are the published ones (protected, small numbers labelled)."""
+    t = pd.DataFrame(gi.frame.drop(columns="geometry"))
+    meta = gi.metadata
+    method = meta.get("method") or {}
+    m = meta.get("moran") or {}
+    cut = meta.get("cutoffs") or {}
+    n = len(t)
+    viewer = gi.audience is Audience.VIEWER
+    counts = pd.to_numeric(t["count"], errors="coerce")
+    total = gi.summary.get("totals", {}).get("count") if viewer else int(counts.sum())
+    total_txt = f"{total:,}" if _num(total) else str(total)
+    maximum = int(np.nanmax(counts)) if counts.notna().any() else 0
+    zeros = int((counts == 0).sum())
+    msgs = [f"Incidents: {total_txt} of {filters_text(req)}, in {n} areas ({GEOGRAPHY_LABELS[req.geography]}) of "
+            f"{config.area_name}.",
+            f"Analysis variable: {VARIABLES[req.variable]}"
+            + (" (chosen: rates per 1,000 residents correct for population size; EB smoothing steadies rates of "
+               "small populations)" if req.variable != "count" else " (counts: where incidents are; choose a "
+               "rate to allow for population)") + "."]
+    if _num(total) and n:
+        msgs.append(f"Incidents per area: mean {total / n:.1f}, maximum {maximum}; {zeros} area(s) with none.")
+    else:
+        msgs.append(f"Incidents per area: maximum shown {maximum}; {zeros} area(s) with none.")
+    if not _num(total) or total < 60:
+        msgs.append(f"Warning: only {total_txt} incidents; hot-spot statistics are weak below about 60.")
+    if viewer:
+        d = meta.get("disclosure") or {}
+        msgs.append(f"Small numbers are suppressed ({d.get('rule')} rule); every figure and statistic here is "
+                    "computed from a protected table (cell-key perturbation), so exact small counts cannot be "
+                    "worked out from them.")
+    card = pd.to_numeric(t["n_neighbours"], errors="coerce").to_numpy()
+    if len(card):
+        msgs.append(f"Spatial weights: {weights_words(req.weights)}; neighbours per area {int(np.nanmin(card))} to "
+                    f"{int(np.nanmax(card))} (mean {np.nanmean(card):.1f}).")
+    perms = method.get("permutations", req.permutations)
+    if perms:
+        msgs.append(f"Permutations: {perms:,} with seed {method.get('seed', config.seed)} (reproducible); the "
+                    f"smallest attainable pseudo p-value is {2 / (perms + 1):.2g}.")
+    if req.significance == "raw":
+        msgs.append("Significance: no correction for multiple testing; Gi* classes at |z| ≥ 1.645 / 1.960 / 2.576 "
+                    f"(90/95/99%); LISA at p ≤ {req.alpha:g}. With {n} tests about {n * 0.05:.0f} areas can look "
+                    "significant at 95% by chance alone: consider FDR.")
+    elif cut:
+        g = cut["gi"]
+        msgs.append(f"Significance: {SIGNIFICANCE[req.significance]} over {cut['tests']} tests; Gi* cut-offs p ≤ "
+                    f"{g['90%']:.3g} / {g['95%']:.3g} / {g['99%']:.3g} (90/95/99%); LISA p ≤ {cut['lisa']:.3g}."
+                    + (" A cut-off of 0 means no area passes." if g["95%"] == 0 else ""))
+    for w in method.get("warnings", []):
+        msgs.append(f"Warning: {w}")
+    subj = " and ".join(category_label(c).lower() for c in req.categories) or "crime"
+    moran_text = moran_sentence(m, req.alpha, subj) if m else ""
+    moran_text = f"Global Moran's I: {moran_text}" if moran_text else ""
+    hot = t[pd.to_numeric(t["gi_bin"], errors="coerce") > 0].sort_values("gi_z", ascending=False)
+    top = []
+    for rec in hot.head(10).to_dict("records"):
+        sup = bool(rec.get("suppressed"))
+        top.append({"code": rec["code"], "name": rec["name"], "ward": rec.get("ward_name"),
+                    "z": jsonable(rec.get("gi_z")), "p": jsonable(rec.get("gi_p")), "class": rec["gi_label"],
+                    "value": None if sup else jsonable(rec.get("value")),
+                    "count": rec["count"] if isinstance(rec["count"], str) else int(rec["count"]),
+                    **({"suppressed": True} if sup else {})})
+    vintages = [{"dataset": ds.key, "vintage": ds.vintage} for ds in config.datasets.values()
+                if ds.kind in ("boundary", "table") and ds.vintage]
+    lines = _summary_lines(t, moran_text, method)
+    return {"title": f"Hot spots of {VARIABLES[req.variable]}: {filters_text(req)}", "moran": m,
+            "moran_text": moran_text, "top": top, "n_hot": int((pd.to_numeric(t["gi_bin"]) > 0).sum()),
+            "n_cold": int((pd.to_numeric(t["gi_bin"]) < 0).sum()),
+            "lisa": {}, "messages": msgs, "cutoffs": cut, "vintages": vintages, "summary_lines": lines,
+            "attribution": config.attributions(), "note": POLICE_NOTE, "parameters": req.query()}
+
+
+def _summary_lines(t: pd.DataFrame, moran_text: str, method: dict) -> list[str]:
+    from .analysis import SUMMARY_TOP
+    lines = [moran_text] if moran_text else []
+    bins = pd.to_numeric(t["gi_bin"], errors="coerce")
+    hot = t[bins == 3].sort_values("gi_z", ascending=False)
+    if len(hot):
+        lines.append(f"{len(hot)} area(s) are Gi* hot spots at 99% confidence; the strongest:")
+        for r in hot.head(SUMMARY_TOP).to_dict("records"):
+            ward = f", ward {r['ward_name']}" if isinstance(r.get("ward_name"), str) and r["ward_name"] else ""
+            name = r["name"] if isinstance(r.get("name"), str) and r["name"] else r["code"]
+            v = r.get("value")
+            if r.get("suppressed") or v is None:
+                lines.append(f"  {name} ({r['code']}{ward}): small number suppressed")
+            else:
+                lines.append(f"  {name} ({r['code']}{ward}): value {float(v):g}, z = {float(r['gi_z']):.2f}")
+    else:
+        lines.append("No area is a Gi* hot spot at 99% confidence.")
+    lines.append(f"Hot spots at 95% or more: {int((bins >= 2).sum())}; cold spots at 95% or more: "
+                 f"{int((bins <= -2).sum())}.")
+    lines += [f"Warning: {w}" for w in method.get("warnings", [])]
+    return lines
+
+
+def comparison(req: LayerRequest, ch: Published) -> dict:
+    """The period comparison as a table, from the published change layer."""
+    f = pd.DataFrame(ch.frame.drop(columns="geometry"))
+    if ch.audience is Audience.ANALYST:
+        before, after = int(pd.to_numeric(f["count_before"]).sum()), int(pd.to_numeric(f["count_after"]).sum())
+    else:
+        tot = ch.summary.get("totals", {})
+        before, after = tot.get("count_before"), tot.get("count_after")
+    base = ch.metadata["baseline"]
+    pb = base["from"] if base["from"] == base["to"] else f"{base['from']} to {base['to']}"
+    pa = req.period_text
+    cats = ", ".join(category_label(c) for c in req.categories) or "all categories"
+    pct = None
+    if _num(before) and _num(after):
+        pct = (after - before) / before * 100.0 if before else None
+        if pct is None:
+            sentence = (f"{cats}: {after:,} incidents in {pa}; no data in the baseline ({pb}), so no "
+                        "percentage change.")
+        else:
+            sentence = f"{cats}: {after:,} incidents in {pa} against {before:,} in {pb} ({pct:+.0f} %)."
+    else:
+        sentence = (f"{cats}: {after} incidents in {pa} against {before} in {pb} (small numbers suppressed, so no "
+                    "percentage change).")
+    f["_order"] = [(-v if isinstance(v, (int, float, np.integer, np.floating)) and v == v else float("inf"))
+                   for v in f["change"]]
+    ordered = f.sort_values(["_order", "code"]).drop(columns="_order")
+    keep = ["code", "name", "ward_name", "count_before", "count_after", "change", "pct_change"]
+    return {"baseline": base, "current": {"from": req.month_from, "to": req.month_to}, "total_before": before,
+            "total_after": after, "pct_change": pct, "sentence": sentence,
+            "rows": [{k: jsonable(v) for k, v in rec.items() if k in keep} for rec in ordered.to_dict("records")],
+            "legend": ch.legend}
+
+
+__all__ = ["display_geojson", "display_geometries", "download", "rows", "panel", "comparison", "DOWNLOAD_TYPES",
+           "format_p", "rule_words"]
