@@ -203,8 +203,10 @@ def summarise(stats: Stats, elapsed: float, threads: list[threading.Thread]) -> 
 #: cheap views a visitor's browser asks for, warmed before the clock starts (so each is a cache hit)
 CACHED_MIX = ["/api/v1/periods", "/api/v1/categories", "/api/v1/layers/gistar.geojson", "/api/v1/hotspots", "/",
               "/api/v1/layers/count.geojson?geography=ward", "/api/v1/layers", "/api/v1/layers/lisa.geojson"]
-#: parameter values of the distinct uncached analyses (values the API accepts for a viewer)
-UNCACHED_WEIGHTS = ["queen", "rook"] + [f"knn:{k}" for k in range(3, 13)] + ["distance:1000", "distance:2000"]
+#: parameter values of the distinct uncached analyses (the API's menus: hotspots.request.WEIGHTS_MENU, ...;
+#: not distance:250, under which Wolverhampton's LSOAs have no neighbours, a 400 by design)
+UNCACHED_WEIGHTS = ["queen", "rook", "knn:3", "knn:5", "knn:8", "knn:12", "distance:500", "distance:750",
+                    "distance:1000", "distance:1500", "distance:2000"]
 UNCACHED_PERMUTATIONS = [99, 999, 9999]
 UNCACHED_VARIABLES = ["count", "rate", "eb_rate"]
 UNCACHED_SIGNIFICANCE = ["raw", "fdr", "bonferroni"]
