@@ -114,8 +114,8 @@ class Config:
     analysis_queue: int = 4
     analysis_per_client: int = 2
     analysis_budget_s: float = 20.0
-    #: compute analyses in child processes (the kernels hold the GIL: in a thread they stall other requests)
-    analysis_processes: bool = True
+    #: compute picklable analyses in a child process (the kernels hold the GIL; measured: docs/benchmarks.md)
+    analysis_processes: bool = False
     source: Path | None = None
 
     # -- derived paths -------------------------------------------------------------------------
@@ -219,7 +219,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         session_hours=float(server.get("session_hours", 12.0)),
         max_upload_mb=float(server.get("max_upload_mb", 50.0)),
         trusted_proxy=bool(server.get("trusted_proxy", False)),
-        analysis_processes=bool(server.get("analysis_processes", True)),
+        analysis_processes=bool(server.get("analysis_processes", False)),
         **{k: _number(kind, server[k], f"[server] {k}", path) for k, kind in POOL_KEYS.items() if k in server},
         disclosure=dict(raw.get("disclosure") or {"rule": "default"}),
         datasets=datasets, extract=extract, source=path,

@@ -15,9 +15,9 @@ jobs per client, and answers a caller within ``budget_s`` seconds whatever happe
 Workers are daemon threads (a job stuck in a kernel never blocks interpreter exit). The numba kernels of
 ``hotspots.stats`` hold the GIL while they run, so a job computed in a worker thread stalls every other
 request of the process for the length of each kernel call. With ``processes=True`` each job runs in a
-child process (spawned once, kept, at a lower CPU priority); measured with ``benchmarks/load.py
---hostile`` (docs/benchmarks.md, "Hostile load"), cached views beside busy analyses answered in a median
-134 ms that way against 332 ms with a thread worker, at 1.8 times the throughput. No Flask here: ``web.limits`` adapts the pool to requests.
+child process (spawned once, kept, at a lower CPU priority). Measured with ``benchmarks/load.py
+--hostile`` (docs/benchmarks.md, "Hostile load"), neither wins everywhere: a child halved the cached
+median on one code base and lost on the merged pipeline, so the web default is the thread. No Flask here: ``web.limits`` adapts the pool to requests.
 """
 from __future__ import annotations
 

@@ -9,8 +9,7 @@ an analyst's unsuppressed job. ``web.create_app`` turns ``TooBusy`` (429) and ``
 the JSON envelope with a ``Retry-After`` header.
 
 Use it on a cache miss only, and resolve everything request-dependent first: ``fn`` runs outside the
-request (no ``request``, ``g`` or session there). With ``[server] analysis_processes = true`` (the default)
-a picklable ``fn`` (a module-level function, or ``functools.partial`` of one with picklable arguments)
+request (no ``request``, ``g`` or session there). With ``[server] analysis_processes = true`` a picklable ``fn`` (a module-level function, or ``functools.partial`` of one with picklable arguments)
 runs in the analysis child process, and ``then(result)`` runs back in the server, in an app context, to
 store the result where a retry finds it (a job that outlives the budget goes on, and its ``then`` still
 runs)::

@@ -174,8 +174,9 @@ def test_with_processes_fn_runs_in_a_child_and_then_in_an_app_context_here(gridt
     from hotspots.users import PUBLIC_VIEWER
     from web import create_app
     from web.limits import bounded
-    app = create_app(gridtown_app_config, test_config={"TESTING": True, "WARM_UP": False})
-    assert app.extensions["hotspots_pool"].processes  # the default
+    app = create_app(gridtown_app_config.with_overrides(analysis_processes=True),
+                     test_config={"TESTING": True, "WARM_UP": False})
+    assert app.extensions["hotspots_pool"].processes
     cache: dict = {}
 
     def store(pid: int) -> int:
@@ -200,9 +201,9 @@ def test_pool_keys_from_the_file_and_the_environment(tmp_path, gridtown_app_conf
     path = tmp_path / "pool.toml"
     path.write_text(text + "\n[server]\nanalysis_workers = 2\nanalysis_budget_s = 7.5\n", encoding="utf-8")
     c = load_config(path, env={"HOTSPOTS_ANALYSIS_QUEUE": "9", "HOTSPOTS_ANALYSIS_PER_CLIENT": "3",
-                               "HOTSPOTS_ANALYSIS_PROCESSES": "0"})
+                               "HOTSPOTS_ANALYSIS_PROCESSES": "1"})
     assert (c.analysis_workers, c.analysis_queue, c.analysis_per_client, c.analysis_budget_s) == (2, 9, 3, 7.5)
-    assert c.analysis_processes is False and load_config(path, env={}).analysis_processes is True
+    assert c.analysis_processes is True and load_config(path, env={}).analysis_processes is False
     with pytest.raises(ConfigError, match="HOTSPOTS_ANALYSIS_QUEUE must be a number"):
         load_config(path, env={"HOTSPOTS_ANALYSIS_QUEUE": "many"})
     with pytest.raises(ConfigError, match="analysis_budget_s above 0"):
