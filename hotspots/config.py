@@ -14,8 +14,32 @@ from typing import Any
 
 from .errors import ConfigError
 
+#: the checkout this package runs from (for an editable install); outside a checkout nothing depends on it
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config" / "hotspots.toml"
+CONFIG_NAME = Path("config") / "hotspots.toml"
+
+
+def default_config_path(env: dict[str, str] | None = None, cwd: Path | None = None) -> Path:
+    """``HOTSPOTS_CONFIG``, else ``./config/hotspots.toml`` in the working directory, else the checkout's
+    (so ``pip install .`` outside a checkout works from a folder holding ``config/``, or with ``--config``)."""
+    env = dict(os.environ if env is None else env)
+    if env.get("HOTSPOTS_CONFIG"):
+        return Path(env["HOTSPOTS_CONFIG"])
+    here = (cwd or Path.cwd()) / CONFIG_NAME
+    if here.exists():
+        return here
+    if DEFAULT_CONFIG.exists():
+        return DEFAULT_CONFIG
+    raise ConfigError(f"no configuration: pass --config FILE, set HOTSPOTS_CONFIG, or run from a folder holding "
+                      f"{CONFIG_NAME} (looked in {here.parent} and {DEFAULT_CONFIG.parent})")
+
+
+def config_base(path: Path) -> Path:
+    """Relative paths in a configuration are relative to the folder that holds its ``config/`` folder (the
+    repository root for config/hotspots.toml), or to the file's own folder when it is not in ``config/``."""
+    path = Path(path).resolve()
+    return path.parent.parent if path.parent.name == "config" else path.parent
 
 #: Environment variables that override the file, and the config field each one sets.
 ENV_OVERRIDES = {
@@ -177,9 +201,10 @@ def _number(kind: type, value: Any, what: str, path: Path) -> Any:
 
 def load_config(path: str | Path | None = None, env: dict[str, str] | None = None, **overrides: Any) -> Config:
     """Load the TOML file (``HOTSPOTS_CONFIG`` or ``config/hotspots.toml``), then apply the environment,
-    then ``overrides``. Relative paths in the file are relative to the repository root."""
+    then ``overrides``. Relative paths in the file are relative to :func:`config_base` (the repository root for
+    ``config/hotspots.toml``)."""
     env = dict(os.environ if env is None else env)
-    path = Path(path or env.get("HOTSPOTS_CONFIG") or DEFAULT_CONFIG)
+    path = Path(path) if path else default_config_path(env)
     if not path.exists():
         raise ConfigError("configuration file not found", path=path)
     try:
@@ -209,9 +234,9 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         area_name=area["name"], lad_code=area["lad_code"],
         centre=tuple(area.get("centre", (52.5866, -2.1276))), zoom=int(area.get("zoom", 12)),
         lad_codes=tuple(str(c) for c in area.get("lad_codes", ())),
-        data_dir=_resolve(REPO_ROOT, paths.get("data_dir", "data")),
-        instance_dir=_resolve(REPO_ROOT, paths.get("instance_dir", "instance")),
-        bundle=_resolve(REPO_ROOT, paths.get("bundle", "../shared/data")),
+        data_dir=_resolve(config_base(path), paths.get("data_dir", "data")),
+        instance_dir=_resolve(config_base(path), paths.get("instance_dir", "instance")),
+        bundle=_resolve(config_base(path), paths.get("bundle", "../shared/data")),
         host=server.get("host", "127.0.0.1"), port=int(server.get("port", 5000)),
         tiles=server.get("tiles", "none"), tiles_attribution=server.get("tiles_attribution", ""),
         permutations=int(analysis.get("permutations", 9999)), seed=int(analysis.get("seed", 12345)),
