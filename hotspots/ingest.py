@@ -813,13 +813,12 @@ def _text_ids(con, values: pa.Array | None, sel: np.ndarray) -> np.ndarray | Non
 
 
 def warm_up() -> None:
-    """Compile (or load from numba's cache) the ingest kernels: identity keys, point-in-polygon and the
-    SQLite bulk loader. A fixed cost per process (0.3-0.4 s with a warm cache, about 5 s the first time
-    after install); servers pay it at start instead of on the first upload."""
+    """Compile (or load from numba's cache) the ingest kernels: identity keys and point-in-polygon. A
+    fixed cost per process (0.3-0.4 s with a warm cache, a few seconds the first time after install);
+    servers pay it at start instead of on the first upload."""
     from . import keys, pip
     keys.warm_up()
     pip.warm_up()
-    sqlite_bulk.warm_up()
 
 
 def record_areas(con, geocoder: Geocoder) -> None:
