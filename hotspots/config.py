@@ -70,6 +70,23 @@ class ExtractMapping:
 
 
 @dataclass(frozen=True)
+class IngestLimits:
+    """``[ingest]``: what one incident file may cost before it is refused whole (nothing written).
+
+    Why: a 28 MB gzip can expand to 6 GB and a 10 MB upload of ``[0,0,...]`` to five million rejects; both
+    must be a clear error naming the file, not a ``MemoryError`` or a store grown by a gigabyte."""
+
+    #: largest decompressed (or plain) file, in MiB: bounds memory directly. Real police.uk gzip/JSON
+    #: expands about 7x, so a ratio cap would only add false refusals of repetitive but honest files.
+    max_expanded_mb: float = 2048.0
+    #: a file with more rejects than this is refused whole, whatever its size
+    max_rejects: int = 100_000
+    #: ... and so is a file of at least ``reject_share_min_rows`` rows of which more than this share is rejected
+    max_reject_share: float = 0.5
+    reject_share_min_rows: int = 1_000
+
+
+@dataclass(frozen=True)
 class Config:
     area_name: str
     lad_code: str
@@ -78,6 +95,7 @@ class Config:
     bundle: Path
     datasets: dict[str, Dataset]
     extract: ExtractMapping = field(default_factory=ExtractMapping)
+    ingest: IngestLimits = field(default_factory=IngestLimits)
     centre: tuple[float, float] = (52.5866, -2.1276)
     #: Local authority codes to keep from boundary files that cover more (regional or national files);
     #: empty keeps every feature. Applies to boundary datasets that name their ``lad_column``.
@@ -151,6 +169,23 @@ def _resolve(base: Path, value: str | Path) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
 
 
+def _ingest_limits(table: dict, path: Path) -> IngestLimits:
+    """The ``[ingest]`` table, each limit checked to be a positive number of the right kind."""
+    known = IngestLimits.__dataclass_fields__
+    unknown = set(table) - set(known)
+    if unknown:
+        raise ConfigError(f"[ingest] has unknown keys: {', '.join(sorted(unknown))}", path=path)
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        kind = int if key in ("max_rejects", "reject_share_min_rows") else float
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or kind is int and not isinstance(value, int) \
+                or value <= 0 or key == "max_reject_share" and value > 1:
+            raise ConfigError(f"[ingest] {key} must be a positive {'integer' if kind is int else 'number'}"
+                              f"{' at most 1' if key == 'max_reject_share' else ''}, got {value!r}", path=path)
+        values[key] = kind(value)
+    return IngestLimits(**values)
+
+
 def load_config(path: str | Path | None = None, env: dict[str, str] | None = None, **overrides: Any) -> Config:
     """Load the TOML file (``HOTSPOTS_CONFIG`` or ``config/hotspots.toml``), then apply the environment,
     then ``overrides``. Relative paths in the file are relative to the repository root."""
@@ -181,6 +216,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         datasets[key] = Dataset(key=key, **spec)
     ext = raw.get("extract", {})
     extract = ExtractMapping(**{k: (tuple(v) if k == "extras" else v) for k, v in ext.items()})
+    ingest_limits = _ingest_limits(raw.get("ingest") or {}, path)
     values: dict[str, Any] = dict(
         area_name=area["name"], lad_code=area["lad_code"],
         centre=tuple(area.get("centre", (52.5866, -2.1276))), zoom=int(area.get("zoom", 12)),
@@ -198,7 +234,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         max_upload_mb=float(server.get("max_upload_mb", 50.0)),
         trusted_proxy=bool(server.get("trusted_proxy", False)),
         disclosure=dict(raw.get("disclosure") or {"rule": "default"}),
-        datasets=datasets, extract=extract, source=path,
+        datasets=datasets, extract=extract, ingest=ingest_limits, source=path,
     )
     for var, fld in ENV_OVERRIDES.items():
         if env.get(var):

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import logging
 import re
+import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,7 +43,7 @@ import pyarrow.csv as pacsv
 
 from . import sqlite_bulk, store
 from .categories import normalise_category
-from .config import Config, ExtractMapping
+from .config import Config, ExtractMapping, IngestLimits
 from .errors import IngestError
 from .keys import incident_keys
 from .bundle import BNG, WGS84
@@ -111,6 +113,9 @@ class IngestSummary:
     duplicates: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     outside_area: int = 0
+    #: of ``duplicates``: rows rejected when the same file content was ingested before (their rejects
+    #: are stored once, so they are duplicates now, not new rejects)
+    already_rejected: int = 0
     lsoa_checked: int = 0
     lsoa_agree: int = 0
     ingest_id: int | None = None
@@ -123,6 +128,11 @@ class IngestSummary:
     @property
     def balanced(self) -> bool:
         return self.rows_read == self.accepted + self.duplicates + self.rejected
+
+    @property
+    def all_rejected(self) -> bool:
+        """Every row was rejected, now or when the same content was ingested before: nothing usable."""
+        return self.rows_read > 0 and self.accepted == 0 and self.duplicates == self.already_rejected
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -147,25 +157,48 @@ def detect_format(path: Path) -> str:
                       f"({' | '.join(FORMATS)})", path=path)
 
 
-def _read_file(path: Path) -> bytes:
+#: Bytes decompressed per step: the expanded size is checked between steps, so a compression bomb is
+#: stopped within one step of the limit instead of after it has filled memory.
+DECOMPRESS_STEP = 1 << 20
+
+
+def _too_large(path: Path, limits: IngestLimits, what: str) -> IngestError:
+    return IngestError(f"{what} more than {limits.max_expanded_mb:g} MiB, the limit for one file "
+                       "([ingest] max_expanded_mb); refused so it cannot exhaust memory: split it, or raise "
+                       "the limit if this file is genuine", path=path)
+
+
+def _read_file(path: Path, limits: IngestLimits = IngestLimits()) -> bytes:
     """The file's bytes as stored (compressed or not): what its SHA-256 is taken of."""
     try:
+        size = path.stat().st_size
+        if size > limits.max_expanded_mb * 2 ** 20:
+            raise _too_large(path, limits, f"file is {size / 2 ** 20:,.0f} MiB,")
         return path.read_bytes()
     except OSError as exc:
         raise IngestError(f"cannot read file: {exc.strerror}", path=path) from None
 
 
-def _decompress(path: Path, raw: bytes) -> bytes:
-    if path.name.lower().endswith(".gz"):
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise IngestError(f"not a valid gzip file: {exc}", path=path) from None
-    return raw
+def _decompress(path: Path, raw: bytes, limits: IngestLimits = IngestLimits()) -> bytes:
+    """Decompress a ``.gz`` file as a stream, refusing it as soon as it expands past the limit."""
+    if not path.name.lower().endswith(".gz"):
+        return raw
+    cap = int(limits.max_expanded_mb * 2 ** 20)
+    parts, total = [], 0
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+            while chunk := stream.read(DECOMPRESS_STEP):
+                total += len(chunk)
+                if total > cap:
+                    raise _too_large(path, limits, "decompressed, the file expands to")
+                parts.append(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise IngestError(f"not a valid gzip file: {exc}", path=path) from None
+    return b"".join(parts)
 
 
-def _read_bytes(path: Path) -> bytes:
-    return _decompress(path, _read_file(path))
+def _read_bytes(path: Path, limits: IngestLimits = IngestLimits()) -> bytes:
+    return _decompress(path, _read_file(path, limits), limits)
 
 
 def _read_head(path: Path, size: int = 4096) -> bytes:
@@ -219,7 +252,8 @@ def _read_csv_table(path: Path, data: bytes) -> pa.Table:
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False),
         )
     except pa.ArrowInvalid as exc:
-        msg = str(exc).splitlines()[0]
+        # Arrow quotes the offending row ("Expected 12 columns, got 3: <row>"): never echo file content
+        msg = re.sub(r"(columns, got \d+):.*", r"\1", str(exc).splitlines()[0])
         if "UTF8" in msg or "UTF-8" in msg:
             _decode_check(path, data)  # arrow validated UTF-8 for us; now find the line and byte
         m = re.search(r"[Rr]ow #?(\d+)", msg)
@@ -314,12 +348,22 @@ def _mark(reason: np.ndarray, column: np.ndarray, mask: np.ndarray, why: str, co
     column[m] = col
 
 
+def _header_shown(have: list[str]) -> str:
+    """The header's column names for an error message, only when the first line looks like a CSV header
+    (several short names). Otherwise it may be any file's content (a symlink to a system file): only
+    the number of fields is said."""
+    if len(have) >= 2 and all(len(h) <= 64 and h.isprintable() for h in have):
+        return f"file has: {', '.join(have)}"
+    return (f"the first line is not a CSV header ({len(have)} field{'s' if len(have) != 1 else ''}, "
+            "not shown): is this an incident file?")
+
+
 def _check_columns(path: Path, have: Iterable[str], need: Iterable[str], fmt: str) -> None:
     have = list(have)
     missing = [c for c in need if c not in have]
     if missing:
         raise IngestError(f"missing required column(s) for {fmt}: {', '.join(missing)} "
-                          f"(file has: {', '.join(have) or 'no columns'})", path=path)
+                          f"({_header_shown(have)})", path=path)
 
 
 def parse_police_csv(path: Path, data: bytes | None = None) -> Parsed:
@@ -477,7 +521,7 @@ def parse_extract(path: Path, mapping: ExtractMapping, namespace: str = "extract
         raise IngestError(f"missing required column(s) for a local extract: {', '.join(missing)} "
                           f"(need {mapping.id}, {mapping.category}, {mapping.date} or month, and "
                           f"{mapping.longitude}/{mapping.latitude} or {mapping.easting}/{mapping.northing}; "
-                          f"file has: {', '.join(cols) or 'no columns'}; set the mapping in [extract] of "
+                          f"{_header_shown(cols)}; set the mapping in [extract] of "
                           "the config)", path=path)
     n = table.num_rows
     reason = np.full(n, None, dtype=object)
@@ -545,18 +589,57 @@ def parse_file(path: Path, fmt: str, config: Config | None = None, data: bytes |
     raise IngestError(f"unknown format {fmt!r} (use one of: {', '.join(FORMATS)})", path=path)
 
 
+def resolve_input(path: str | Path, allowed_roots: Iterable[str | Path] | None = None) -> Path:
+    """The real file behind ``path`` (symlinks resolved). With ``allowed_roots`` (the web's upload
+    folder), a file that is not inside one of them is refused before a byte of it is read."""
+    try:
+        real = Path(path).resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise IngestError("file not found (or a broken or looping symlink)", path=path) from None
+    if allowed_roots is not None:
+        roots = [Path(r).resolve() for r in allowed_roots]
+        if not any(real == r or r in real.parents for r in roots):
+            raise IngestError("file is outside the folders incident files may be read from; refused", path=path)
+    if not real.is_file():
+        raise IngestError("not a regular file", path=path)
+    return real
+
+
+def _refuse_mostly_rejects(path: Path, parsed: Parsed, limits: IngestLimits) -> None:
+    """A file that is mostly rejects is refused whole, naming its first rejected rows: it is almost
+    certainly the wrong file or the wrong format, and storing millions of rejects helps nobody."""
+    bad = np.flatnonzero(~pd.isna(parsed.reason))
+    share = len(bad) / parsed.n if parsed.n else 0.0
+    if len(bad) <= limits.max_rejects and \
+            (parsed.n < limits.reject_share_min_rows or share <= limits.max_reject_share):
+        return
+    first = "; ".join(f"row {i + 1}" + (f" ({parsed.column[i]}: {parsed.reason[i]})" if parsed.column[i]
+                                        else f" ({parsed.reason[i]})") for i in bad[:5])
+    raise IngestError(f"{len(bad):,} of {parsed.n:,} rows ({share:.0%}) would be rejected, more than the "
+                      f"limits ([ingest] max_rejects {limits.max_rejects:,}, or max_reject_share "
+                      f"{limits.max_reject_share:.0%} of files of {limits.reject_share_min_rows:,} rows or "
+                      f"more); nothing was written. First rejected: {first}", path=path,
+                      row=int(bad[0]) + 1, column=parsed.column[bad[0]])
+
+
 def ingest_file(con, geocoder: Geocoder, path: Path, fmt: str | None = None, config: Config | None = None,
-                progress: Callable[[int], None] | None = None) -> IngestSummary:
-    """Parse, validate, geocode and store one file in one transaction; return its summary."""
-    path = Path(path)
+                progress: Callable[[int], None] | None = None,
+                allowed_roots: Iterable[str | Path] | None = None) -> IngestSummary:
+    """Parse, validate, geocode and store one file in one transaction; return its summary.
+
+    Symlinks are resolved (the summary names the real file); ``allowed_roots`` restricts where that
+    real file may be. Limits come from ``config.ingest`` (defaults without a config)."""
+    path = resolve_input(path, allowed_roots)
+    limits = config.ingest if config is not None else IngestLimits()
     fmt = fmt or detect_format(path)
     clock = _Clock()
-    raw = _read_file(path)
+    raw = _read_file(path, limits)
     with ThreadPoolExecutor(1) as pool:  # hashlib releases the GIL: the file is hashed while it is parsed
         digest_job = pool.submit(_sha256, raw)
-        parsed = parse_file(path, fmt, config, _decompress(path, raw))  # raises before anything is written
+        parsed = parse_file(path, fmt, config, _decompress(path, raw, limits))  # raises before any write
         digest = digest_job.result()
     del raw
+    _refuse_mostly_rejects(path, parsed, limits)
     clock("parse")
     summary = IngestSummary(str(path), fmt, rows_read=parsed.n)
     valid = pd.isna(parsed.reason)
@@ -624,8 +707,14 @@ def ingest_file(con, geocoder: Geocoder, path: Path, fmt: str | None = None, con
         if bulk:
             store.rebuild_indexes(con)
         clock("index")
-        summary.duplicates = int(valid.sum()) - summary.accepted
         rejected = np.flatnonzero(~valid)
+        if len(rejected):  # rejects of this same content stored by an earlier ingest: duplicates now
+            seen = np.fromiter((r for r, in con.execute("SELECT row_no FROM rejects WHERE sha256 = ?", (digest,))),
+                               dtype=np.int64)
+            before_rejected = np.isin(rejected + 1, seen)
+            summary.already_rejected = int(before_rejected.sum())
+            rejected = rejected[~before_rejected]
+        summary.duplicates = int(valid.sum()) - summary.accepted + summary.already_rejected
         summary.rejected_by_reason = dict(Counter(parsed.reason[rejected].tolist()))
         if len(rejected):
             con.executemany(
@@ -844,9 +933,12 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
 
 def ingest_paths(config: Config, paths: Iterable[str | Path], fmt: str | None = None, *,
                  show_progress: bool = False, geocoder: Geocoder | None = None,
-                 on_error: Callable[[Exception], None] | None = None) -> list[IngestSummary]:
+                 on_error: Callable[[Exception], None] | None = None,
+                 allowed_roots: Iterable[str | Path] | None = None) -> list[IngestSummary]:
     """Ingest each file in its own transaction. A file that fails entirely raises IngestError, unless
-    ``on_error`` is given, in which case it is reported there and the next file goes on."""
+    ``on_error`` is given, in which case it is reported there and the next file goes on. With
+    ``allowed_roots`` (ingest through the web), files whose real path is elsewhere are refused."""
+    allowed_roots = None if allowed_roots is None else list(allowed_roots)
     files = expand_paths(paths)
     geocoder = geocoder or Geocoder.from_config(config)
     con = store.connect(config.db_path)
@@ -867,7 +959,8 @@ def ingest_paths(config: Config, paths: Iterable[str | Path], fmt: str | None = 
                     prog.update(task, description=f"Ingesting {f.name}")
                 try:
                     step = (lambda k: prog.advance(rows_task, k)) if prog else None
-                    summaries.append(ingest_file(con, geocoder, f, fmt, config, progress=step))
+                    summaries.append(ingest_file(con, geocoder, f, fmt, config, progress=step,
+                                                 allowed_roots=allowed_roots))
                 except IngestError as exc:
                     if on_error is None:
                         raise

@@ -10,7 +10,9 @@ so a crime seen again is stored once and ``INSERT OR IGNORE`` makes re-running a
 """
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -124,6 +126,38 @@ def rebuild_indexes(con: sqlite3.Connection) -> None:
         con.execute(f"PRAGMA cache_size = {CACHE_KIB}")
 
 
+#: The store holds incident-level data: only its owner may read it (issue 14). SQLite creates the -wal and
+#: -shm files with the database file's permissions, so creating that file 0600 covers all three.
+PRIVATE_FILE, PRIVATE_DIR = 0o600, 0o700
+
+
+def _create_private(db_path: Path) -> bool:
+    """Create the instance folder (0700) and an empty database file (0600) if missing, without touching
+    the process umask (other threads may be creating files); tighten an existing store of ours that is
+    readable by others. Returns True when the database file is new."""
+    folder = db_path.parent
+    folder.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)  # mkdir's mode is masked by the umask
+    _tighten(folder, PRIVATE_DIR)
+    try:
+        os.close(os.open(db_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE))
+        new = True
+    except FileExistsError:
+        new = os.path.getsize(db_path) == 0
+    for path in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
+        _tighten(path, PRIVATE_FILE)
+    return new
+
+
+def _tighten(path: Path, mode: int) -> None:
+    """Remove group and other permissions from a file or folder this user owns (others are left alone)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
+        os.chmod(path, stat.S_IMODE(st.st_mode) & mode)
+
+
 def connect(db_path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """Open (and create or migrate) the store. WAL lets readers run during an ingest."""
     db_path = Path(db_path)
@@ -134,8 +168,7 @@ def connect(db_path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=60, check_same_thread=False)
         con.execute("PRAGMA busy_timeout = 60000")
         return con
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    new = not db_path.exists()
+    new = _create_private(db_path)
     con = sqlite3.connect(db_path, timeout=60, isolation_level=None, check_same_thread=False)
     con.execute("PRAGMA busy_timeout = 60000")
     if new:  # larger pages: fewer B-tree splits for bulk loads (only settable before the first table)

@@ -13,10 +13,10 @@ from hotspots.ingest import (R_BAD_MONTH, R_NO_LOCATION, R_OUTSIDE_GB, R_SWAPPED
 from synthetic_bundle import HEADER, bng_to_lonlat, cell_centre, lsoa_code, police_csv
 
 
-def stored(config) -> int:
+def stored(config, table: str = "incidents") -> int:
     con = sqlite3.connect(config.db_path)
     try:
-        return con.execute("SELECT COUNT(*) FROM incidents").fetchone()[0]
+        return con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
     finally:
         con.close()
 
@@ -304,3 +304,176 @@ def test_stored_keys_are_the_v2_scheme(gridtown, tmp_path):
     got = [k for (k,) in con.execute("SELECT key FROM incidents ORDER BY row_no")]
     con.close()
     assert got == want.tolist()
+
+
+# ------------------------------------------------------------------ input limits (issue 14 items 5 and 6)
+def limited(config, **limits):
+    from dataclasses import replace
+
+    from hotspots.config import IngestLimits
+    return replace(config, ingest=IngestLimits(**limits))
+
+
+def ingests(config) -> int:
+    return stored(config, "ingests")
+
+
+@pytest.mark.parametrize("name", ["bomb.csv.gz", "bomb.json.gz", "bomb.jsonl.gz"])
+def test_gzip_bomb_is_refused_with_a_clear_error(seeded, tmp_path, name):
+    """50 MB of zeros compress to about 50 kB; with the cap at 10 MiB the file is refused while it is
+    being decompressed (never fully expanded), naming the file and the setting."""
+    f = write(tmp_path, name, gzip.compress(b"0" * 50_000_000, compresslevel=9))
+    assert f.stat().st_size < 200_000
+    with pytest.raises(IngestError) as err:
+        ingest_paths(limited(seeded, max_expanded_mb=10), [f])
+    assert str(f) in err.value.message and "max_expanded_mb" in err.value.message
+    assert "expands to more than 10 MiB" in err.value.message
+    assert stored(seeded) == 3 and ingests(seeded) == 1
+
+
+def test_plain_file_over_the_cap_is_refused_before_reading(seeded, tmp_path):
+    rows = [(f"p{i}", "2024-01", *cell_centre(0, 0), "Robbery") for i in range(2_000)]
+    f = write(tmp_path, "big.csv", police_csv(rows))
+    with pytest.raises(IngestError, match="max_expanded_mb"):
+        ingest_paths(limited(seeded, max_expanded_mb=0.05), [f])
+    (s,) = ingest_paths(limited(seeded, max_expanded_mb=1), [f])  # the same file under a higher cap
+    assert s.accepted == 2_000
+
+
+def test_file_that_is_mostly_rejects_is_refused_whole(seeded, tmp_path):
+    """1,200 rows of which 700 have no coordinates (58 %): refused, first rejected rows named, nothing
+    written (no incidents, no rejects, no ingest record)."""
+    good = [f"m{i},2024-01,P,P,{{lon}},{{lat}},On or near A,,,Robbery,,\n" for i in range(500)]
+    lon, lat = bng_to_lonlat(*cell_centre(0, 0))
+    text = HEADER + "".join(g.format(lon=lon, lat=lat) for g in good) + \
+        "".join(f"n{i},2024-01,P,P,,,No location,,,Robbery,,\n" for i in range(700))
+    f = write(tmp_path, "mostly-bad.csv", text)
+    with pytest.raises(IngestError) as err:
+        ingest_paths(seeded, [f])
+    msg = err.value.message
+    assert "700 of 1,200 rows (58%)" in msg and "nothing was written" in msg
+    assert "row 501 (Longitude/Latitude: no location (blank coordinates))" in msg and "row 505" in msg
+    assert err.value.row == 501
+    assert stored(seeded) == 3 and rejects(seeded) == [] and ingests(seeded) == 1
+    # the same file under a share limit it meets is ingested, every row accounted for
+    (s,) = ingest_paths(limited(seeded, max_reject_share=0.6), [f])
+    assert (s.rows_read, s.accepted, s.rejected) == (1_200, 500, 700) and s.balanced
+
+
+def test_too_many_rejects_refused_whatever_the_share(seeded, tmp_path):
+    """[0, 0, ...] (the 10 MB upload of issue 14, scaled down): every record rejected, file refused."""
+    f = write(tmp_path, "zeros.json", "[" + ",".join(["0"] * 300) + "]")
+    with pytest.raises(IngestError, match=r"300 of 300 rows .*max_rejects 200"):
+        ingest_paths(limited(seeded, max_rejects=200), [f])
+    assert rejects(seeded) == [] and ingests(seeded) == 1
+    small = write(tmp_path, "few.json", "[0, 0]")  # under every limit: stored as rejects, nothing lost
+    (s,) = ingest_paths(limited(seeded, max_rejects=200), [small])
+    assert (s.rows_read, s.rejected) == (2, 2) and s.all_rejected and len(rejects(seeded)) == 2
+
+
+SECRET = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon,,,:/usr/sbin:/usr/sbin/nologin\n"
+
+
+def test_symlinks_are_resolved_and_refused_outside_allowed_roots(seeded, tmp_path):
+    uploads, elsewhere = tmp_path / "uploads", tmp_path / "elsewhere"
+    uploads.mkdir()
+    elsewhere.mkdir()
+    real = write(elsewhere, "real.csv", police_csv([("s1", "2024-01", *cell_centre(0, 0), "Robbery")]))
+    link = uploads / "link.csv"
+    link.symlink_to(real)
+    with pytest.raises(IngestError, match="outside the folders"):
+        ingest_paths(seeded, [link], allowed_roots=[uploads])
+    assert stored(seeded) == 3 and ingests(seeded) == 1
+    inside = write(uploads, "inside.csv", police_csv([("s2", "2024-01", *cell_centre(0, 0), "Robbery")]))
+    (s,) = ingest_paths(seeded, [inside], allowed_roots=[uploads])
+    assert s.accepted == 1
+    (s,) = ingest_paths(seeded, [link])  # no roots (the CLI): followed, and the real file is named
+    assert s.accepted == 1 and s.path == str(real.resolve())
+
+
+@pytest.mark.parametrize("target", ["fake", "/etc/passwd"])
+def test_symlink_to_a_system_file_echoes_none_of_it(seeded, tmp_path, target):
+    """`hotspots ingest` of a symlink to a non-incident file: refused, exit 1, not a line of it printed."""
+    import os
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from hotspots.cli import cli
+    if target == "fake":
+        secret = write(tmp_path, "passwd", SECRET)
+    else:
+        secret = Path(target)
+        if not secret.is_file() or not os.access(secret, os.R_OK):
+            pytest.skip("no readable /etc/passwd here")
+    lines = [ln for ln in secret.read_text(errors="replace").splitlines() if len(ln.strip()) > 3]
+    for name in ("x.csv", "x.json", "x.jsonl"):
+        link = tmp_path / name
+        link.symlink_to(secret)
+        r = CliRunner().invoke(cli, ["--config", str(seeded.source), "ingest", str(link)], obj={},
+                               env={"HOTSPOTS_INSTANCE_DIR": str(seeded.instance_dir),
+                                    "HOTSPOTS_DATA_DIR": str(seeded.data_dir), "HOTSPOTS_BUNDLE": str(seeded.bundle)})
+        assert r.exit_code == 1, r.output
+        assert "Traceback" not in r.output and f"{secret.resolve()}: " in r.output  # the real file is named
+        for line in lines:
+            for field in {line, *line.split(":")[:1]}:
+                assert len(field) < 4 or field not in r.output.replace(str(tmp_path), ""), (name, field, r.output)
+    assert stored(seeded) == 3
+
+
+def test_store_files_are_private(tmp_path):
+    """The store and its WAL/SHM are 0600 in a 0700 folder, whatever the umask; an existing store that
+    others could read is tightened on open."""
+    import os
+    import stat
+    old = os.umask(0o022)
+    try:
+        db = tmp_path / "instance" / "hotspots.db"
+        con = store.connect(db)
+        with store.transaction(con):
+            con.execute("INSERT INTO meta VALUES ('probe', 'x')")
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (db, db.with_name("hotspots.db-wal"),
+                                                                 db.with_name("hotspots.db-shm"), db.parent)}
+        con.close()
+        assert modes == {"hotspots.db": 0o600, "hotspots.db-wal": 0o600, "hotspots.db-shm": 0o600,
+                         "instance": 0o700}
+        os.chmod(db, 0o644)
+        os.chmod(db.parent, 0o755)
+        store.connect(db).close()
+        assert stat.S_IMODE(db.stat().st_mode) == 0o600 and stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+    finally:
+        os.umask(old)
+
+
+# ------------------------------------------------------------- reports that add up (issue 12 item 5)
+def test_all_rejected_file_exits_1_and_repeat_adds_up(seeded, tmp_path):
+    """A 3-row file whose every row is rejected: `hotspots ingest` says so and exits 1; ingesting the
+    identical file again reports read 3 = 0 accepted + 3 duplicates (rejected before) + 0 rejected, and
+    still exits 1."""
+    from click.testing import CliRunner
+
+    from hotspots.cli import cli
+    f = write(tmp_path, "uk-dates.csv", HEADER + "".join(
+        f"u{i},25/06/2018 18:15,P,P,-2.1,52.58,On or near A,,,Robbery,,\n" for i in range(3)))
+    env = {"HOTSPOTS_INSTANCE_DIR": str(seeded.instance_dir), "HOTSPOTS_DATA_DIR": str(seeded.data_dir),
+           "HOTSPOTS_BUNDLE": str(seeded.bundle)}
+    for attempt in (1, 2):
+        r = CliRunner().invoke(cli, ["--config", str(seeded.source), "ingest", str(f)], obj={}, env=env)
+        assert r.exit_code == 1, r.output
+        assert "every row (3) was rejected" in r.output
+        assert ("first ingested" in r.output) == (attempt == 2)
+    (s,) = ingest_paths(seeded, [f])
+    assert (s.rows_read, s.accepted, s.duplicates, s.already_rejected, s.rejected) == (3, 0, 3, 3, 0)
+    assert s.balanced and s.all_rejected
+    assert len(rejects(seeded)) == 3  # stored once
+
+
+def test_repeated_mixed_file_counts_every_row(seeded, tmp_path):
+    lon, lat = bng_to_lonlat(*cell_centre(0, 0))
+    f = write(tmp_path, "mixed.csv", HEADER + f"k1,2024-01,P,P,{lon},{lat},A,,,Robbery,,\n"
+                                              "k2,2024-01,P,P,,,B,,,Robbery,,\n")
+    (first,) = ingest_paths(seeded, [f])
+    (again,) = ingest_paths(seeded, [f])
+    assert (first.rows_read, first.accepted, first.duplicates, first.rejected) == (2, 1, 0, 1)
+    assert (again.rows_read, again.accepted, again.duplicates, again.rejected) == (2, 0, 2, 0)
+    assert first.balanced and again.balanced and not again.all_rejected
