@@ -17,7 +17,12 @@ Rules (each file is one transaction):
   and reason, and the raw row;
 * a crime seen again (same archive Crime ID, API record ``id`` or extract id; or, for rows without an id
   such as anti-social behaviour, the same content at the same occurrence number) is stored once;
-* rows outside the configured area are kept and flagged ``in_area = 0``.
+* rows outside the configured area are kept and flagged ``in_area = 0``;
+* limits (``[ingest]``, ``IngestLimits``): a file that expands past ``max_expanded_mb`` (gzip is read as a
+  stream) or that is mostly rejects is refused whole, naming the first rejected rows; symlinks are
+  resolved, and refused outside ``allowed_roots`` when given; no error message quotes file content;
+* the summary balances, also on a repeat: rows rejected when the same content was ingested before are
+  duplicates now (``already_rejected``), their rejects being stored once.
 """
 from __future__ import annotations
 

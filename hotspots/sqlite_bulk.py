@@ -4,7 +4,7 @@ Why this shape: storing a million incidents through ``sqlite3`` spends its time 
 Python object per value, not in SQLite. That cost is kept low with documented interfaces only:
 
 * values are turned into Python objects a chunk at a time by C loops (``ndarray.tolist``, Arrow's
-  ``to_numpy``), never one Python call per value, and repeated strings (dictionary-encoded months) share
+  ``to_pylist``, extended-slice assignment into one flat parameter list), never one Python call per value, and repeated strings (dictionary-encoded months) share
   one object;
 * several rows go in one multi-row ``INSERT`` statement (``ROWS_PER_STATEMENT``), run by
   ``executemany``: one statement keeps its table cursor open across its rows, so rows that arrive in key
@@ -26,8 +26,10 @@ import pyarrow as pa
 
 #: Rows per ``executemany`` call (progress is reported between calls; bounds the Python objects alive).
 CHUNK_ROWS = 100_000
-#: Rows per INSERT statement (capped by SQLite's 32,766 parameters per statement). Measured on 1,000,000
-#: incident rows: 1 row per statement 16.3 s, 16 rows 10.3 s, 64 rows 8.8 s, 256 rows 8.1 s (loaded VM).
+#: Rows per INSERT statement (capped by SQLite's 32,766 parameters per statement). Measured on the shared
+#: VM under load: 1,000,000 rows of 14 columns, 1 row per statement 16.3 s, 16 rows 10.3 s, 64 rows
+#: 8.8 s, 256 rows 8.1 s; 300,000 rows, two runs each: 1 row 3.5/4.5 s, 64 rows 2.5/2.8 s, 256 rows
+#: 2.4/3.5 s, 1,024 rows 3.4/4.0 s.
 ROWS_PER_STATEMENT = 256
 SQLITE_MAX_PARAMETERS = 32_766
 
@@ -59,31 +61,34 @@ class Text:
             arr = arr.combine_chunks()
         return arr.dictionary_decode() if pa.types.is_dictionary(arr.type) else arr
 
-    def objects(self, lo: int, hi: int) -> np.ndarray:
-        """Rows ``lo:hi`` of the selection as Python ``str``/None objects. A dictionary column converts
-        each distinct string once and repeats the same object."""
+    def objects(self, lo: int, hi: int) -> list:
+        """Rows ``lo:hi`` of the selection as Python ``str``/None. A dictionary column converts each
+        distinct string once and repeats the same object."""
         arr = self.values.combine_chunks() if isinstance(self.values, pa.ChunkedArray) else self.values
         if pa.types.is_dictionary(arr.type):
             words = np.asarray(arr.dictionary.to_numpy(zero_copy_only=False), dtype=object)
             words = np.append(words, None)  # index -1: a null index
             idx = np.asarray(arr.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
             idx = idx[lo:hi] if self.rows is None else idx[self.rows[lo:hi]]
-            return words[idx]
+            return words[idx].tolist()
         part = arr.slice(lo, hi - lo) if self.rows is None else arr.take(pa.array(self.rows[lo:hi]))
-        return np.asarray(part.to_numpy(zero_copy_only=False), dtype=object)
+        return part.to_pylist()
 
 
-def _table(lo: int, hi: int, ints: Sequence[tuple[np.ndarray, np.ndarray | None]],
-           texts: Sequence[Text]) -> np.ndarray:
-    """Rows ``lo:hi`` as an (rows, columns) object array: ints then texts, None for NULL."""
-    table = np.empty((hi - lo, len(ints) + len(texts)), dtype=object)
+def _flat(lo: int, hi: int, ints: Sequence[tuple[np.ndarray, np.ndarray | None]], texts: Sequence[Text]) -> list:
+    """Rows ``lo:hi`` as one flat row-major list of parameters (ints then texts, None for NULL), filled
+    a column at a time by extended-slice assignment (C loops, no per-value Python call)."""
+    width = len(ints) + len(texts)
+    flat: list = [None] * ((hi - lo) * width)
     for j, (values, null) in enumerate(ints):
-        table[:, j] = np.asarray(values[lo:hi], dtype=np.int64).tolist()
-        if null is not None:
-            table[np.asarray(null[lo:hi], dtype=bool), j] = None
+        column = np.asarray(values[lo:hi], dtype=np.int64)
+        if null is not None and np.asarray(null[lo:hi], dtype=bool).any():
+            column = column.astype(object)
+            column[np.asarray(null[lo:hi], dtype=bool)] = None
+        flat[j::width] = column.tolist()
     for j, col in enumerate(texts, start=len(ints)):
-        table[:, j] = col.objects(lo, hi)
-    return table
+        flat[j::width] = col.objects(lo, hi)
+    return flat
 
 
 def insert(con: sqlite3.Connection, head: str, row: str, n: int,
@@ -118,7 +123,7 @@ def insert(con: sqlite3.Connection, head: str, row: str, n: int,
     many = head + " " + ", ".join([row] * per)
     for lo in range(0, n, chunk):
         hi = min(lo + chunk, n)
-        flat = _table(lo, hi, ints, texts).ravel().tolist()
+        flat = _flat(lo, hi, ints, texts)
         full = (hi - lo) // per * per
         try:
             if full:
