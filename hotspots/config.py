@@ -67,6 +67,16 @@ class ExtractMapping:
     easting: str = "easting"
     northing: str = "northing"
     extras: tuple[str, ...] = ()
+    #: strptime pattern of the date column (e.g. "%d/%m/%Y %H:%M" for UK extracts); "" = ISO 8601
+    #: (YYYY-MM-DD, optionally followed by T or a space and HH:MM[:SS]). The time of day is kept when the
+    #: pattern (or the ISO value) has one.
+    date_format: str = ""
+
+    def __post_init__(self) -> None:
+        fmt = self.date_format
+        if fmt and not ("%d" in fmt and ("%m" in fmt or "%b" in fmt or "%B" in fmt) and "%Y" in fmt):
+            raise ConfigError(f"[extract] date_format {fmt!r} must name the day (%d), month (%m, %b or %B) and "
+                              "four-digit year (%Y): a date without them is ambiguous")
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,7 @@ class Parsed:
     reason: np.ndarray
     column: np.ndarray
     raw: Callable[[int], dict]  # raw row by 0-based index (only called for rejects)
+    time: pa.Array | None = None  # time of day (HH:MM or HH:MM:SS) where the source has it (extracts)
 
 
 @dataclass
@@ -534,12 +535,13 @@ def parse_extract(path: Path, mapping: ExtractMapping, namespace: str = "extract
     ids = _np(_strings(table, mapping.id))
     _mark(reason, column, pd.isna(ids), R_NO_ID, mapping.id)
     when_s = pc.utf8_trim_whitespace(_strings(table, when).fill_null(""))
+    time = None
     if when == mapping.date:
-        ok = np.asarray(pc.match_substring_regex(when_s, DATE_RE).to_numpy(zero_copy_only=False), dtype=bool)
-        date = np.asarray(pc.utf8_slice_codeunits(when_s, 0, 10).to_numpy(zero_copy_only=False), dtype=object)
-        ok &= pd.to_datetime(pd.Series(date), format="%Y-%m-%d", errors="coerce").notna().to_numpy()
-        month = np.array([d[:7] for d in date], dtype=object)
-        _mark(reason, column, ~ok, R_BAD_DATE, when)
+        ok, date, time = _parse_dates(when_s, mapping.date_format)
+        month = np.array([d[:7] if d else None for d in date], dtype=object)
+        why = R_BAD_DATE if not mapping.date_format else \
+            f"date does not match the format {mapping.date_format!r} ([extract] date_format)"
+        _mark(reason, column, ~ok, why, when)
     else:
         ok = np.asarray(pc.match_substring_regex(when_s, MONTH_RE).to_numpy(zero_copy_only=False), dtype=bool)
         date = np.full(n, None, dtype=object)
@@ -579,7 +581,39 @@ def parse_extract(path: Path, mapping: ExtractMapping, namespace: str = "extract
         return {c: table.column(c)[i].as_py() for c in cols}
 
     return Parsed(n, crime_id, _text(month), _text(date), cat, x, y, crs, lon, lat, None, None, None, None,
-                  attrs, None, reason, column, raw)
+                  attrs, None, reason, column, raw, time=time)
+
+
+#: ISO time of day after the date: "T" or a space, then HH:MM, or HH:MM:SS (anything after is ignored).
+ISO_HHMM_RE = r"^.{10}[T ]([01][0-9]|2[0-3]):[0-5][0-9]"
+ISO_HHMMSS_RE = ISO_HHMM_RE + r":[0-5][0-9]"
+
+
+def _parse_dates(values: pa.Array, fmt: str) -> tuple[np.ndarray, np.ndarray, pa.Array | None]:
+    """(valid mask, YYYY-MM-DD or None, time of day or None) of date strings. ``fmt`` "" is ISO 8601
+    (YYYY-MM-DD, then optionally T/space and HH:MM[:SS]); otherwise a strptime pattern that must match
+    the whole value, so "25/06/2018" under "%m/%d/%Y" or "2018-06-25" under "%d/%m/%Y" is rejected,
+    never guessed."""
+    if not fmt:
+        ok = np.asarray(pc.match_substring_regex(values, DATE_RE).to_numpy(zero_copy_only=False), dtype=bool)
+        date = np.asarray(pc.utf8_slice_codeunits(values, 0, 10).to_numpy(zero_copy_only=False), dtype=object)
+        ok &= pd.to_datetime(pd.Series(date), format="%Y-%m-%d", errors="coerce").notna().to_numpy()
+        valid = pa.array(ok)
+        none = pa.scalar(None, pa.string())
+        hhmm = pc.and_(valid, pc.match_substring_regex(values, ISO_HHMM_RE))
+        hhmmss = pc.and_(valid, pc.match_substring_regex(values, ISO_HHMMSS_RE))
+        time = pc.if_else(hhmmss, pc.utf8_slice_codeunits(values, 11, 19),
+                          pc.if_else(hhmm, pc.utf8_slice_codeunits(values, 11, 16), none))
+        return ok, np.where(ok, date, None), None if time.null_count == len(time) else time
+    parsed = pd.to_datetime(pd.Series(values.to_numpy(zero_copy_only=False), dtype=object), format=fmt,
+                            errors="coerce", exact=True)
+    ok = parsed.notna().to_numpy()
+    date = np.where(ok, parsed.dt.strftime("%Y-%m-%d").to_numpy(dtype=object), None)
+    time = None
+    if any(code in fmt for code in ("%H", "%I", "%M")):
+        clock = "%H:%M:%S" if "%S" in fmt else "%H:%M"
+        time = pa.array(np.where(ok, parsed.dt.strftime(clock).to_numpy(dtype=object), None), pa.string())
+    return ok, date, time
 
 
 # ------------------------------------------------------------------------------------------- ingesting
@@ -677,6 +711,7 @@ def ingest_file(con, geocoder: Geocoder, path: Path, fmt: str | None = None, con
             "row_no": sel + 1,
             "month": _rows(pc.dictionary_encode(parsed.month), sel),  # a few distinct months
             "date": _rows(parsed.date, sel),
+            "time": _rows(parsed.time, sel),
             "category_id": _category_ids(con, parsed.category_raw, sel),
             "lon_e6": _ints(parsed.lon[sel], 1e6),
             "lat_e6": _ints(parsed.lat[sel], 1e6),

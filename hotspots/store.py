@@ -17,7 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: What each version added, applied in order to an older store by ``_migrate`` (v2 stores stay usable:
+#: the new column is NULL for their incidents).
+MIGRATIONS = {
+    3: ("ALTER TABLE incidents ADD COLUMN time TEXT",),  # time of day, where the source has it
+}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,7 +62,8 @@ CREATE TABLE IF NOT EXISTS incidents (
     lsoa21_id INTEGER REFERENCES areas(id), lsoa11_id INTEGER REFERENCES areas(id),
     ward_id INTEGER REFERENCES areas(id), ward_pre2023_id INTEGER REFERENCES areas(id),
     in_area INTEGER NOT NULL,         -- 1 if inside the configured area's LSOA 2021 coverage
-    attrs TEXT                        -- JSON of extra attributes (victim age band, weapon flag, ...)
+    attrs TEXT,                       -- JSON of extra attributes (victim age band, weapon flag, ...)
+    time TEXT                         -- HH:MM or HH:MM:SS (as the source gives it) where it has a time
 );
 CREATE TABLE IF NOT EXISTS rejects (
     id INTEGER PRIMARY KEY,
@@ -70,6 +76,10 @@ CREATE TABLE IF NOT EXISTS rejects (
     ingest_id INTEGER NOT NULL,
     UNIQUE (sha256, row_no)
 );
+"""
+
+#: Created after the tables are migrated (it names columns that older stores gain in ``_migrate``).
+VIEW = """
 CREATE VIEW IF NOT EXISTS incidents_geocoded AS
 SELECT i.key, i.crime_id, g.format AS source, g.path AS source_file, i.row_no, i.month, i.date,
        c.slug AS category, c.raw AS category_raw,
@@ -77,7 +87,7 @@ SELECT i.key, i.crime_id, g.format AS source, g.path AS source_file, i.row_no, i
        i.easting_dm / 10.0 AS easting, i.northing_dm / 10.0 AS northing,
        lt.text AS location, ot.text AS outcome, i.context, i.source_lsoa,
        l21.code AS lsoa21, l21.name AS lsoa21_name, l11.code AS lsoa11,
-       w.code AS ward, w.name AS ward_name, wo.code AS ward_pre2023, i.in_area, i.attrs
+       w.code AS ward, w.name AS ward_name, wo.code AS ward_pre2023, i.in_area, i.attrs, i.time
 FROM incidents i
 JOIN categories c ON c.id = i.category_id
 LEFT JOIN ingests g ON g.id = i.ingest_id
@@ -106,7 +116,8 @@ INDEX_BUILD_CACHE_KIB = -4_000
 
 INCIDENT_COLUMNS = ("key", "crime_id", "ingest_id", "row_no", "month", "date", "category_id", "lon_e6",
                     "lat_e6", "easting_dm", "northing_dm", "location_id", "outcome_id", "context",
-                    "source_lsoa", "lsoa21_id", "lsoa11_id", "ward_id", "ward_pre2023_id", "in_area", "attrs")
+                    "source_lsoa", "lsoa21_id", "lsoa11_id", "ward_id", "ward_pre2023_id", "in_area", "attrs",
+                    "time")
 AREA_ROLES = ("lsoa21", "lsoa11", "ward", "ward_pre2023")
 
 
@@ -189,6 +200,8 @@ def connect(db_path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 
 
 def _migrate(con: sqlite3.Connection) -> None:
+    """Create a new store, or bring an older one (v2 onwards) up to SCHEMA_VERSION in one transaction;
+    the version is read inside it, so two processes opening an old store at once migrate it once."""
     # CREATE ... IF NOT EXISTS is idempotent, so two processes opening a new store at once are safe.
     con.executescript(SCHEMA + ";".join(INDEXES.values()) + ";")
     with transaction(con):
@@ -197,9 +210,18 @@ def _migrate(con: sqlite3.Connection) -> None:
             con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             con.execute("INSERT OR REPLACE INTO meta VALUES ('key_scheme', 'hex64-or-siphash64-v2')")
         elif int(row[0]) != SCHEMA_VERSION:
-            from .errors import HotspotsError
-            raise HotspotsError(f"store schema version {row[0]} differs from this hotspots' ({SCHEMA_VERSION}); "
-                                "move the old store aside and re-ingest (ingest is idempotent)", path=None)
+            version = int(row[0])
+            if not (min(MIGRATIONS) - 1 <= version < SCHEMA_VERSION):
+                from .errors import HotspotsError
+                raise HotspotsError(f"store schema version {row[0]} cannot be used by this hotspots (schema "
+                                    f"{SCHEMA_VERSION}); move the old store aside and re-ingest (ingest is "
+                                    "idempotent)", path=None)
+            con.execute("DROP VIEW IF EXISTS incidents_geocoded")  # recreated below with the new columns
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for ddl in MIGRATIONS[target]:
+                    con.execute(ddl)
+            con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        con.execute(VIEW)
 
 
 @contextmanager

@@ -477,3 +477,104 @@ def test_repeated_mixed_file_counts_every_row(seeded, tmp_path):
     assert (first.rows_read, first.accepted, first.duplicates, first.rejected) == (2, 1, 0, 1)
     assert (again.rows_read, again.accepted, again.duplicates, again.rejected) == (2, 0, 2, 0)
     assert first.balanced and again.balanced and not again.all_rejected
+
+
+# ------------------------------------------------- extract dates with a format and a time (issue 12 item 1)
+def test_extract_with_uk_dates_and_times(gridtown, tmp_path):
+    """`[extract] date_format = "%d/%m/%Y %H:%M"`: UK dates with times ingest with the date and the time
+    of day stored; a US-order date, an ISO date and a date without its time are rejected with the row and
+    the expected format (never guessed)."""
+    from dataclasses import replace
+
+    from hotspots.config import ExtractMapping
+    _, config = gridtown
+    config = replace(config, extract=ExtractMapping(date_format="%d/%m/%Y %H:%M"))
+    x, y = cell_centre(1, 2)
+    text = ("incident_id,date,offence,easting,northing\n"
+            f"U1,25/06/2018 18:15,Violence with injury,{x},{y}\n"
+            f"U2,01/07/2018 00:05,Robbery,{x},{y}\n"
+            f"U3,06/25/2018 18:15,Robbery,{x},{y}\n"
+            f"U4,2018-06-25 18:15,Robbery,{x},{y}\n"
+            f"U5,25/06/2018,Robbery,{x},{y}\n")
+    (s,) = ingest_paths(config, [write(tmp_path, "uk.csv", text)], "extract")
+    assert (s.rows_read, s.accepted, s.rejected) == (5, 2, 3)
+    con = sqlite3.connect(config.db_path)
+    assert con.execute("SELECT crime_id, month, date, time FROM incidents_geocoded ORDER BY crime_id").fetchall() == [
+        ("extract:U1", "2018-06", "2018-06-25", "18:15"), ("extract:U2", "2018-07", "2018-07-01", "00:05")]
+    con.close()
+    assert [(r[0], r[1], r[2]) for r in rejects(config)] == [
+        (n, "date", "date does not match the format '%d/%m/%Y %H:%M' ([extract] date_format)") for n in (3, 4, 5)]
+
+
+def test_extract_iso_dates_keep_their_time(gridtown, tmp_path):
+    _, config = gridtown
+    x, y = cell_centre(0, 1)
+    text = ("incident_id,date,offence,easting,northing\n"
+            f"I1,2024-03-01T21:40,Robbery,{x},{y}\n"
+            f"I2,2024-03-02 07:05:09,Robbery,{x},{y}\n"
+            f"I3,2024-03-03,Robbery,{x},{y}\n")
+    (s,) = ingest_paths(config, [write(tmp_path, "iso.csv", text)], "extract")
+    assert s.accepted == 3
+    con = sqlite3.connect(config.db_path)
+    assert con.execute("SELECT date, time FROM incidents_geocoded ORDER BY date").fetchall() == [
+        ("2024-03-01", "21:40"), ("2024-03-02", "07:05:09"), ("2024-03-03", None)]
+    con.close()
+
+
+def test_date_format_must_name_day_month_and_year():
+    from hotspots.config import ExtractMapping
+    from hotspots.errors import ConfigError
+    for bad in ("%m/%Y", "%d/%m/%y", "%H:%M"):
+        with pytest.raises(ConfigError, match="date_format"):
+            ExtractMapping(date_format=bad)
+    assert ExtractMapping(date_format="%d %b %Y").date_format == "%d %b %Y"
+
+
+V2_INCIDENTS = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE ingests (id INTEGER PRIMARY KEY, path TEXT NOT NULL, sha256 TEXT NOT NULL, format TEXT NOT NULL,
+    started_at TEXT NOT NULL, finished_at TEXT, rows_read INTEGER, accepted INTEGER, duplicates INTEGER,
+    rejected INTEGER, outside_area INTEGER, lsoa_checked INTEGER, lsoa_agree INTEGER);
+CREATE TABLE categories (id INTEGER PRIMARY KEY, slug TEXT NOT NULL, raw TEXT NOT NULL, UNIQUE (slug, raw));
+CREATE TABLE texts (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
+CREATE TABLE areas (id INTEGER PRIMARY KEY, role TEXT NOT NULL, code TEXT NOT NULL, name TEXT NOT NULL,
+    UNIQUE (role, code));
+CREATE TABLE incidents (key INTEGER PRIMARY KEY, crime_id TEXT, ingest_id INTEGER NOT NULL, row_no INTEGER NOT NULL,
+    month TEXT NOT NULL, date TEXT, category_id INTEGER NOT NULL, lon_e6 INTEGER, lat_e6 INTEGER,
+    easting_dm INTEGER, northing_dm INTEGER, location_id INTEGER, outcome_id INTEGER, context TEXT,
+    source_lsoa TEXT, lsoa21_id INTEGER, lsoa11_id INTEGER, ward_id INTEGER, ward_pre2023_id INTEGER,
+    in_area INTEGER NOT NULL, attrs TEXT);
+CREATE TABLE rejects (id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, path TEXT NOT NULL, row_no INTEGER NOT NULL,
+    column_name TEXT, reason TEXT NOT NULL, raw TEXT, ingest_id INTEGER NOT NULL, UNIQUE (sha256, row_no));
+CREATE VIEW incidents_geocoded AS SELECT i.key, i.crime_id, i.month, i.date, c.slug AS category
+    FROM incidents i JOIN categories c ON c.id = i.category_id;
+INSERT INTO meta VALUES ('schema_version', '2'), ('key_scheme', 'hex64-or-siphash64-v2');
+INSERT INTO ingests (id, path, sha256, format, started_at) VALUES (1, 'old.csv', 'abc', 'police-csv', '2026-01-01');
+INSERT INTO categories VALUES (1, 'robbery', 'Robbery');
+INSERT INTO incidents (key, crime_id, ingest_id, row_no, month, date, category_id, in_area)
+    VALUES (42, 'old1', 1, 1, '2024-01', NULL, 1, 1);
+"""
+
+
+def test_v2_store_is_migrated_and_keeps_its_incidents(gridtown, tmp_path):
+    """A store written by schema v2 opens: it gains the time column (NULL for its incidents), the view
+    is rebuilt with it, its incidents are still there, and new ingests add to it."""
+    _, config = gridtown
+    config.db_path.parent.mkdir(parents=True, exist_ok=True)
+    old = sqlite3.connect(config.db_path)
+    old.executescript(V2_INCIDENTS)
+    old.close()
+    con = store.connect(config.db_path)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(store.SCHEMA_VERSION),)
+    assert con.execute("SELECT crime_id, month, category, time FROM incidents_geocoded").fetchall() == [
+        ("old1", "2024-01", "robbery", None)]
+    con.close()
+    store.connect(config.db_path).close()  # opening again is a no-op
+    x, y = cell_centre(0, 0)
+    (s,) = ingest_paths(config, [write(tmp_path, "new.csv", "incident_id,date,offence,easting,northing\n"
+                                                            f"N1,2024-02-01 10:30,Robbery,{x},{y}\n")], "extract")
+    assert s.accepted == 1
+    con = sqlite3.connect(config.db_path)
+    assert con.execute("SELECT crime_id, time FROM incidents_geocoded ORDER BY crime_id").fetchall() == [
+        ("extract:N1", "10:30"), ("old1", None)]
+    con.close()
