@@ -356,9 +356,9 @@ def _mark(reason: np.ndarray, column: np.ndarray, mask: np.ndarray, why: str, co
 
 def _header_shown(have: list[str]) -> str:
     """The header's column names for an error message, only when the first line looks like a CSV header
-    (several short names). Otherwise it may be any file's content (a symlink to a system file): only
-    the number of fields is said."""
-    if len(have) >= 2 and all(len(h) <= 64 and h.isprintable() for h in have):
+    (several short, non-empty names). Otherwise it may be any file's content (a symlink to a system
+    file; "daemon:x:1:1:daemon,,,:/usr/sbin" splits into empty names): only the number of fields is said."""
+    if len(have) >= 2 and all(0 < len(h) <= 64 and h.isprintable() for h in have):
         return f"file has: {', '.join(have)}"
     return (f"the first line is not a CSV header ({len(have)} field{'s' if len(have) != 1 else ''}, "
             "not shown): is this an incident file?")
