@@ -578,3 +578,18 @@ def test_v2_store_is_migrated_and_keeps_its_incidents(gridtown, tmp_path):
     assert con.execute("SELECT crime_id, time FROM incidents_geocoded ORDER BY crime_id").fetchall() == [
         ("extract:N1", "10:30"), ("old1", None)]
     con.close()
+
+
+def test_store_from_a_newer_hotspots_is_refused_untouched(tmp_path):
+    from hotspots.errors import HotspotsError
+    db = tmp_path / "instance" / "hotspots.db"
+    store.connect(db).close()
+    con = sqlite3.connect(db)
+    con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    with pytest.raises(HotspotsError, match="schema version 99 cannot be used"):
+        store.connect(db)
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("99",)
+    con.close()
