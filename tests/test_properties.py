@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import atexit
 import csv
-from collections import Counter
 import io
 import json
 import shutil
 import tempfile
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
