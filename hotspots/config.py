@@ -89,6 +89,9 @@ class IngestLimits:
     #: largest decompressed (or plain) file, in MiB: bounds memory directly. Real police.uk gzip/JSON
     #: expands about 7x, so a ratio cap would only add false refusals of repetitive but honest files.
     max_expanded_mb: float = 2048.0
+    #: largest JSON text, in MiB: parsed JSON takes about ten times its text in Python objects (the
+    #: bundle's largest month, 26.6 MB of JSON Lines, is far below)
+    max_json_mb: float = 512.0
     #: a file with more rejects than this is refused whole, whatever its size
     max_rejects: int = 100_000
     #: ... and so is a file of at least ``reject_share_min_rows`` rows of which more than this share is rejected

@@ -168,10 +168,24 @@ def detect_format(path: Path) -> str:
 DECOMPRESS_STEP = 1 << 20
 
 
-def _too_large(path: Path, limits: IngestLimits, what: str) -> IngestError:
-    return IngestError(f"{what} more than {limits.max_expanded_mb:g} MiB, the limit for one file "
-                       "([ingest] max_expanded_mb); refused so it cannot exhaust memory: split it, or raise "
+def _too_large(path: Path, limits: IngestLimits, what: str, key: str = "max_expanded_mb") -> IngestError:
+    return IngestError(f"{what} more than {getattr(limits, key):g} MiB, the limit for one file "
+                       f"([ingest] {key}); refused so it cannot exhaust memory: split it, or raise "
                        "the limit if this file is genuine", path=path)
+
+
+def _parse_within_limits(path: Path, fmt: str, config: Config | None, data: bytes, limits: IngestLimits) -> Parsed:
+    """``parse_file`` for data already within ``max_expanded_mb``. JSON becomes Python objects (about ten
+    times its text), so it has its own, lower limit; and should memory still run out, the answer is an
+    IngestError naming the file, never a MemoryError traceback."""
+    if fmt == "police-api-json" and len(data) > limits.max_json_mb * 2 ** 20:
+        raise _too_large(path, limits, f"JSON text of {len(data) / 2 ** 20:,.0f} MiB,", "max_json_mb")
+    try:
+        return parse_file(path, fmt, config, data)
+    except MemoryError:
+        raise IngestError(f"out of memory while parsing {len(data) / 2 ** 20:,.0f} MiB; nothing was written: "
+                          "split the file, or lower [ingest] max_expanded_mb / max_json_mb so such files are "
+                          "refused up front", path=path) from None
 
 
 def _read_file(path: Path, limits: IngestLimits = IngestLimits()) -> bytes:
@@ -675,7 +689,7 @@ def ingest_file(con, geocoder: Geocoder, path: Path, fmt: str | None = None, con
     raw = _read_file(path, limits)
     with ThreadPoolExecutor(1) as pool:  # hashlib releases the GIL: the file is hashed while it is parsed
         digest_job = pool.submit(_sha256, raw)
-        parsed = parse_file(path, fmt, config, _decompress(path, raw, limits))  # raises before any write
+        parsed = _parse_within_limits(path, fmt, config, _decompress(path, raw, limits), limits)  # before any write
         digest = digest_job.result()
     del raw
     _refuse_mostly_rejects(path, parsed, limits)

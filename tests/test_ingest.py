@@ -593,3 +593,29 @@ def test_store_from_a_newer_hotspots_is_refused_untouched(tmp_path):
     con = sqlite3.connect(db)
     assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("99",)
     con.close()
+
+
+def test_json_over_its_own_limit_and_memory_errors_are_clear(seeded, tmp_path, monkeypatch):
+    """JSON has a lower limit than CSV (its Python objects are about ten times its text); and a
+    MemoryError while parsing anything becomes an IngestError naming the file, nothing written."""
+    import hotspots.ingest as ingest_module
+    lon, lat = bng_to_lonlat(*cell_centre(0, 0))
+    records = [{"id": i, "month": "2024-01", "category": "robbery",
+                "location": {"latitude": str(lat), "longitude": str(lon), "street": {"name": "X"}}}
+               for i in range(2_000)]
+    f = write(tmp_path, "big.json", json.dumps(records))
+    with pytest.raises(IngestError, match=r"\[ingest\] max_json_mb"):
+        ingest_paths(limited(seeded, max_json_mb=0.1), [f])
+    assert stored(seeded) == 3 and ingests(seeded) == 1
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(ingest_module, "parse_file", exhausted)
+    with pytest.raises(IngestError, match="out of memory while parsing") as err:
+        ingest_paths(seeded, [f])
+    assert str(f) in err.value.message
+    assert stored(seeded) == 3 and ingests(seeded) == 1
+    monkeypatch.undo()
+    (s,) = ingest_paths(seeded, [f])  # within the default limits
+    assert s.accepted == 2_000
