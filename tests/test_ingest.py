@@ -619,3 +619,24 @@ def test_json_over_its_own_limit_and_memory_errors_are_clear(seeded, tmp_path, m
     monkeypatch.undo()
     (s,) = ingest_paths(seeded, [f])  # within the default limits
     assert s.accepted == 2_000
+
+
+def test_ingest_limits_are_read_and_checked_from_the_config(gridtown, tmp_path):
+    from hotspots.config import load_config
+    from hotspots.errors import ConfigError
+    _, config = gridtown
+    base = config.source.read_text(encoding="utf-8")
+
+    def load(table: str):
+        p = tmp_path / "limits.toml"
+        p.write_text(base + "\n[ingest]\n" + table, encoding="utf-8")
+        return load_config(p, env={}, data_dir=config.data_dir, instance_dir=config.instance_dir,
+                           bundle=config.bundle)
+
+    got = load("max_rejects = 5\nmax_reject_share = 0.25\nmax_expanded_mb = 64\n").ingest
+    assert (got.max_rejects, got.max_reject_share, got.max_expanded_mb, got.max_json_mb) == (5, 0.25, 64.0, 512.0)
+    for bad, why in [("max_reject_share = 2", "at most 1"), ("max_rejects = 0", "positive integer"),
+                     ("max_rejects = 1.5", "positive integer"), ("max_expanded_mb = true", "positive number"),
+                     ("max_rows = 3", "unknown keys: max_rows")]:
+        with pytest.raises(ConfigError, match=why):
+            load(bad + "\n")
