@@ -98,6 +98,36 @@ class ExtractMapping:
     easting: str = "easting"
     northing: str = "northing"
     extras: tuple[str, ...] = ()
+    #: strptime pattern of the date column (e.g. "%d/%m/%Y %H:%M" for UK extracts); "" = ISO 8601
+    #: (YYYY-MM-DD, optionally followed by T or a space and HH:MM[:SS]). The time of day is kept when the
+    #: pattern (or the ISO value) has one.
+    date_format: str = ""
+
+    def __post_init__(self) -> None:
+        fmt = self.date_format
+        if fmt and not ("%d" in fmt and ("%m" in fmt or "%b" in fmt or "%B" in fmt) and "%Y" in fmt):
+            raise ConfigError(f"[extract] date_format {fmt!r} must name the day (%d), month (%m, %b or %B) and "
+                              "four-digit year (%Y): a date without them is ambiguous")
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    """``[ingest]``: what one incident file may cost before it is refused whole (nothing written).
+
+    Why: a 28 MB gzip can expand to 6 GB and a 10 MB upload of ``[0,0,...]`` to five million rejects; both
+    must be a clear error naming the file, not a ``MemoryError`` or a store grown by a gigabyte."""
+
+    #: largest decompressed (or plain) file, in MiB: bounds memory directly. Real police.uk gzip/JSON
+    #: expands about 7x, so a ratio cap would only add false refusals of repetitive but honest files.
+    max_expanded_mb: float = 2048.0
+    #: largest JSON text, in MiB: parsed JSON takes about ten times its text in Python objects (the
+    #: bundle's largest month, 26.6 MB of JSON Lines, is far below)
+    max_json_mb: float = 512.0
+    #: a file with more rejects than this is refused whole, whatever its size
+    max_rejects: int = 100_000
+    #: ... and so is a file of at least ``reject_share_min_rows`` rows of which more than this share is rejected
+    max_reject_share: float = 0.5
+    reject_share_min_rows: int = 1_000
 
 
 @dataclass(frozen=True)
@@ -109,6 +139,7 @@ class Config:
     bundle: Path
     datasets: dict[str, Dataset]
     extract: ExtractMapping = field(default_factory=ExtractMapping)
+    ingest: IngestLimits = field(default_factory=IngestLimits)
     centre: tuple[float, float] = (52.5866, -2.1276)
     #: Local authority codes to keep from boundary files that cover more (regional or national files);
     #: empty keeps every feature. Applies to boundary datasets that name their ``lad_column``.
@@ -199,6 +230,23 @@ def _number(kind: type, value: Any, what: str, path: Path) -> Any:
         raise ConfigError(f"{what} must be a number, got {value!r}", path=path) from None
 
 
+def _ingest_limits(table: dict, path: Path) -> IngestLimits:
+    """The ``[ingest]`` table, each limit checked to be a positive number of the right kind."""
+    known = IngestLimits.__dataclass_fields__
+    unknown = set(table) - set(known)
+    if unknown:
+        raise ConfigError(f"[ingest] has unknown keys: {', '.join(sorted(unknown))}", path=path)
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        kind = int if key in ("max_rejects", "reject_share_min_rows") else float
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or kind is int and not isinstance(value, int) \
+                or value <= 0 or key == "max_reject_share" and value > 1:
+            raise ConfigError(f"[ingest] {key} must be a positive {'integer' if kind is int else 'number'}"
+                              f"{' at most 1' if key == 'max_reject_share' else ''}, got {value!r}", path=path)
+        values[key] = kind(value)
+    return IngestLimits(**values)
+
+
 def load_config(path: str | Path | None = None, env: dict[str, str] | None = None, **overrides: Any) -> Config:
     """Load the TOML file (``HOTSPOTS_CONFIG`` or ``config/hotspots.toml``), then apply the environment,
     then ``overrides``. Relative paths in the file are relative to :func:`config_base` (the repository root for
@@ -230,6 +278,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         datasets[key] = Dataset(key=key, **spec)
     ext = raw.get("extract", {})
     extract = ExtractMapping(**{k: (tuple(v) if k == "extras" else v) for k, v in ext.items()})
+    ingest_limits = _ingest_limits(raw.get("ingest") or {}, path)
     values: dict[str, Any] = dict(
         area_name=area["name"], lad_code=area["lad_code"],
         centre=tuple(area.get("centre", (52.5866, -2.1276))), zoom=int(area.get("zoom", 12)),
@@ -249,7 +298,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         analysis_processes=bool(server.get("analysis_processes", False)),
         **{k: _number(kind, server[k], f"[server] {k}", path) for k, kind in POOL_KEYS.items() if k in server},
         disclosure=dict(raw.get("disclosure") or {"rule": "default"}),
-        datasets=datasets, extract=extract, source=path,
+        datasets=datasets, extract=extract, ingest=ingest_limits, source=path,
         marking=str((raw.get("report") or {}).get("marking", "OFFICIAL")),
     )
     for var, fld in ENV_OVERRIDES.items():
