@@ -164,7 +164,7 @@ def _choice(args: Mapping, name: str, allowed: Sequence[str], default: str) -> s
     return v
 
 
-def _number(args: Mapping, name: str, default: float, lo: float, hi: float) -> float:
+def number(args: Mapping, name: str, default: float, lo: float, hi: float) -> float:
     v = _first(args, name)
     if v is None:
         return default
@@ -179,7 +179,7 @@ def _number(args: Mapping, name: str, default: float, lo: float, hi: float) -> f
 
 def _menu_number(args: Mapping, name: str, default: float, menu: Sequence[float], free: bool,
                  lo: float, hi: float) -> float:
-    x = _number(args, name, default, lo, hi)
+    x = number(args, name, default, lo, hi)
     if free or any(math.isclose(x, m, rel_tol=1e-9) for m in menu) or math.isclose(x, default):
         return x
     raise HotspotsError(f"{name} must be one of {', '.join(f'{m:g}' for m in menu)}, got {x:g}", column=name)
@@ -231,7 +231,7 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
     significance = _choice(args, "significance", tuple(SIGNIFICANCE), "raw")
     classes = _choice(args, "classes", CLASS_SCHEMES, "quantiles")
     alpha = _menu_number(args, "alpha", float(d.get("alpha", 0.05)), ALPHA_MENU, free, 1e-6, 0.5)
-    k = int(_number(args, "k", 5, *K_RANGE))
+    k = int(number(args, "k", 5, *K_RANGE))
     perms = int(_menu_number(args, "permutations", float(d.get("permutations", 9999)), PERMUTATIONS_MENU, free,
                              0 if free else 99, 999_999 if free else 9999))
     weights = _weights(_first(args, "weights", d.get("weights", "queen")), free)
