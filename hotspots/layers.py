@@ -123,7 +123,8 @@ def catalog(config: Config) -> Catalog:
             doms += [x["slug"] for x in overlays.deprivation_domains(config, d["key"]) if x["slug"] not in doms]
         return Catalog(layers=tuple(k.name for k in ks),
                        categories=tuple(cats), months=tuple(months), domains=tuple(doms),
-                       groups={k.name: k.group for k in ks})
+                       groups={k.name: k.group for k in ks},
+                       private=tuple(k.name for k in ks if k.analyst_only))
     return cached(config, ("catalog",), build)
 
 

@@ -99,6 +99,8 @@ class Catalog:
     domains: tuple[str, ...] = ("imd",)
     #: layer name -> "crime" | "deprivation" | "boundary" | "overlay"
     groups: Mapping[str, str] | None = None
+    #: layers only analysts may ask for: never named in an error message (a viewer's 404 reveals nothing)
+    private: tuple[str, ...] = ()
 
     def group(self, layer: str) -> str:
         return (self.groups or {}).get(layer, "crime")
@@ -208,7 +210,8 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
     d = dict(defaults or {})
     layer = layer or _first(args, "layer", "gistar")
     if layer not in catalog.layers:
-        raise NotFoundError(f"unknown layer {str(layer)[:40]!r} (have: {', '.join(catalog.layers)})", column="layer")
+        listed = [n for n in catalog.layers if n not in catalog.private]
+        raise NotFoundError(f"unknown layer {str(layer)[:40]!r} (have: {', '.join(listed)})", column="layer")
     geography = _first(args, "geography", "lsoa")
     if geography not in GEOGRAPHIES:
         raise NotFoundError(f"unknown geography {geography[:40]!r} (use one of: {', '.join(GEOGRAPHIES)})",
