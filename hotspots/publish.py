@@ -149,8 +149,9 @@ def _display_rule(kind: LayerKind, req: LayerRequest, a: Analysed, rule: Disclos
         g = gpd.GeoDataFrame(g[[c for c in g.columns if c != "geometry"] + ["geometry"]], geometry="geometry",
                              crs=BNG)
         return g, legend, {"totals": totals}
-    if kind.name == "change":
-        st = maps.style_change(_numeric(g["change"]), title="Change in count", note=a.legend.get("note", ""))
+    if kind.name == "change":  # the tested classes, from the protected counts; suppressed rows restyled below
+        from .kinds_time import style_change_test
+        st = style_change_test(a.frame["change_class"].tolist(), note=a.legend.get("note", ""))
     else:
         col = {"count": "count", "rate": "rate_per_1000", "eb_rate": "eb_rate_per_1000"}[kind.name]
         vals = _numeric(g[col])
