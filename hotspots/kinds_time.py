@@ -19,8 +19,8 @@ from .aggregate import base_table, level_role
 from .bundle import BNG
 from .config import Config
 from .errors import AnalysisError
-from .layers import (AREA_COLUMNS, AREA_FIELDS, IMD_FIELD, Analysed, LayerKind, counts, filename, filters_text,
-                     register, style)
+from .layers import (AREA_COLUMNS, AREA_FIELDS, CRIME_TITLES, IMD_FIELD, Analysed, LayerKind, counts, filename,
+                     filters_text, register, style)
 from .request import SIGNIFICANCE, Audience, LayerRequest, month_range, months_between
 from .stats import fdr_cutoff
 from .trend import (CHANGE_FALL, CHANGE_NO_BASELINE, CHANGE_NO_INCIDENTS, CHANGE_NONE, CHANGE_RISE, MIN_MK_STEPS,
@@ -311,6 +311,7 @@ _EMERGING = ("category", "category_code", "mk_tau", "mk_z", "mk_p", "n_hot_steps
 _TREND = ("mk_tau", "mk_z", "mk_p", "sens_slope", "trend_class")
 # Viewers get classes and statistics of the protected cube; the period total (a count) is for analysts only,
 # so no published column is a count and the small-number rule has nothing to hide.
+CRIME_TITLES.update(emerging="Emerging hot spots (over time)", trend="Trend per area (over time)")
 register(LayerKind("emerging", "Emerging hot spots", "crime", _emerging,
                    _TIME_USES + ("weights", "time_neighbours"),
                    {Audience.ANALYST: AREA_COLUMNS + ("count",) + _EMERGING, Audience.VIEWER: AREA_COLUMNS + _EMERGING}))

@@ -43,11 +43,16 @@ PLAN = planted()
 
 
 @pytest.fixture(scope="module")
-def city(tmp_path_factory):
+def city_bundle(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("gridtown-year"))
+
+
+@pytest.fixture(scope="module")
+def city(city_bundle):
     from hotspots.bundle import install_bundle
     from hotspots.config import load_config
     from hotspots.ingest import ingest_paths
-    b = build(tmp_path_factory.mktemp("gridtown-year"))
+    b = city_bundle
     rows, n = [], 0
     for i in range(N):
         for j in range(N):
@@ -246,3 +251,56 @@ def test_viewer_ward_trend_sums_protected_lsoa_cells(city):
         protected=True)
     cube, _ = area_cube(city, r, Audience.VIEWER, ["E05990000"])
     assert cube[0].tolist() == lsoa.sum(axis=0).tolist()
+
+
+# -- CLI ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def cli_env(city, city_bundle, monkeypatch):
+    for k, v in city_bundle.env().items():
+        monkeypatch.setenv(k, v)
+    return city
+
+
+def run_cli(*args):
+    from click.testing import CliRunner
+    from hotspots.cli import cli
+    return CliRunner().invoke(cli, list(args), obj={})
+
+
+def test_cli_emerging_writes_the_layer_and_prints_the_outcomes(cli_env, tmp_path):
+    import pandas as pd
+    out = tmp_path / "ehsa.csv"
+    r = run_cli("emerging", "--level", "lsoa", "--category", "violent-crime", "--from", "2023-01", "--to", "2023-12",
+                "--step", "month", "--time-neighbours", "1", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    table = pd.read_csv(out, comment="#")
+    pub = pipeline.build_layer(cli_env, req(cli_env, "emerging"), Audience.ANALYST)
+    assert table["category"].tolist() == pub.frame["category"].tolist()
+    for name, n in pub.metadata["outcomes"].items():
+        assert (f"  {name}: {n}" in r.output) == (n > 0)
+
+
+def test_cli_emerging_exits_1_with_too_few_steps(cli_env, tmp_path):
+    r = run_cli("emerging", "--from", "2023-01", "--to", "2023-04", "--out", str(tmp_path / "x.geojson"))
+    assert r.exit_code == 1 and "at least 10" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "x.geojson").exists()
+
+
+def test_cli_trend_prints_the_city_trend_and_the_tested_change(cli_env, tmp_path):
+    import json
+    out = tmp_path / "trend.geojson"
+    r = run_cli("trend", "--level", "ward", "--category", "violent-crime", "--from", "2023-07", "--to", "2023-12",
+                "--compare-to", "2023-01:2023-06", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    after = sum(v for (c, m), v in PLAN.items() if m >= "2023-07")
+    before = sum(v for (c, m), v in PLAN.items() if m < "2023-07")
+    ref = binomtest(after, after + before, 0.5)
+    pct = f"{round((after / before - 1) * 100):+d}".replace("-", "−")
+    assert f"{after:,} incidents in 2023-07 to 2023-12 against {before:,}" in r.output
+    assert f"{pct} %" in r.output and ("p < 0.001" if ref.pvalue < 0.001 else f"p = {ref.pvalue:.3f}") in r.output
+    assert "Mann-Kendall" in r.output
+    fc = json.loads(out.read_text())
+    assert len(fc["features"]) == 4 and "trend_class" in fc["features"][0]["properties"]
+    r = run_cli("trend", "--from", "2023-01", "--to", "2023-12", "--compare-to", "last-week", "--out", str(out))
+    assert r.exit_code == 1 and "previous-year" in r.output

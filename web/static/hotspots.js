@@ -12,7 +12,7 @@
   state.layers.forEach(function (l) { catalogue[l.name] = l; });
   var entries = {};   // name -> {group, legend, loadedKey, loading}
   var pending = 0;
-  var CRIME = ["count", "rate", "eb_rate", "gistar", "lisa", "change"];
+  var CRIME = ["count", "rate", "eb_rate", "gistar", "lisa", "change", "emerging", "trend"];
   var HATCH = "url(#hs-hatch-suppressed)";  // the SVG pattern defined once in the page (_patterns.html)
   var phone = window.matchMedia("(max-width: 480px)");
   // tablets (up to 1024 px wide) collapse the layer list behind Leaflet's layers button
