@@ -29,7 +29,14 @@ ENV_OVERRIDES = {
     "HOTSPOTS_SECURE_COOKIES": "secure_cookies",
     "HOTSPOTS_MAX_UPLOAD_MB": "max_upload_mb",
     "HOTSPOTS_TRUSTED_PROXY": "trusted_proxy",
+    "HOTSPOTS_ANALYSIS_WORKERS": "analysis_workers",
+    "HOTSPOTS_ANALYSIS_QUEUE": "analysis_queue",
+    "HOTSPOTS_ANALYSIS_PER_CLIENT": "analysis_per_client",
+    "HOTSPOTS_ANALYSIS_BUDGET_S": "analysis_budget_s",
+    "HOTSPOTS_ANALYSIS_PROCESSES": "analysis_processes",
 }
+#: [server] keys of the bounded analysis pool (hotspots.jobs.AnalysisPool) and their types
+POOL_KEYS = {"analysis_workers": int, "analysis_queue": int, "analysis_per_client": int, "analysis_budget_s": float}
 
 BOUNDARY_ROLES = ("lsoa21", "lsoa11", "ward", "ward_pre2023")
 
@@ -101,6 +108,14 @@ class Config:
     #: behind one TLS-terminating reverse proxy: take scheme, host and client address from its
     #: X-Forwarded-Proto/-Host/-For headers (never set it when clients reach the server directly)
     trusted_proxy: bool = False
+    #: the bounded pool for uncached analyses (hotspots.jobs.AnalysisPool): threads, queued jobs, jobs per
+    #: client (address or signed-in user), and seconds a request waits before a 503 with Retry-After
+    analysis_workers: int = 1
+    analysis_queue: int = 4
+    analysis_per_client: int = 2
+    analysis_budget_s: float = 20.0
+    #: compute picklable analyses in a child process (the kernels hold the GIL; measured: docs/benchmarks.md)
+    analysis_processes: bool = False
     source: Path | None = None
     #: protective marking printed on the print view and briefings (Government Security Classifications)
     marking: str = "OFFICIAL"
@@ -153,6 +168,13 @@ def _resolve(base: Path, value: str | Path) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
 
 
+def _number(kind: type, value: Any, what: str, path: Path) -> Any:
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a number, got {value!r}", path=path) from None
+
+
 def load_config(path: str | Path | None = None, env: dict[str, str] | None = None, **overrides: Any) -> Config:
     """Load the TOML file (``HOTSPOTS_CONFIG`` or ``config/hotspots.toml``), then apply the environment,
     then ``overrides``. Relative paths in the file are relative to the repository root."""
@@ -199,6 +221,8 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         session_hours=float(server.get("session_hours", 12.0)),
         max_upload_mb=float(server.get("max_upload_mb", 50.0)),
         trusted_proxy=bool(server.get("trusted_proxy", False)),
+        analysis_processes=bool(server.get("analysis_processes", False)),
+        **{k: _number(kind, server[k], f"[server] {k}", path) for k, kind in POOL_KEYS.items() if k in server},
         disclosure=dict(raw.get("disclosure") or {"rule": "default"}),
         datasets=datasets, extract=extract, source=path,
         marking=str((raw.get("report") or {}).get("marking", "OFFICIAL")),
@@ -210,12 +234,14 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
                 v = Path(v).expanduser().resolve()
             elif fld == "port":
                 v = int(v)
-            elif fld in ("public_mode", "trusted_proxy"):
+            elif fld in ("public_mode", "trusted_proxy", "analysis_processes"):
                 v = v.lower() in ("1", "true", "yes", "on")
             elif fld == "secure_cookies":
                 v = v.lower()
             elif fld == "max_upload_mb":
                 v = float(v)
+            elif fld in POOL_KEYS:
+                v = _number(POOL_KEYS[fld], v, var, path)
             values[fld] = v
     values.update(overrides)
     for fld in ("data_dir", "instance_dir", "bundle"):
@@ -229,6 +255,10 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
                           path=path)
     if not 0 < float(values["max_upload_mb"]) <= 4096:
         raise ConfigError("[server] max_upload_mb must be between 0 and 4096", path=path)
+    if not (values.get("analysis_workers", 1) >= 1 and values.get("analysis_queue", 4) >= 0
+            and values.get("analysis_per_client", 2) >= 1 and values.get("analysis_budget_s", 20.0) > 0):
+        raise ConfigError("[server] analysis_workers and analysis_per_client must be at least 1, analysis_queue "
+                          "at least 0 and analysis_budget_s above 0", path=path)
     from .disclosure import rule_from_mapping, get_rule  # validate the rules now, not on the first request
     rule_from_mapping(values["disclosure"])
     for ds in values["datasets"].values():

@@ -196,11 +196,12 @@ def count_cells(db_path: Path, role: str) -> "list[tuple[str, str, str, int]]":
     the base cells every count, rate, statistic and protected figure is summed from."""
     col = AREA_COLUMNS[role]
     con = _read(db_path)
-    try:
+    try:  # one cell per category SLUG: several raw names (API "violent-crime", CSV "Violence and ...") share it
         return con.execute(
-            f"SELECT a.code, t.month, c.slug, t.n FROM (SELECT {col} AS area_id, month, category_id, COUNT(*) AS n "
+            f"SELECT a.code, t.month, c.slug, SUM(t.n) FROM (SELECT {col} AS area_id, month, category_id, COUNT(*) AS n "
             f"FROM incidents WHERE in_area = 1 AND {col} IS NOT NULL GROUP BY {col}, month, category_id) t "
-            "JOIN areas a ON a.id = t.area_id JOIN categories c ON c.id = t.category_id").fetchall()
+            "JOIN areas a ON a.id = t.area_id JOIN categories c ON c.id = t.category_id "
+            "GROUP BY a.code, t.month, c.slug").fetchall()
     finally:
         con.close()
 
