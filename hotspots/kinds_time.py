@@ -208,15 +208,27 @@ EMERGING_EXPLAIN = ("Each area's Gi* hot-spot score is computed for every time s
                     "in the previous step(s)), then the pattern over time is named as ArcGIS Pro names it")
 
 
-def _emerging(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
+def emerging_result(config: Config, req: LayerRequest, audience: Audience):
+    """(areas, cube, EmergingResult) of the request, cached: the layer and an area's series share it."""
+    from .cache import cached
     from .emerging import emerging_hotspots
     from .weights import build_weights
-    g = _areas(config, req, audience)
-    cube, steps = area_cube(config, req, audience, list(g["code"]))
-    _check_incidents(cube, req)
-    w = build_weights(g, req.weights, id_col="code", cache_dir=config.cache_dir)
-    res = emerging_hotspots(cube, w, time_neighbours=req.time_neighbours, alpha=req.alpha, fdr=True,
-                            permutations=0, seed=config.seed, steps=steps)
+    key = ("emerging-result", req.geography, req.categories, req.month_from, req.month_to, req.step,
+           req.time_neighbours, req.weights, req.alpha, audience.value)
+
+    def run():
+        g = _areas(config, req, audience)
+        cube, steps = area_cube(config, req, audience, list(g["code"]))
+        _check_incidents(cube, req)
+        w = build_weights(g, req.weights, id_col="code", cache_dir=config.cache_dir)
+        return g, cube, emerging_hotspots(cube, w, time_neighbours=req.time_neighbours, alpha=req.alpha, fdr=True,
+                                          permutations=0, seed=config.seed, steps=steps)
+    return cached(config, key, run)
+
+
+def _emerging(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
+    g, cube, res = emerging_result(config, req, audience)
+    g, steps = g.copy(), list(res.steps)
     g = _with(g, {"count": cube.sum(axis=1), "category": list(res.category), "category_code": res.category_code,
                   "mk_tau": res.mk_tau, "mk_z": res.mk_z, "mk_p": res.mk_p, "n_hot_steps": res.n_hot_steps,
                   "n_cold_steps": res.n_cold_steps})

@@ -304,3 +304,15 @@ def test_cli_trend_prints_the_city_trend_and_the_tested_change(cli_env, tmp_path
     assert len(fc["features"]) == 4 and "trend_class" in fc["features"][0]["properties"]
     r = run_cli("trend", "--from", "2023-01", "--to", "2023-12", "--compare-to", "last-week", "--out", str(out))
     assert r.exit_code == 1 and "previous-year" in r.output
+
+
+def test_series_carries_the_emerging_bins_of_the_layer(city):
+    code = lsoa_code(0, 0)
+    r = req(city, "emerging")
+    s = pipeline.series(city, r, code, Audience.ANALYST)
+    pub = pipeline.build_layer(city, r, Audience.ANALYST)
+    row = next(x for x in rows(pub) if x["code"] == code)
+    assert s["counts"] == planted_cube([code])[0].astype(int).tolist()
+    assert s["category"] == row["category"] and len(s["gi_bin"]) == 12
+    assert sum(b > 0 for b in s["gi_bin"]) >= row["n_hot_steps"]
+    assert s["trend"]["p"] == pytest.approx(pmk.original_test(planted_cube([code])[0]).p)

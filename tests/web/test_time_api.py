@@ -75,3 +75,25 @@ def test_viewer_change_never_shows_small_numbers_or_their_test(viewer_client):
             assert row["p"] is None and row["ci_low"] is None and row["ci_high"] is None
             assert row["rate_ratio"] is None and row["change_class"] is None
     assert any(row["suppressed"] for row in body["rows"])
+
+
+def test_series_of_an_area_per_month(client, viewer_client):
+    from synthetic_bundle import lsoa_code
+    code = lsoa_code(0, 0)
+    body = client.get(f"/api/v1/series?code={code}&category=violent-crime,burglary&from=2024-01&to=2024-03").get_json()
+    assert body["ok"] and body["steps"] == ["2024-01", "2024-02", "2024-03"]
+    sample = [1, 0, 0]  # synthetic_bundle's own sample incident, 2024-01 in cell (0, 0)
+    assert body["counts"] == [PLAN[m].get((0, 0), 0) + s for m, s in zip(body["steps"], sample)]
+    assert body["trend"]["sens_slope"] == pytest.approx(-3.5)  # 10, 8, 3: median of -2, -5, -3.5
+    assert body["gi_bin"] is None and "at least 10" in body["emerging_note"]
+    v = viewer_client.get(f"/api/v1/series?code={code}&category=violent-crime,burglary").get_json()
+    assert v["ok"] and v["computed_from"] == "protected table"
+    assert not any(isinstance(c, int) and 1 <= c <= 4 for c in v["counts"])
+    small = viewer_client.get(f"/api/v1/series?code={lsoa_code(3, 3)}&category=violent-crime,burglary").get_json()
+    assert all(c == 0 or isinstance(c, str) or c >= 5 for c in small["counts"])
+
+
+def test_series_refuses_unknown_or_missing_codes(client):
+    assert client.get("/api/v1/series").status_code == 400
+    r = client.get("/api/v1/series?code=E01999999")
+    assert r.status_code == 404 and r.get_json()["column"] == "code"
