@@ -234,6 +234,7 @@ def _emerging(config: Config, req: LayerRequest, audience: Audience) -> Analysed
                   "n_cold_steps": res.n_cold_steps})
     note = (f"{len(steps)} {req.step}s ({steps[0]} to {steps[-1]}), {req.time_neighbours} time step(s) back, "
             f"{req.weights} weights; bins significant at p ≤ {res.cutoff:.3g} (FDR at {req.alpha:g})")
+    note += "".join(f". Warning: {w}" for w in res.warnings)
     st = style_classes(res.category, "Emerging hot spots", EMERGING_COLOURS, EMERGING_PLAIN, EMERGING_EXPLAIN, note)
     fields = AREA_FIELDS + [["category", "Pattern"], ["n_hot_steps", "Hot steps"], ["n_cold_steps", "Cold steps"],
                             ["mk_tau", "Trend of Gi* z (tau)"], ["mk_p", "Trend p"]] + IMD_FIELD
@@ -305,12 +306,16 @@ def _trend(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
     g = _with(g, {"count": cube.sum(axis=1), "mk_tau": np.asarray(mk.tau), "mk_z": np.asarray(mk.z),
                   "mk_p": np.asarray(mk.p), "sens_slope": np.asarray(slope), "trend_class": labels})
     city = trend_sentence(cube.sum(axis=0), steps, req)
+    gaps = [steps[t] for t in np.flatnonzero(~(cube > 0).any(axis=0))]
+    warnings = ([f"{len(gaps)} time step(s) have no incidents in any area ({', '.join(gaps)}): if that is a gap in "
+                 "the source data rather than a quiet step, the trends are wrong"] if gaps else [])
     note = (f"{len(steps)} {req.step}s ({steps[0]} to {steps[-1]}); significant at p ≤ {cut:.3g} "
-            f"({SIGNIFICANCE[req.significance]}). {city['sentence']}")
+            f"({SIGNIFICANCE[req.significance]}). {city['sentence']}" + "".join(f" Warning: {w}" for w in warnings))
     st = style_classes(labels, "Trend per area", TREND_CLASSES, TREND_PLAIN, TREND_EXPLAIN, note)
     fields = AREA_FIELDS + [["trend_class", "Trend"], ["sens_slope", f"Sen's slope (per {req.step})"],
                             ["mk_tau", "Mann-Kendall tau"], ["mk_p", "p"]] + IMD_FIELD
     meta = {"steps": list(steps), "step": req.step, "alpha": req.alpha, "cutoff": cut, "city_trend": city,
+            "warnings": warnings,
             "computed_from": "protected table" if audience is Audience.VIEWER else "exact counts"}
     return Analysed("trend", f"Trend: {filters_text(req)} by {req.step}", style(g, st), st.legend, fields, meta,
                     level_role(req.geography), filename(req, "crime", req.step))
