@@ -316,3 +316,21 @@ def test_series_carries_the_emerging_bins_of_the_layer(city):
     assert s["category"] == row["category"] and len(s["gi_bin"]) == 12
     assert sum(b > 0 for b in s["gi_bin"]) >= row["n_hot_steps"]
     assert s["trend"]["p"] == pytest.approx(pmk.original_test(planted_cube([code])[0]).p)
+
+
+# -- the real bundle: Wolverhampton has one month -------------------------------------------------------
+
+def test_wolverhampton_one_month_is_a_4xx_with_the_reason(wolverhampton):
+    from web import create_app
+    config, _ = wolverhampton
+    app = create_app(config.with_overrides(public_mode=True), test_config={"TESTING": True, "WARM_UP": False})
+    c = app.test_client()
+    r = c.get("/api/v1/layers/emerging.geojson?category=violent-crime&from=2018-06&to=2018-06")
+    assert r.status_code == 400
+    assert "1 time step(s) but a trend needs at least 10" in r.get_json()["error"]
+    r = c.get("/api/v1/layers/trend?category=violent-crime&from=2018-06&to=2018-06")
+    assert r.status_code == 400 and "at least 3 time steps" in r.get_json()["error"]
+    s = c.get("/api/v1/series?code=E05014838&geography=ward&category=violent-crime").get_json()
+    assert s["ok"] and s["trend"] is None and "at least 10" in s["emerging_note"]
+    cmp = c.get("/api/v1/compare?category=violent-crime&from=2018-06&to=2018-06").get_json()
+    assert "no data in the baseline" in cmp["sentence"]
