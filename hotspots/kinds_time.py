@@ -101,7 +101,7 @@ def change_sentence(after: int, before: int, req: LayerRequest, baseline: dict) 
 def _signed(v: float) -> str:
     if not np.isfinite(v):
         return "∞" if v > 0 else "n/a"
-    return f"{v:+.0f}".replace("-", "−")
+    return (f"{v:+.0f}" if abs(v) >= 10 else f"{v:+.1f}").replace("-", "−")
 
 
 # -- the space-time cube -------------------------------------------------------------------------------

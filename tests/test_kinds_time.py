@@ -11,6 +11,11 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
+
+def signed(pct: float) -> str:
+    """A percentage as the sentences write it: whole numbers from 10 %, one decimal below, a true minus."""
+    return (f"{pct:+.0f}" if abs(pct) >= 10 else f"{pct:+.1f}").replace("-", "−")
+
 from hotspots import pipeline
 from hotspots.aggregate import base_table
 from hotspots.errors import AnalysisError, HotspotsError
@@ -124,8 +129,7 @@ def test_comparison_sentence_gives_the_change_with_interval_and_p(city):
     c = pipeline.comparison(city, r, Audience.ANALYST)
     a, b = c["total_after"], c["total_before"]
     ref = binomtest(a, a + b, 0.5)
-    pct = round((a / b - 1) * 100)
-    assert f"{pct:+d} %".replace("-", "−") in c["sentence"]
+    assert f"{signed((a / b - 1) * 100)} %" in c["sentence"]
     assert "95 % CI" in c["sentence"] and "p" in c["sentence"]
     assert ref.pvalue < 0.05 or "no significant change" in c["sentence"]
 
@@ -296,7 +300,7 @@ def test_cli_trend_prints_the_city_trend_and_the_tested_change(cli_env, tmp_path
     after = sum(v for (c, m), v in PLAN.items() if m >= "2023-07")
     before = sum(v for (c, m), v in PLAN.items() if m < "2023-07")
     ref = binomtest(after, after + before, 0.5)
-    pct = f"{round((after / before - 1) * 100):+d}".replace("-", "−")
+    pct = signed((after / before - 1) * 100)
     assert f"{after:,} incidents in 2023-07 to 2023-12 against {before:,}" in r.output
     assert f"{pct} %" in r.output and ("p < 0.001" if ref.pvalue < 0.001 else f"p = {ref.pvalue:.3f}") in r.output
     assert "Mann-Kendall" in r.output

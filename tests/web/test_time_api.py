@@ -8,6 +8,11 @@ from scipy.stats import binomtest
 from conftest import PLAN
 
 
+def signed(pct: float) -> str:
+    """A percentage as the sentences write it: whole numbers from 10 %, one decimal below, a true minus."""
+    return (f"{pct:+.0f}" if abs(pct) >= 10 else f"{pct:+.1f}").replace("-", "−")
+
+
 def test_emerging_with_three_months_is_a_4xx_naming_the_problem(client):
     for url in ("/api/v1/layers/emerging?from=2024-01&to=2024-03", "/api/v1/layers/emerging.geojson",
                 "/api/v1/downloads/emerging.csv"):
@@ -60,7 +65,7 @@ def test_change_layer_and_comparison_carry_the_test(client):
                                                                 "Significant fall"}
     c = client.get("/api/v1/compare?category=violent-crime,burglary&from=2024-03&to=2024-03").get_json()
     a, b = c["total_after"], c["total_before"]
-    assert f"{round((a / b - 1) * 100):+d} %".replace("-", "−") in c["sentence"]
+    assert f"{signed((a / b - 1) * 100)} %" in c["sentence"]
     assert "95 % CI" in c["sentence"] and "ci_low" in c["rows"][0]
 
 
