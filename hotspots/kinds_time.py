@@ -188,24 +188,30 @@ EMERGING_COLOURS: dict[str, str] = {
     "Oscillating cold spot": "#c6dbef", "Historical cold spot": "#deebf7",
     "No pattern detected": "#f0f0f0", "No neighbours": "#737373",
 }
+#: outcome -> (hot words, cold words, the rule in plain words; {a} = "hot" or "cold", {b} the opposite)
 _EMERGING_WORDS = {
-    "New": "{a} only in the last time step, never before",
-    "Consecutive": "{a} in an unbroken run of the last steps, never before that run",
-    "Intensifying": "{a} in at least 90 % of steps, including the last, and getting stronger",
-    "Persistent": "{a} in at least 90 % of steps, including the last, with no clear change in strength",
-    "Diminishing": "{a} in at least 90 % of steps, including the last, but getting weaker",
-    "Sporadic": "{a} on and off, including the last step, and never the opposite",
-    "Oscillating": "{a} in the last step, and at some earlier step the opposite",
-    "Historical": "{a} in at least 90 % of steps, but not in the last one",
+    "New": ("Newly hot", "Newly cold", "{a} in the last time step only, never before"),
+    "Consecutive": ("Hot for the last few steps", "Cold for the last few steps",
+                    "{a} in an unbroken run of the last steps, never before that run"),
+    "Intensifying": ("Hot and getting hotter", "Cold and getting colder",
+                     "{a} in at least 90 % of steps, including the last, and the cluster is strengthening"),
+    "Persistent": ("Hot throughout", "Cold throughout",
+                   "{a} in at least 90 % of steps, including the last, with no clear change in strength"),
+    "Diminishing": ("Hot but cooling", "Cold but warming",
+                    "{a} in at least 90 % of steps, including the last, but the cluster is weakening"),
+    "Sporadic": ("Hot on and off", "Cold on and off", "{a} now and at some earlier steps, and never {b}"),
+    "Oscillating": ("Now hot, once cold", "Now cold, once hot", "{a} in the last step, {b} at some earlier step"),
+    "Historical": ("Was hot, not now", "Was cold, not now", "{a} in at least 90 % of steps, but not in the last"),
 }
 EMERGING_PLAIN: dict[str, str] = {}
-for _o, _w in _EMERGING_WORDS.items():
-    EMERGING_PLAIN[f"{_o} hot spot"] = _w.format(a="A hot spot (more incidents nearby than chance would give)")
-    EMERGING_PLAIN[f"{_o} cold spot"] = _w.format(a="A cold spot (fewer incidents nearby than chance would give)")
-EMERGING_PLAIN["No pattern detected"] = "None of the patterns above"
+for _o, (_hot, _cold, _rule) in _EMERGING_WORDS.items():
+    EMERGING_PLAIN[f"{_o} hot spot"] = f"{_hot}: " + _rule.format(a="a hot spot", b="a cold spot")
+    EMERGING_PLAIN[f"{_o} cold spot"] = f"{_cold}: " + _rule.format(a="a cold spot", b="a hot spot")
+EMERGING_PLAIN["No pattern detected"] = "No pattern: not a hot or cold spot in any of the ways above"
 EMERGING_PLAIN["No neighbours"] = "No neighbours: an island, not tested"
-EMERGING_EXPLAIN = ("Each area's Gi* hot-spot score is computed for every time step (with its neighbours, now and "
-                    "in the previous step(s)), then the pattern over time is named as ArcGIS Pro names it")
+EMERGING_EXPLAIN = ("A hot (cold) spot is an area whose neighbourhood, in that time step and the one(s) before, has "
+                    "clearly more (fewer) incidents than chance would give; the pattern over the steps is named as "
+                    "ArcGIS Pro names it")
 
 
 def emerging_result(config: Config, req: LayerRequest, audience: Audience):

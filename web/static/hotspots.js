@@ -511,7 +511,8 @@
         "significant decrease" : "no significant trend") + " (Sen's slope " + fmt(s.trend.sens_slope) + " per " + s.step +
         ", p = " + fmt(s.trend.p) + "; dashed line)." : "";
       box.innerHTML = "<h2>" + esc(s.name) + " over time</h2><p class='muted'>Incidents per " + esc(s.step) +
-        (s.computed_from === "protected table" ? " (protected figures; small numbers hidden)" : "") + ".</p>" +
+        (s.computed_from === "protected table" ? " (protected figures; a light grey stub is a small number, " +
+        "hidden)" : "") + ".</p>" +
         "<div class='series-plot'></div><p>" + esc(words) + "</p>" +
         (s.category ? "<p>Emerging hot spot analysis: <strong>" + esc(s.category) + "</strong>; bars coloured by " +
           "each step's Gi* class (reds hot, blues cold, grey not significant).</p>" :
