@@ -255,7 +255,7 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
         raise HotspotsError("give both compare_from and compare_to, or neither", column="compare_from")
     # -- time layers (issue 10): the time step, and how many steps back a bin's neighbourhood reaches
     step = _choice(args, "step", STEPS, "month")
-    time_neighbours = _number(args, "time_neighbours", 1, 0 if free else TIME_NEIGHBOURS_MENU[0],
+    time_neighbours = number(args, "time_neighbours", 1, 0 if free else TIME_NEIGHBOURS_MENU[0],
                               120 if free else TIME_NEIGHBOURS_MENU[-1])
     if time_neighbours != int(time_neighbours):
         raise HotspotsError(f"time_neighbours must be a whole number, got {time_neighbours:g}", column="time_neighbours")
