@@ -422,14 +422,17 @@
     var emptyBaseline = c.total_before === 0;
     var rows = c.rows.filter(function (r) { return r.change !== 0; }).slice(0, 15).map(function (r) {
       // against an empty baseline a change is not an increase: show the server's class label instead
-      var change = emptyBaseline ? esc(r.class_label || "no data in the baseline") :
+      var change = emptyBaseline ? esc(r.change_class || r.class_label || "no data in the baseline") :
         (typeof r.change === "number" && r.change > 0 ? "+" : "") + esc(fmt(r.change));
       return "<tr><td>" + esc(r.name) + "</td><td>" + esc(r.ward_name || "") + "</td><td>" + esc(fmt(r.count_before)) +
-        "</td><td>" + esc(fmt(r.count_after)) + "</td><td>" + change + "</td></tr>";
+        "</td><td>" + esc(fmt(r.count_after)) + "</td><td>" + change + "</td><td>" + esc(r.change_class || "") +
+        (typeof r.ci_low === "number" && typeof r.ci_high === "number" ? " (" + esc(fmt(r.ci_low)) + " to " +
+          esc(fmt(r.ci_high)) + " %)" : "") + "</td></tr>";
     });
     el.innerHTML = "<h2>Period comparison</h2><p id='compare-sentence'>" + esc(c.sentence) + "</p>" +
-      "<table class='cmp'><thead><tr><th>Area</th><th>Ward</th><th>Before</th><th>After</th><th>Change</th></tr></thead><tbody>" +
-      (rows.join("") || "<tr><td colspan='5'>No area changed.</td></tr>") + "</tbody></table>" +
+      "<table class='cmp'><thead><tr><th>Area</th><th>Ward</th><th>Before</th><th>After</th><th>Change</th>" +
+      "<th>Tested change (confidence interval of the %)</th></tr></thead><tbody>" +
+      (rows.join("") || "<tr><td colspan='6'>No area changed.</td></tr>") + "</tbody></table>" +
       "<p class='muted'>Largest increases first; areas with no change left out.</p>";
   }
   function refreshPanel() {
