@@ -265,14 +265,17 @@ def comparison(req: LayerRequest, ch: Published) -> dict:
             sentence = (f"{cats}: {after:,} incidents in {pa}; no data in the baseline ({pb}), so no "
                         "percentage change.")
         else:
-            sentence = f"{cats}: {after:,} incidents in {pa} against {before:,} in {pb} ({pct:+.0f} %)."
+            from .kinds_time import change_sentence
+            sentence = (f"{cats}: {after:,} incidents in {pa} against {before:,} in {pb}: "
+                        f"{change_sentence(after, before, req, base)}.")
     else:
         sentence = (f"{cats}: {after} incidents in {pa} against {before} in {pb} (small numbers suppressed, so no "
                     "percentage change).")
     f["_order"] = [(-v if isinstance(v, (int, float, np.integer, np.floating)) and v == v else float("inf"))
                    for v in f["change"]]
     ordered = f.sort_values(["_order", "code"]).drop(columns="_order")
-    keep = ["code", "name", "ward_name", "count_before", "count_after", "change", "pct_change"]
+    keep = ["code", "name", "ward_name", "count_before", "count_after", "change", "pct_change", "ci_low", "ci_high",
+            "p", "change_class"]
     return {"baseline": base, "current": {"from": req.month_from, "to": req.month_to}, "total_before": before,
             "total_after": after, "pct_change": pct, "sentence": sentence,
             "rows": [{k: jsonable(v) for k, v in rec.items() if k in keep} for rec in ordered.to_dict("records")],

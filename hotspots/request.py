@@ -30,6 +30,9 @@ PERMUTATIONS_MENU = (99, 999, 9999)
 ALPHA_MENU = (0.1, 0.05, 0.01, 0.001)
 CLASS_SCHEMES = ("quantiles", "fisherjenks", "equalinterval", "naturalbreaks")
 K_RANGE = (3, 7)
+#: time layers: steps of the space-time cube (month or coarser, for every audience) and time neighbours
+STEPS = ("month", "quarter", "year")
+TIME_NEIGHBOURS_MENU = (1, 2, 3)
 #: months before this are refused (police.uk street-level data starts in 2010; extracts go back further)
 FIRST_MONTH = "2001-01"
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -125,6 +128,9 @@ class LayerRequest:
     compare_from: str | None = None
     compare_to: str | None = None
     permutations: int = 9999
+    #: time layers (issue 10): the cube's time step and ArcGIS's "neighbourhood time step"
+    step: str = "month"
+    time_neighbours: int = 1
 
     def query(self, **changes: Any) -> dict[str, str]:
         """The URL query string that reproduces this request (shareable link)."""
@@ -133,7 +139,7 @@ class LayerRequest:
              "from": p.month_from or "", "to": p.month_to or "", "variable": p.variable, "weights": p.weights,
              "significance": p.significance, "alpha": f"{p.alpha:g}", "classes": p.classes, "k": str(p.k),
              "domain": p.domain, "compare_from": p.compare_from or "", "compare_to": p.compare_to or "",
-             "permutations": str(p.permutations)}
+             "permutations": str(p.permutations), "step": p.step, "time_neighbours": str(p.time_neighbours)}
         return {k: v for k, v in q.items() if v != ""}
 
     @property
@@ -247,10 +253,16 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
                           ("compare_from", "compare_to"))
     if (cf is None) != (ct is None):
         raise HotspotsError("give both compare_from and compare_to, or neither", column="compare_from")
+    # -- time layers (issue 10): the time step, and how many steps back a bin's neighbourhood reaches
+    step = _choice(args, "step", STEPS, "month")
+    time_neighbours = number(args, "time_neighbours", 1, 0 if free else TIME_NEIGHBOURS_MENU[0],
+                              120 if free else TIME_NEIGHBOURS_MENU[-1])
+    if time_neighbours != int(time_neighbours):
+        raise HotspotsError(f"time_neighbours must be a whole number, got {time_neighbours:g}", column="time_neighbours")
     return LayerRequest(layer=layer, geography=geography, categories=tuple(sorted(set(cats))), month_from=month_from,
                         month_to=month_to, variable=variable, weights=weights, significance=significance,
                         alpha=alpha, classes=classes, k=k, domain=domain, compare_from=cf, compare_to=ct,
-                        permutations=perms)
+                        permutations=perms, step=step, time_neighbours=int(time_neighbours))
 
 
 def _weights(value: str, free: bool) -> str:

@@ -370,3 +370,19 @@ def openapi_document() -> dict:
                                      "status": {"type": "integer"}, "column": {"type": "string"},
                                      "row": {"type": "integer"}}}}},
     }
+
+
+@bp.get("/series")
+def series():
+    """One area's counts per time step, its trend and Gi* class per step (the side panel's chart)."""
+    code = (request.args.get("code") or "").strip()
+    if not code:
+        raise HotspotsError("give the area's code, e.g. series?code=E01010520", column="code")
+    req = parse("emerging")
+    return ok(**pipeline.series(get_config(), req, code, audience()))
+
+
+FILTERS += [("step", "Time step of the time layers: month | quarter | year"),
+            ("time_neighbours", "Emerging hot spots: time steps back in a bin's neighbourhood, 1 to 3")]
+ROUTES.append({"path": "/api/v1/series", "summary": "One area's counts per time step, trend and Gi* class per step",
+               "filters": True, "params": [("code", "LSOA 2021 or ward code of the area")]})
