@@ -255,8 +255,8 @@ def _table(fig: Figure, header: tuple, rows: list, x: float, y: float, widths: l
             fig.patches.append(Rectangle((x - 0.005, y - line * 0.95), sum(widths) + 0.01, line * 1.05,
                                          transform=fig.transFigure, facecolor="#f0f0f0", edgecolor="none"))
         for cx, w, v in zip(np.cumsum([x] + widths[:-1]), widths, row):
-            text = v if len(v) <= int(w * 125) else v[: int(w * 125) - 1] + "…"
-            fig.text(cx, y, text, fontsize=7, va="top")
+            text = v if len(v) <= int(w * 160) else v[: int(w * 160) - 1] + "…"
+            fig.text(cx, y, text, fontsize=6.5, va="top")
         y -= line * 1.15
     return y
 
@@ -289,7 +289,7 @@ def _page_tables(b: Briefing) -> Figure:
     fig.text(0.06, 0.95, f"Top {TOP_N} hot spots", fontsize=12, fontweight="bold", va="top")
     y = _paragraphs(fig, [b.top_note], 0.06, 0.925, 120, 0.013, size=7.5)
     if b.top_rows:
-        y = _table(fig, b.top_header, b.top_rows, 0.06, y - 0.005, [0.17, 0.11, 0.33, 0.08, 0.06, 0.15], 0.016)
+        y = _table(fig, b.top_header, b.top_rows, 0.06, y - 0.005, [0.16, 0.11, 0.30, 0.08, 0.06, 0.17], 0.016)
     y -= 0.03
     fig.text(0.06, y, "Change against the previous period", fontsize=12, fontweight="bold", va="top")
     y = _paragraphs(fig, [b.change_sentence], 0.06, y - 0.025, 120, 0.013, size=7.5)

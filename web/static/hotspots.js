@@ -460,6 +460,12 @@
     if (share) share.href = url;
     var pr = document.getElementById("print-link");
     if (pr) pr.href = pr.href.split("?")[0] + "?" + pageQuery();
+    var mk = document.getElementById("briefing-marking");
+    ["briefing-link", "briefing-png-link"].forEach(function (id) {
+      var a = document.getElementById(id);
+      if (a) a.href = a.href.split("?")[0] + "?" + qs(Object.assign({}, params, mk ? {marking: mk.value} : {}));
+    });
+    if (mk && !mk.dataset.bound) { mk.dataset.bound = "1"; mk.addEventListener("change", function () { syncURL(false); }); }
     var dl = document.getElementById("download-links");
     if (dl) {
       var q = qs(params);
