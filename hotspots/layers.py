@@ -67,6 +67,9 @@ class LayerKind:
     #: columns blanked on a row whose count the display rule suppresses (that count in another unit, or a
     #: statistic of it): the row keeps its class
     redact: tuple[str, ...] = ()
+    #: a choropleth whose classes are redrawn from the published values of this column after the display rule
+    #: (None: the analysis classes stay, as for Gi* and LISA, whose classes are computed on protected data)
+    reclassify: str | None = None
     lazy: bool = True
     analyst_only: bool = False
 
@@ -307,7 +310,8 @@ _CHANGE = AREA_COLUMNS + ("count_before", "count_after", "change", "pct_change")
 _RATES = ("rate_per_1000", "eb_rate_per_1000")
 for _name in ("count", "rate", "eb_rate"):
     register(LayerKind(_name, CRIME_TITLES[_name], "crime", _choropleth(_name), CRIME_USES + ("classes", "k"),
-                       {Audience.ANALYST: _AREA, Audience.VIEWER: _AREA}, counts=("count",), redact=_RATES))
+                       {Audience.ANALYST: _AREA, Audience.VIEWER: _AREA}, counts=("count",), redact=_RATES,
+                       reclassify=VALUE_COLUMNS[_name]))
 _STAT_USES = CRIME_USES + ("variable", "weights", "significance", "alpha", "permutations")
 register(LayerKind("gistar", CRIME_TITLES["gistar"], "crime", _stat_layer("gistar"), _STAT_USES,
                    {Audience.ANALYST: _AREA + _GI, Audience.VIEWER: _AREA + _GI}, counts=("count",), lazy=False,
@@ -317,7 +321,7 @@ register(LayerKind("lisa", CRIME_TITLES["lisa"], "crime", _stat_layer("lisa"), _
                    redact=_RATES + ("value", "lisa_i", "lisa_p_sim")))
 register(LayerKind("change", CRIME_TITLES["change"], "crime", _change, CRIME_USES + ("compare_from", "compare_to"),
                    {Audience.ANALYST: _CHANGE, Audience.VIEWER: _CHANGE},
-                   counts=("count_before", "count_after", "change"), redact=("pct_change",)))
+                   counts=("count_before", "count_after", "change"), redact=("pct_change",), reclassify="change"))
 
 
 # -- public context kinds ------------------------------------------------------------------------------

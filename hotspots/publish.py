@@ -109,7 +109,7 @@ def _numeric(values) -> np.ndarray:
 
 def _display_rule(kind: LayerKind, req: LayerRequest, a: Analysed, rule: DisclosureRule):
     g = a.frame.drop(columns=["class_label", "fill"])
-    if kind.name == "change":
+    if "count_before" in kind.counts:  # two periods side by side
         g, sup, totals = _change_rule(req, g, rule)
     else:
         group = "ward_code" if req.geography == "lsoa" else None
@@ -141,7 +141,7 @@ def _display_rule(kind: LayerKind, req: LayerRequest, a: Analysed, rule: Disclos
         from .layers import VALUE_COLUMNS
         pub = _numeric(g[VALUE_COLUMNS[req.variable]])
         g["value"] = [None if (s_ or not np.isfinite(v)) else float(v) for s_, v in zip(sup, pub)]
-    if kind.name in ("gistar", "lisa"):  # the class of every area stays
+    if kind.reclassify is None:  # the class of every area stays (computed on protected data)
         g["class_label"] = a.frame["class_label"].to_numpy()
         g["fill"] = a.frame["fill"].to_numpy()
         legend = {**a.legend, "note": (a.legend.get("note") or "") + f"; counts: {rule_words(rule)}; statistics "
@@ -149,13 +149,12 @@ def _display_rule(kind: LayerKind, req: LayerRequest, a: Analysed, rule: Disclos
         g = gpd.GeoDataFrame(g[[c for c in g.columns if c != "geometry"] + ["geometry"]], geometry="geometry",
                              crs=BNG)
         return g, legend, {"totals": totals}
-    if kind.name == "change":
-        st = maps.style_change(_numeric(g["change"]), title="Change in count", note=a.legend.get("note", ""))
+    vals = _numeric(g[kind.reclassify])
+    vals[sup] = np.nan
+    if kind.reclassify == "change":
+        st = maps.style_change(vals, title="Change in count", note=a.legend.get("note", ""))
     else:
-        col = {"count": "count", "rate": "rate_per_1000", "eb_rate": "eb_rate_per_1000"}[kind.name]
-        vals = _numeric(g[col])
-        vals[sup] = np.nan
-        st = maps.classify(vals, req.classes, req.k, integer=kind.name == "count", title=kind.title)
+        st = maps.classify(vals, req.classes, req.k, integer=kind.reclassify == "count", title=kind.title)
     g, legend = _restyle(g, st, sup, rule)
     return g, legend, {"totals": totals}
 

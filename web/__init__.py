@@ -8,7 +8,10 @@ pays the ~15 s compile. Never runs in debug mode.
 
 Trust (issue 5): ``web.auth`` (sign-in, roles, the access gate), ``web.security`` (CSP with a per-request
 nonce, security headers, CSRF, session cookie flags), ``web.uploads`` (incident files through the web),
-disclosure control in the engine's pipeline (``hotspots.publish`` over ``hotspots.protect``). The secret key comes from ``HOTSPOTS_SECRET_KEY`` or
+disclosure control in the engine's pipeline (``hotspots.publish`` over ``hotspots.protect``). Bounded work
+(issue 14): ``create_app`` makes the analysis pool (``hotspots.jobs.AnalysisPool``, used through
+``web.limits.bounded``); its refusals (429) and over-budget answers (503) carry ``Retry-After``. The secret
+key comes from ``HOTSPOTS_SECRET_KEY`` or
 ``<instance>/secret_key`` (``hotspots.users.secret_key``).
 """
 from __future__ import annotations
@@ -24,6 +27,7 @@ from werkzeug.exceptions import HTTPException
 
 from hotspots.config import Config, load_config
 from hotspots.errors import HotspotsError
+from hotspots.jobs import RetryLater
 
 logger = logging.getLogger("web")
 
@@ -60,6 +64,11 @@ def create_app(config: Config | None = None, test_config: dict | None = None) ->
     app.register_blueprint(api.bp)
     app.register_blueprint(uploads.bp)
     _register_errors(app)
+    from .limits import make_pool
+    app.extensions["hotspots_pool"] = make_pool(config)  # threads start with the first job
+    if app.config.get("WARM_UP"):
+        from hotspots.stats import warm_up
+        app.extensions["hotspots_pool"].start(warm=warm_up)  # the analysis process imports in the background
     if config.trusted_proxy:
         # behind one TLS-terminating proxy: scheme, host and client address from its X-Forwarded-* headers
         # (so the Origin check, Secure cookies, HSTS and the sign-in throttle see what the browser sees)
@@ -150,6 +159,14 @@ def _register_errors(app: Flask) -> None:
             logger.error("%s", exc.message)
         # never leak server file paths to the web
         return error_response(exc.status, exc.reason, column=d.get("column"), row=d.get("row"))
+
+    @app.errorhandler(RetryLater)
+    def retry_later(exc: RetryLater):
+        # debug, not info: a client ignoring Retry-After would otherwise fill the log at request rate
+        logger.debug("%s %s for %s: %s", exc.status, request.path, request.remote_addr, exc.reason)
+        resp = error_response(exc.status, exc.reason, retry_after=exc.retry_after)
+        resp.headers["Retry-After"] = str(exc.retry_after)
+        return resp
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -1,15 +1,21 @@
-"""`hotspots serve`: the web map and API on waitress (a production WSGI server; never Flask's debug server)."""
+"""`hotspots serve`: the web map and API on waitress (a production WSGI server; never Flask's debug server).
+
+Its limits come from ``hotspots.deploy.waitress_options`` (docs/deployment.md); in production it listens on
+loopback behind nginx (``hotspots deploy nginx-config``), which absorbs slow clients.
+"""
 from __future__ import annotations
 
 import click
 
+from ..deploy import RESERVED_THREADS
 from . import cli, get_config
 
 
 @cli.command()
 @click.option("--host", default=None, help="Interface to listen on (default from config: 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default from config: 5000).")
-@click.option("--threads", type=int, default=8, show_default=True, help="Worker threads.")
+@click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Worker threads (analyses may wait in all but two of them, and in at least one).")
 @click.option("--no-warm-up", is_flag=True, help="Do not compile the statistics kernels at start.")
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, no_warm_up: bool) -> None:
@@ -37,7 +43,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, 
     if config.trusted_proxy:
         click.echo("trusted_proxy is on: X-Forwarded-For/-Proto/-Host are taken from the proxy in front; "
                    "clients must not reach this port directly.", err=True)
-    # connection_limit above the load test's 50 keep-alive clients. Proxy headers: waitress strips them
-    # unless trusted_proxy is on, when the app's ProxyFix (web.create_app) applies one hop of them.
-    waitress_serve(app, host=host, port=port, threads=threads, ident="hotspots",
-                   clear_untrusted_proxy_headers=not config.trusted_proxy, connection_limit=200, channel_timeout=60)
+    # requests waiting for analyses never take the last RESERVED_THREADS threads: cheap pages stay fast
+    app.extensions["hotspots_pool"].max_waiters = max(1, threads - RESERVED_THREADS)
+    # Proxy headers: waitress strips them unless trusted_proxy is on, when the app's ProxyFix
+    # (web.create_app) applies one hop of them.
+    from hotspots.deploy import waitress_options
+    waitress_serve(app, host=host, port=port, **waitress_options(config, threads))
