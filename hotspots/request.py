@@ -123,6 +123,9 @@ class LayerRequest:
     compare_from: str | None = None
     compare_to: str | None = None
     permutations: int = 9999
+    #: the bivariate layer's second variable: a deprivation domain of the LSOA 2021 index ("imd") or a
+    #: risk-factor overlay ("overlay-<id>")
+    against: str = "imd"
 
     def query(self, **changes: Any) -> dict[str, str]:
         """The URL query string that reproduces this request (shareable link)."""
@@ -131,7 +134,7 @@ class LayerRequest:
              "from": p.month_from or "", "to": p.month_to or "", "variable": p.variable, "weights": p.weights,
              "significance": p.significance, "alpha": f"{p.alpha:g}", "classes": p.classes, "k": str(p.k),
              "domain": p.domain, "compare_from": p.compare_from or "", "compare_to": p.compare_to or "",
-             "permutations": str(p.permutations)}
+             "permutations": str(p.permutations), "against": p.against if p.against != "imd" else ""}
         return {k: v for k, v in q.items() if v != ""}
 
     @property
@@ -244,10 +247,16 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
                           ("compare_from", "compare_to"))
     if (cf is None) != (ct is None):
         raise HotspotsError("give both compare_from and compare_to, or neither", column="compare_from")
+    # -- the bivariate layer's second variable (finite: a known domain or a registered overlay) ----------
+    against = _first(args, "against", "imd")
+    overlays = tuple(x for x in catalog.layers if x.startswith("overlay-"))
+    if against not in catalog.domains and against not in overlays:
+        raise NotFoundError(f"unknown 'against' {against[:40]!r} (have: {', '.join(catalog.domains + overlays)})",
+                            column="against")
     return LayerRequest(layer=layer, geography=geography, categories=tuple(sorted(set(cats))), month_from=month_from,
                         month_to=month_to, variable=variable, weights=weights, significance=significance,
                         alpha=alpha, classes=classes, k=k, domain=domain, compare_from=cf, compare_to=ct,
-                        permutations=perms)
+                        permutations=perms, against=against)
 
 
 def _weights(value: str, free: bool) -> str:

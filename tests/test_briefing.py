@@ -161,3 +161,12 @@ def test_panel_words_have_plurals_and_no_doubled_ward(wolves):
     assert all(t["ward"] is None for t in p["top"])  # a ward is not "St Peters, St Peters ward"
     lsoa = pipeline.panel(wolves, _req(wolves), Audience.ANALYST)
     assert all(t["place"].startswith(t["ward"] + " ward") for t in lsoa["top"])
+
+
+def test_default_configuration_ingests_only_this_area():
+    """`make run` ingests every incidents dataset of config/hotspots.toml: none of them is West Yorkshire's."""
+    from bundle_paths import REPO
+    from hotspots.config import load_config
+    config = load_config(REPO / "config" / "hotspots.toml", env={})
+    paths = [ds.path for ds in config.datasets.values() if ds.kind == "incidents"]
+    assert paths and not [p for p in paths if "yorkshire" in str(p)]
