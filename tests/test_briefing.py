@@ -170,3 +170,11 @@ def test_default_configuration_ingests_only_this_area():
     config = load_config(REPO / "config" / "hotspots.toml", env={})
     paths = [ds.path for ds in config.datasets.values() if ds.kind == "incidents"]
     assert paths and not [p for p in paths if "yorkshire" in str(p)]
+
+
+def test_attribution_lines_merge_their_years():
+    from hotspots.briefing import merge_attributions
+    ons = "Source: Office for National Statistics licensed under the Open Government Licence v3.0. Contains OS " \
+          "data © Crown copyright and database right"
+    got = merge_attributions([f"{ons} 2021.", "Census line.", f"{ons} 2011.", f"{ons} 2021.", f"{ons}."])
+    assert got == [f"{ons} 2011, 2021.", "Census line.", f"{ons}."]
