@@ -385,7 +385,8 @@
     var rows = [2, 1, 0].map(function (y) {
       return "<tr><th scope='row'>" + esc(b.levels[y]) + "</th>" + [0, 1, 2].map(function (x) {
         return "<td><span class='swatch bv-cell' data-colour='" + esc(b.grid[y][x]) + "' title='" +
-          esc("Crime " + b.levels[x] + ", " + b.levels[y] + " " + b.y) + "'>" + esc(String(b.n[y][x])) + "</span></td>";
+          esc("Crime " + b.levels[x] + ", " + b.levels[y] + " " + b.y) + "'><span class='bv-n'>" + esc(String(b.n[y][x])) +
+          "</span></span></td>";
       }).join("") + "</tr>";
     });
     return "<table class='bivariate-square'><caption>" + esc(b.y) + " (up) against " + esc(b.x) + " (right)</caption>" +
