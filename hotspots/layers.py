@@ -110,15 +110,21 @@ def get(config: Config, name: str) -> LayerKind:
 def catalog(config: Config) -> Catalog:
     """Names the request parser accepts (cached per data version)."""
     def build() -> Catalog:
-        from .aggregate import available_categories, available_months
+        from .aggregate import base_table
+        from .errors import NotFoundError as _NoStore
+        try:  # the months and categories of the base cells (one cached query serves counts too)
+            base = base_table(config, "lsoa21")
+            cats, months = base.categories, base.months
+        except _NoStore:
+            cats, months = (), ()
         ks = kinds(config)
         doms: list[str] = ["imd"]
         for d in overlays.deprivation_sets(config):
             doms += [x["slug"] for x in overlays.deprivation_domains(config, d["key"]) if x["slug"] not in doms]
         return Catalog(layers=tuple(k.name for k in ks),
-                       categories=tuple(c["slug"] for c in available_categories(config)),
-                       months=tuple(available_months(config)), domains=tuple(doms),
-                       groups={k.name: k.group for k in ks})
+                       categories=tuple(cats), months=tuple(months), domains=tuple(doms),
+                       groups={k.name: k.group for k in ks},
+                       private=tuple(k.name for k in ks if k.analyst_only))
     return cached(config, ("catalog",), build)
 
 

@@ -99,6 +99,8 @@ class Catalog:
     domains: tuple[str, ...] = ("imd",)
     #: layer name -> "crime" | "deprivation" | "boundary" | "overlay"
     groups: Mapping[str, str] | None = None
+    #: layers only analysts may ask for: never named in an error message (a viewer's 404 reveals nothing)
+    private: tuple[str, ...] = ()
 
     def group(self, layer: str) -> str:
         return (self.groups or {}).get(layer, "crime")
@@ -167,7 +169,7 @@ def _choice(args: Mapping, name: str, allowed: Sequence[str], default: str) -> s
     return v
 
 
-def _number(args: Mapping, name: str, default: float, lo: float, hi: float) -> float:
+def number(args: Mapping, name: str, default: float, lo: float, hi: float) -> float:
     v = _first(args, name)
     if v is None:
         return default
@@ -182,7 +184,7 @@ def _number(args: Mapping, name: str, default: float, lo: float, hi: float) -> f
 
 def _menu_number(args: Mapping, name: str, default: float, menu: Sequence[float], free: bool,
                  lo: float, hi: float) -> float:
-    x = _number(args, name, default, lo, hi)
+    x = number(args, name, default, lo, hi)
     if free or any(math.isclose(x, m, rel_tol=1e-9) for m in menu) or math.isclose(x, default):
         return x
     raise HotspotsError(f"{name} must be one of {', '.join(f'{m:g}' for m in menu)}, got {x:g}", column=name)
@@ -211,7 +213,8 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
     d = dict(defaults or {})
     layer = layer or _first(args, "layer", "gistar")
     if layer not in catalog.layers:
-        raise NotFoundError(f"unknown layer {str(layer)[:40]!r} (have: {', '.join(catalog.layers)})", column="layer")
+        listed = [n for n in catalog.layers if n not in catalog.private]
+        raise NotFoundError(f"unknown layer {str(layer)[:40]!r} (have: {', '.join(listed)})", column="layer")
     geography = _first(args, "geography", "lsoa")
     if geography not in GEOGRAPHIES:
         raise NotFoundError(f"unknown geography {geography[:40]!r} (use one of: {', '.join(GEOGRAPHIES)})",
@@ -234,7 +237,7 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
     significance = _choice(args, "significance", tuple(SIGNIFICANCE), "raw")
     classes = _choice(args, "classes", CLASS_SCHEMES, "quantiles")
     alpha = _menu_number(args, "alpha", float(d.get("alpha", 0.05)), ALPHA_MENU, free, 1e-6, 0.5)
-    k = int(_number(args, "k", 5, *K_RANGE))
+    k = int(number(args, "k", 5, *K_RANGE))
     perms = int(_menu_number(args, "permutations", float(d.get("permutations", 9999)), PERMUTATIONS_MENU, free,
                              0 if free else 99, 999_999 if free else 9999))
     weights = _weights(_first(args, "weights", d.get("weights", "queen")), free)

@@ -225,14 +225,14 @@ def incidents():
     (an LSOA 2021 or ward code); ``limit``/``offset`` page through them; ``format=csv`` downloads them
     (formula-safe CSV)."""
     from hotspots import store
-    from hotspots.request import _number
+    from hotspots.request import number
     config = get_config()
     req = parse("count")
     area = (request.args.get("area") or "").strip()
     if area and not (len(area) <= 16 and area.isalnum()):
         raise HotspotsError(f"area must be an LSOA or ward code, got {area[:20]!r}", column="area")
-    limit = int(_number(request.args, "limit", 1000, 1, MAX_INCIDENTS))
-    offset = int(_number(request.args, "offset", 0, 0, 1e12))
+    limit = int(number(request.args, "limit", 1000, 1, MAX_INCIDENTS))
+    offset = int(number(request.args, "offset", 0, 0, 1e12))
     fmt = request.args.get("format") or "json"
     if fmt not in ("json", "csv"):
         raise HotspotsError(f"format must be json or csv, got {fmt[:20]!r}", column="format")

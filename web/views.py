@@ -32,7 +32,7 @@ def _page(template: str, printable: bool):
     bad = [s for s in show if s not in names]
     if bad:
         raise NotFoundError(f"unknown layer {', '.join(b[:40] for b in bad)} in 'show' (have: {', '.join(names)})",
-                            column="show")
+                            column="show")  # names: the layers this user may see
     for s in show:
         check_layer_access(s)
     if not show:
