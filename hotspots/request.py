@@ -253,9 +253,11 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
     # -- the bivariate layer's second variable (finite: a known domain or a registered overlay) ----------
     against = _first(args, "against", "imd")
     overlays = tuple(x for x in catalog.layers if x.startswith("overlay-"))
-    if against not in catalog.domains and against not in overlays:
-        raise NotFoundError(f"unknown 'against' {against[:40]!r} (have: {', '.join(catalog.domains + overlays)})",
-                            column="against")
+    if against not in catalog.domains and against not in overlays:  # overlay names are not listed: analysts'
+        raise NotFoundError(f"unknown 'against' {against[:40]!r} (have: {', '.join(catalog.domains)}, or an "
+                            "overlay as overlay-<id>)", column="against")
+    if layer != "bivariate":
+        against = "imd"  # does not apply to this layer: neither cached apart nor echoed
     return LayerRequest(layer=layer, geography=geography, categories=tuple(sorted(set(cats))), month_from=month_from,
                         month_to=month_to, variable=variable, weights=weights, significance=significance,
                         alpha=alpha, classes=classes, k=k, domain=domain, compare_from=cf, compare_to=ct,

@@ -70,5 +70,6 @@ def test_bivariate_errors(wolves):  # noqa: F811
         pipeline.parse(wolves, {**Q, "against": "nonsense"}, "bivariate")
     with pytest.raises(AnalysisError, match="geography=lsoa"):
         _layer(wolves, Audience.ANALYST, geography="ward")
+    assert pipeline.parse(wolves, {**Q, "against": "income"}, "gistar").query().get("against") is None
     income = _layer(wolves, Audience.ANALYST, against="income")
     assert "Income" in income.legend["bivariate"]["y"] and income.metadata["parameters"]["against"] == "income"
