@@ -408,3 +408,4 @@ def _overlay(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
                     ["value", ov["label"]]], {"overlay": ov}, ov["geography"], filename(req, "overlay"))
 
 from . import kinds_time  # noqa: E402,F401
+from . import kinds_bivariate  # noqa: E402,F401

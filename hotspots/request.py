@@ -131,6 +131,9 @@ class LayerRequest:
     #: time layers (issue 10): the cube's time step and ArcGIS's "neighbourhood time step"
     step: str = "month"
     time_neighbours: int = 1
+    #: the bivariate layer's second variable: a deprivation domain of the LSOA 2021 index ("imd") or a
+    #: risk-factor overlay ("overlay-<id>")
+    against: str = "imd"
 
     def query(self, **changes: Any) -> dict[str, str]:
         """The URL query string that reproduces this request (shareable link)."""
@@ -139,7 +142,8 @@ class LayerRequest:
              "from": p.month_from or "", "to": p.month_to or "", "variable": p.variable, "weights": p.weights,
              "significance": p.significance, "alpha": f"{p.alpha:g}", "classes": p.classes, "k": str(p.k),
              "domain": p.domain, "compare_from": p.compare_from or "", "compare_to": p.compare_to or "",
-             "permutations": str(p.permutations), "step": p.step, "time_neighbours": str(p.time_neighbours)}
+             "permutations": str(p.permutations), "step": p.step, "time_neighbours": str(p.time_neighbours),
+             "against": p.against if p.against != "imd" else ""}
         return {k: v for k, v in q.items() if v != ""}
 
     @property
@@ -259,10 +263,18 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
                               120 if free else TIME_NEIGHBOURS_MENU[-1])
     if time_neighbours != int(time_neighbours):
         raise HotspotsError(f"time_neighbours must be a whole number, got {time_neighbours:g}", column="time_neighbours")
+    # -- the bivariate layer's second variable (finite: a known domain or a registered overlay) ----------
+    against = _first(args, "against", "imd")
+    overlays = tuple(x for x in catalog.layers if x.startswith("overlay-"))
+    if against not in catalog.domains and against not in overlays:  # overlay names are not listed: analysts'
+        raise NotFoundError(f"unknown 'against' {against[:40]!r} (have: {', '.join(catalog.domains)}, or an "
+                            "overlay as overlay-<id>)", column="against")
+    if layer != "bivariate":
+        against = "imd"  # does not apply to this layer: neither cached apart nor echoed
     return LayerRequest(layer=layer, geography=geography, categories=tuple(sorted(set(cats))), month_from=month_from,
                         month_to=month_to, variable=variable, weights=weights, significance=significance,
                         alpha=alpha, classes=classes, k=k, domain=domain, compare_from=cf, compare_to=ct,
-                        permutations=perms, step=step, time_neighbours=int(time_neighbours))
+                        permutations=perms, step=step, time_neighbours=int(time_neighbours), against=against)
 
 
 def _weights(value: str, free: bool) -> str:

@@ -375,8 +375,24 @@
       return "<li" + (hatch ? " class='suppressed-item'" : "") + ">" + sw + words + "</li>";
     });
     return '<div class="legend"><h3>' + esc(leg.title) + "</h3>" +
-      (leg.explain ? '<p class="legend-explain">' + esc(leg.explain) + "</p>" : "") + "<ul>" + items.join("") + "</ul>" +
+      (leg.explain ? '<p class="legend-explain">' + esc(leg.explain) + "</p>" : "") + bivariateSquare(leg.bivariate) +
+      "<ul" + (leg.bivariate ? ' class="bivariate-items"' : "") + ">" + items.join("") + "</ul>" +
       (leg.note ? '<p class="legend-note">' + esc(leg.note) + "</p>" : "") + "</div>";
+  }
+  /* The bivariate legend square: crime rises to the right, the second variable upwards; each cell is its
+   * class's colour with the number of areas in it. */
+  function bivariateSquare(b) {
+    if (!b || !b.grid) return "";
+    var rows = [2, 1, 0].map(function (y) {
+      return "<tr><th scope='row'>" + esc(b.levels[y]) + "</th>" + [0, 1, 2].map(function (x) {
+        return "<td><span class='swatch bv-cell' data-colour='" + esc(b.grid[y][x]) + "' title='" +
+          esc("Crime " + b.levels[x] + ", " + b.levels[y] + " " + b.y) + "'><span class='bv-n'>" + esc(String(b.n[y][x])) +
+          "</span></span></td>";
+      }).join("") + "</tr>";
+    });
+    return "<table class='bivariate-square'><caption>" + esc(b.y) + " (up) against " + esc(b.x) + " (right)</caption>" +
+      rows.join("") + "<tr><td></td>" + [0, 1, 2].map(function (x) { return "<th scope='col'>" + esc(b.levels[x]) + "</th>"; }).join("") +
+      "</tr></table>";
   }
   function renderLegends() {
     var html = visible.filter(function (n) { return entries[n] && entries[n].legend && map.hasLayer(entries[n].group); })
@@ -395,7 +411,7 @@
     if (!el) return;
     var top = s.top.length ? "<ol class='top'>" + s.top.map(function (r) {
       var count = typeof r.count === "number" ? plural(r.count, "incident") : esc(fmt(r.count)) + " incidents";
-      return "<li><strong>" + esc(r.name) + "</strong> (" + esc(r.code) + ")" + (r.ward ? ", " + esc(r.ward) + " ward" : "") +
+      return "<li><strong>" + esc(r.name) + "</strong> (" + esc(r.code) + ")" + (r.place ? ", " + esc(r.place) : r.ward ? ", " + esc(r.ward) + " ward" : "") +
         ": " + count + " here, z = " + esc(fmt(r.z)) + " <span class='cls'>" + esc(r["class"]) + "</span></li>";
     }).join("") + "</ol>" : "<p>No area is a significant Gi* hot spot with these settings.</p>";
     el.innerHTML = "<h2>Top hot spots</h2><p class='muted'>" + esc(s.title) + "</p>" +
@@ -535,6 +551,12 @@
     if (share) share.href = url;
     var pr = document.getElementById("print-link");
     if (pr) pr.href = pr.href.split("?")[0] + "?" + pageQuery();
+    var mk = document.getElementById("briefing-marking");
+    ["briefing-link", "briefing-png-link"].forEach(function (id) {
+      var a = document.getElementById(id);
+      if (a) a.href = a.href.split("?")[0] + "?" + qs(Object.assign({}, params, mk ? {marking: mk.value} : {}));
+    });
+    if (mk && !mk.dataset.bound) { mk.dataset.bound = "1"; mk.addEventListener("change", function () { syncURL(false); }); }
     var dl = document.getElementById("download-links");
     if (dl) {
       var q = qs(params);
