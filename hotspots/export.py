@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -210,13 +211,17 @@ def zip_bytes(frame: pd.DataFrame, meta: dict, stem: str) -> bytes:
 
 
 def write_gpkg(gdf: gpd.GeoDataFrame, path: Path, layer: str, meta: dict) -> Path:
-    """The layer plus a ``metadata`` table (key, JSON value) in one GeoPackage."""
-    gdf.to_file(path, driver="GPKG", layer=layer)
+    """The layer plus a ``metadata`` table (key, JSON value) in one GeoPackage. A layer without a CRS (a user's
+    file that had none, already warned about) is written with an undefined SRS, without pyogrio's warning."""
     meta = jsonable(meta)
     meta_df = pd.DataFrame({"key": list(meta), "value": [json.dumps(v, ensure_ascii=False) if not isinstance(v, str)
                                                          else v for v in meta.values()]})
-    gpd.GeoDataFrame(meta_df, geometry=[None] * len(meta_df), crs=gdf.crs).to_file(
-        path, driver="GPKG", layer="metadata")
+    with warnings.catch_warnings():
+        if gdf.crs is None:
+            warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
+        gdf.to_file(path, driver="GPKG", layer=layer)
+        gpd.GeoDataFrame(meta_df, geometry=[None] * len(meta_df), crs=gdf.crs).to_file(
+            path, driver="GPKG", layer="metadata")
     return path
 
 
