@@ -126,14 +126,15 @@ def status_words(disclosure: dict | None) -> dict[str, str]:
     return out
 
 
-def typed_frame(frame: pd.DataFrame, counts: Sequence[str] = (), labels: dict[str, str] | None = None
-                ) -> pd.DataFrame:
+def typed_frame(frame: pd.DataFrame, counts: Sequence[str] = (), labels: dict[str, str] | None = None,
+                numeric: Sequence[str] = ()) -> pd.DataFrame:
     """One type per column, so every reader (pandas, GDAL, a spreadsheet) sees numbers as numbers.
 
     Why: a published count column holds numbers and disclosure labels (``<5``, ``*``), and a redacted
     statistic numbers and None; written as is they become TEXT columns. Here numbers become numeric (whole
     numbers nullable integers), a label becomes a null, and each column in ``counts`` gets a
     ``<column>_status`` column after it saying why a value is missing (``labels``: label -> words).
+    ``numeric`` names columns that are numbers even when every value is blanked (a redacted statistic).
     """
     out = frame.copy()
     labels = labels or {}
@@ -147,10 +148,10 @@ def typed_frame(frame: pd.DataFrame, counts: Sequence[str] = (), labels: dict[st
             vals = [v for v in s if not _missing(v)]
             numbers = [v for v in vals if _is_number(v)]
             texts = [v for v in vals if not _is_number(v)]
-            if numbers and (col in counts or not texts):
+            if (numbers and (col in counts or not texts)) or (col in numeric and not numbers and not texts):
                 num = pd.to_numeric(s.map(lambda v: v if _is_number(v) and not _missing(v) else None),
                                     errors="coerce").astype("Float64")
-                whole = all(isinstance(v, (int, np.integer)) for v in numbers)
+                whole = bool(numbers) and all(isinstance(v, (int, np.integer)) for v in numbers)
                 out[col] = num.astype("Int64") if whole else num.astype(float)
             elif numbers and texts:  # numbers among free text: text throughout
                 out[col] = s.map(lambda v: None if _missing(v) else str(v))

@@ -108,11 +108,13 @@ def download_frame(config: Config, r: Published) -> gpd.GeoDataFrame:
     """The published frame with one type per column: counts numeric, a suppressed count null with
     ``<column>_status`` saying why (viewers), redacted statistics null (see :func:`hotspots.export.typed_frame`)."""
     if "download-frame" not in r.renders:
+        from .layers import get
+        kind = get(config, r.name)
         counts: tuple[str, ...] = ()
         if r.audience is Audience.VIEWER and (r.metadata.get("disclosure") or {}).get("rule") not in (None, "none"):
-            from .layers import get
-            counts = tuple(c for c in get(config, r.name).counts if c in r.frame.columns)
-        r.renders["download-frame"] = typed_frame(r.frame, counts, status_words(r.metadata.get("disclosure")))
+            counts = tuple(c for c in kind.counts if c in r.frame.columns)
+        r.renders["download-frame"] = typed_frame(r.frame, counts, status_words(r.metadata.get("disclosure")),
+                                                  numeric=tuple(kind.counts) + tuple(kind.redact))
     return r.renders["download-frame"]
 
 

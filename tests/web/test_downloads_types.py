@@ -137,3 +137,28 @@ def test_zip_is_attachment_with_zip_type(client):
     assert r.status_code == 200 and r.mimetype == "application/zip"
     assert r.headers["Content-Disposition"].endswith('.zip"')
     assert np.all([n for n in zipfile.ZipFile(io.BytesIO(r.get_data())).namelist()])
+
+
+TEXT_COLUMNS = {"code", "name", "ward_code", "ward_name", "class_label", "fill", "gi_label", "lisa_label"}
+
+
+def test_every_layer_types_every_column(who, tmp_path):
+    """Every layer in the catalogue, both audiences: the GeoPackage has TEXT only for names, labels and
+    statuses, and pandas reads the same columns from the CSV with the same kinds (no number stored as text)."""
+    role, c = who
+    names = [e["name"] for e in c.get("/api/v1/layers").get_json()["layers"]]
+    assert {"count", "gistar", "lisa", "change", "wards"} <= set(names)
+    for name in names:
+        path = tmp_path / f"{name}.gpkg"
+        path.write_bytes(get(c, name, "gpkg"))
+        layer = next(n for n, _ in pyogrio.list_layers(path) if n != "metadata")
+        with sqlite3.connect(path) as db:
+            types = {row[1]: row[2] for row in db.execute(f'PRAGMA table_info("{layer}")')}
+        fields = {k: v for k, v in types.items() if k not in ("fid", "geom")}
+        text = {k for k, v in fields.items() if v == "TEXT"}
+        assert text <= TEXT_COLUMNS | {k for k in fields if k.endswith("_status")}, (name, role, text - TEXT_COLUMNS)
+        df = pd.read_csv(io.BytesIO(get(c, name, "csv")))
+        assert list(df.columns) == list(fields), name
+        for col, kind in fields.items():
+            if kind in ("INTEGER", "REAL", "BIGINT", "MEDIUMINT", "DOUBLE") and df[col].notna().any():
+                assert pd.api.types.is_numeric_dtype(df[col]), (name, role, col, df[col].dtype)
