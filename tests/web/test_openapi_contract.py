@@ -59,7 +59,8 @@ def test_api_keeps_its_contract(live_server, analyst_cookie, tmp_path):
     cmd = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(st_config), "run", str(schema),
            "--url", url, "--max-examples", str(MAX_EXAMPLES), "--seed", "12", "--workers", "1",
            "--request-timeout", "60", "--exclude-checks", "positive_data_acceptance"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env={**os.environ, "NO_COLOR": "1"})
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path,  # its .schemathesis/ cache
+                       env={**os.environ, "NO_COLOR": "1"})
     assert r.returncode == 0, r.stdout[-20000:] + r.stderr[-2000:]
     assert re.search(r"\b(\d+) generated, \1 passed\b", r.stdout), r.stdout[-3000:]  # every generated case passed
 
