@@ -97,15 +97,36 @@ class AnalysisResult:
 
     # -- files ------------------------------------------------------------------------------------
     def _attribution(self) -> list[str]:
-        a = self.metadata.get("attribution") or [DEFAULT_ATTRIBUTION]
-        return [a] if isinstance(a, str) else list(a)
+        """The metadata's attribution when the caller set one (an empty list for a file of the user's own);
+        the ONS/OS default only when nobody said."""
+        a = self.metadata["attribution"] if "attribution" in self.metadata else [DEFAULT_ATTRIBUTION]
+        return [a] if isinstance(a, str) else list(a or [])
+
+    def export_metadata(self) -> dict:
+        """Everything a file says about itself: provenance, parameters, attribution and global Moran (all
+        inference modes, full precision)."""
+        meta = dict(jsonable(self.metadata))
+        meta["attribution"] = self._attribution()
+        meta["moran"] = jsonable(self.moran)
+        return meta
+
+    def export_table(self) -> gpd.GeoDataFrame:
+        """The table with the field names every download uses: ``code`` (or the ``id_column`` of a user's
+        file) and ``name``; one type per column (:func:`hotspots.export.typed_frame`)."""
+        from .export import typed_frame
+        key = self.metadata.get("id_column") or "code"
+        t = self.table.rename(columns={"area_code": key, "area_name": "name"})
+        return typed_frame(t)
 
     def to_geojson(self, path: str | Path) -> Path:
         """RFC 7946 GeoJSON: EPSG:4326, 6-decimal coordinates, no ``crs`` member; ``metadata`` and
         ``attribution`` as top-level foreign members."""
         from .export import to_geojson_dict
         path = Path(path)
-        fc = to_geojson_dict(self.table, jsonable(self.metadata))
+        if self.table.crs is None:
+            raise AnalysisError("the areas have no CRS, and GeoJSON must be in longitude/latitude: declare the "
+                                "file's CRS with --crs EPSG:XXXX, or write .csv or .gpkg", path=path)
+        fc = to_geojson_dict(self.export_table(), self.export_metadata())
         fc.pop("crs", None)
         fc["attribution"] = self._attribution()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,26 +137,25 @@ class AnalysisResult:
         return Path(path).with_suffix(".metadata.json")
 
     def _write_sidecar(self, path: Path) -> None:
-        meta = dict(jsonable(self.metadata))
-        meta["attribution"] = self._attribution()
-        meta["moran"] = jsonable(self.moran)
-        self.sidecar_path(path).write_text(json.dumps(meta, indent=2, allow_nan=False), encoding="utf-8")
+        self.sidecar_path(path).write_text(json.dumps(self.export_metadata(), indent=2, allow_nan=False),
+                                           encoding="utf-8")
 
     def to_csv(self, path: str | Path) -> Path:
-        """The table without geometry; metadata in the sidecar ``<name>.metadata.json``."""
-        from .export import safe_csv_frame
+        """The table without geometry, data only; metadata in the sidecar ``<name>.metadata.json``."""
+        from .export import csv_text
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        frame = pd.DataFrame(self.table.drop(columns=self.table.geometry.name))
-        safe_csv_frame(frame).to_csv(path, index=False)
+        path.write_text(csv_text(self.export_table()), encoding="utf-8")
         self._write_sidecar(path)
         return path
 
     def to_gpkg(self, path: str | Path) -> Path:
-        """GeoPackage layer ``hotspots`` (EPSG:27700) plus the metadata sidecar."""
+        """GeoPackage layer ``hotspots`` (EPSG:27700) with a ``metadata`` table, plus the metadata sidecar."""
+        from .export import write_gpkg
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.table.to_file(path, driver="GPKG", layer="hotspots")
+        path.unlink(missing_ok=True)
+        write_gpkg(self.export_table(), path, "hotspots", self.export_metadata())
         self._write_sidecar(path)
         return path
 
@@ -215,10 +235,14 @@ def moran_sentence(moran: dict, alpha: float, subject: str = "violence") -> str:
 # -- input ----------------------------------------------------------------------------------------
 
 def read_areas(path: str | Path, id_col: str, value_col: str | None = None,
-               extra_cols: Iterable[str] = ()) -> gpd.GeoDataFrame:
+               extra_cols: Iterable[str] = (), *, crs: str | None = None,
+               allow_no_crs: bool = False) -> gpd.GeoDataFrame:
     """Read any polygon file (GeoJSON, GeoPackage, shapefile...) and reproject it to EPSG:27700.
 
-    Errors name the file and, for a missing column, the columns it does have.
+    ``crs`` declares the CRS of a file that has none (a shapefile without ``.prj``); a file that has one
+    keeps it. ``allow_no_crs`` returns a file without a CRS as it is (``crs`` None): contiguity needs no
+    units, distances do, so the caller decides. Errors name the file and, for a missing column, the
+    columns it does have.
     """
     path = Path(path)
     if not path.exists():
@@ -234,8 +258,19 @@ def read_areas(path: str | Path, id_col: str, value_col: str | None = None,
         if col and col not in gdf.columns:
             have = ", ".join(c for c in gdf.columns if c != gdf.geometry.name)
             raise AnalysisError(f"no column {col!r} (columns: {have})", path=path, column=col)
-    if gdf.crs is None:
-        raise AnalysisError("the file has no CRS; save it with one (e.g. EPSG:27700 or EPSG:4326)", path=path)
+    if crs is not None:
+        from pyproj import CRS
+        try:
+            declared = CRS.from_user_input(crs)
+        except Exception:  # pyproj raises CRSError and others for text it cannot read
+            raise AnalysisError(f"--crs {crs!r} is not a CRS pyproj knows (e.g. EPSG:27700)", path=path) from None
+        if gdf.crs is not None and not gdf.crs.equals(declared):
+            raise AnalysisError(f"the file already has a CRS ({gdf.crs.name}); --crs only declares one for a file "
+                                "without a CRS: leave it out", path=path)
+        gdf = gdf.set_crs(declared, allow_override=True)
+    if gdf.crs is None and not allow_no_crs:
+        raise AnalysisError("the file has no CRS; save it with one (e.g. EPSG:27700 or EPSG:4326) or declare it "
+                            "with --crs EPSG:XXXX", path=path)
     if len(gdf) == 0:
         raise AnalysisError("the file has no features", path=path)
     types = set(gdf.geom_type.dropna())
@@ -243,6 +278,8 @@ def read_areas(path: str | Path, id_col: str, value_col: str | None = None,
         raise AnalysisError(f"need polygons, found {', '.join(sorted(types))}", path=path)
     if gdf.geometry.isna().any() or gdf.geometry.is_empty.any():
         raise AnalysisError("some features have no geometry", path=path)
+    if gdf.crs is None:
+        return gdf
     return gdf if gdf.crs.to_epsg() == BNG_EPSG else gdf.to_crs(BNG_EPSG)
 
 

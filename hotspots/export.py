@@ -9,10 +9,13 @@ run as a formula are neutralised.
 """
 from __future__ import annotations
 
+import io
 import json
+import warnings
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import geopandas as gpd
 import numpy as np
@@ -103,24 +106,142 @@ def safe_csv_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _missing(v: Any) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, (float, np.floating)) and not np.isfinite(v))
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def status_words(disclosure: dict | None) -> dict[str, str]:
+    """Disclosure label -> why the value is missing, from a layer's ``disclosure`` metadata."""
+    d = disclosure or {}
+    rng = d.get("suppressed_range") or []
+    out = {}
+    if d.get("label"):
+        out[d["label"]] = f"suppressed: {rng[0]}-{rng[1]}" if len(rng) == 2 else "suppressed: small number"
+    if d.get("secondary_label"):
+        out[d["secondary_label"]] = "suppressed: protects another"
+    return out
+
+
+def typed_frame(frame: pd.DataFrame, counts: Sequence[str] = (), labels: dict[str, str] | None = None,
+                numeric: Sequence[str] = ()) -> pd.DataFrame:
+    """One type per column, so every reader (pandas, GDAL, a spreadsheet) sees numbers as numbers.
+
+    Why: a published count column holds numbers and disclosure labels (``<5``, ``*``), and a redacted
+    statistic numbers and None; written as is they become TEXT columns. Here numbers become numeric (whole
+    numbers nullable integers), a label becomes a null, and each column in ``counts`` gets a
+    ``<column>_status`` column after it saying why a value is missing (``labels``: label -> words).
+    ``numeric`` names columns that are numbers even when every value is blanked (a redacted statistic).
+    """
+    out = frame.copy()
+    labels = labels or {}
+    geom = out.geometry.name if isinstance(out, gpd.GeoDataFrame) else None
+    for col in [c for c in out.columns if c != geom]:
+        s = out[col]
+        status = None
+        if col in counts:
+            status = s.map(lambda v: (labels.get(v, f"suppressed: {v}") if isinstance(v, str) else "")).astype(str)
+        if s.dtype == object:
+            vals = [v for v in s if not _missing(v)]
+            numbers = [v for v in vals if _is_number(v)]
+            texts = [v for v in vals if not _is_number(v)]
+            if (numbers and (col in counts or not texts)) or (col in numeric and not numbers and not texts):
+                num = pd.to_numeric(s.map(lambda v: v if _is_number(v) and not _missing(v) else None),
+                                    errors="coerce").astype("Float64")
+                whole = bool(numbers) and all(isinstance(v, (int, np.integer)) for v in numbers)
+                out[col] = num.astype("Int64") if whole else num.astype(float)
+            elif numbers and texts:  # numbers among free text: text throughout
+                out[col] = s.map(lambda v: None if _missing(v) else str(v))
+        if status is not None:
+            out.insert(out.columns.get_loc(col) + 1, f"{col}_status", status.to_numpy())
+    return out
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """Data only: one header row, then rows (no comment lines: pandas, GDAL and ``csv`` read it as is)."""
+    df = pd.DataFrame(frame.drop(columns=frame.geometry.name) if isinstance(frame, gpd.GeoDataFrame) else frame)
+    return safe_csv_frame(df).to_csv(index=False, lineterminator="\n")
+
+
+def csvt_text(frame: pd.DataFrame) -> str:
+    """GDAL's ``.csvt`` sidecar: the field types of :func:`csv_text`, so QGIS/ogr2ogr read numbers as numbers."""
+    df = frame.drop(columns=frame.geometry.name) if isinstance(frame, gpd.GeoDataFrame) else frame
+    def kind(s: pd.Series) -> str:
+        if pd.api.types.is_bool_dtype(s):
+            return "String"
+        if pd.api.types.is_integer_dtype(s):
+            return "Integer64"
+        if pd.api.types.is_float_dtype(s):
+            return "Real"
+        return "String"
+    return ",".join(f'"{kind(df[c])}"' for c in df.columns) + "\n"
+
+
+def readme_text(meta: dict, columns: Sequence[str]) -> str:
+    """The short README.txt of a zipped download: what it is, whose data, how to read it."""
+    d = meta.get("disclosure") or {}
+    status = [c for c in columns if c.endswith("_status")]
+    lines = [str(meta.get("title") or "hotspots layer"), "",
+             "Files: the .csv holds the data (one header row; numbers are plain numbers); the .csvt gives GDAL/QGIS",
+             "the field types; metadata.json holds the method, parameters, global Moran's I (when computed) and",
+             "provenance at full precision.", "", "Attribution:", *[f"  {a}" for a in meta.get("attribution") or []],
+             "", f"Note: {meta.get('note') or POLICE_NOTE}"]
+    if d:
+        lines += ["", f"Disclosure control: rule {d.get('rule')} (version {d.get('version')}). {d.get('description') or ''}"]
+    if status:
+        lines += ["", f"An empty value in a count column was suppressed; {', '.join(status)} says why "
+                      "('suppressed: 1-4' = a small number; 'suppressed: protects another' = hidden so that another "
+                      "small number cannot be worked out)."]
+    lines += ["", f"Generated {meta.get('generated_at')} by {meta.get('software')}."]
+    return "\n".join(lines) + "\n"
+
+
+def zip_bytes(frame: pd.DataFrame, meta: dict, stem: str) -> bytes:
+    """``stem.csv`` + ``stem.csvt`` + ``metadata.json`` + ``README.txt`` in one zip."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr(f"{stem}.csv", csv_text(frame))
+        z.writestr(f"{stem}.csvt", csvt_text(frame))
+        z.writestr("metadata.json", json.dumps(jsonable(meta), indent=2, ensure_ascii=False, allow_nan=False))
+        cols = [c for c in frame.columns if not (isinstance(frame, gpd.GeoDataFrame) and c == frame.geometry.name)]
+        z.writestr("README.txt", readme_text(meta, cols))
+    return buf.getvalue()
+
+
+def write_gpkg(gdf: gpd.GeoDataFrame, path: Path, layer: str, meta: dict) -> Path:
+    """The layer plus a ``metadata`` table (key, JSON value) in one GeoPackage. A layer without a CRS (a user's
+    file that had none, already warned about) is written with an undefined SRS, without pyogrio's warning."""
+    meta = jsonable(meta)
+    meta_df = pd.DataFrame({"key": list(meta), "value": [json.dumps(v, ensure_ascii=False) if not isinstance(v, str)
+                                                         else v for v in meta.values()]})
+    with warnings.catch_warnings():
+        if gdf.crs is None:
+            warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
+        gdf.to_file(path, driver="GPKG", layer=layer)
+        gpd.GeoDataFrame(meta_df, geometry=[None] * len(meta_df), crs=gdf.crs).to_file(
+            path, driver="GPKG", layer="metadata")
+    return path
+
+
 def write_layer(gdf: gpd.GeoDataFrame, path: Path, config: Config, title: str,
                 metadata: dict | None = None) -> Path:
-    """Write ``gdf`` by the file's suffix: .geojson/.json, .csv (+ .metadata.json sidecar), .gpkg."""
+    """Write ``gdf`` by the file's suffix: .geojson/.json, .csv (+ .metadata.json sidecar), .gpkg (+ ``metadata``
+    table); columns typed by :func:`typed_frame`."""
     path = Path(path)
     meta = provenance(config, title, metadata)
     suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
+    gdf = typed_frame(gdf)
     if suffix in (".geojson", ".json"):
-        path.write_text(json.dumps(to_geojson_dict(gdf, meta), separators=(",", ":")), encoding="utf-8")
+        path.write_text(json.dumps(to_geojson_dict(gdf, jsonable(meta)), separators=(",", ":")), encoding="utf-8")
     elif suffix == ".csv":
-        safe_csv_frame(pd.DataFrame(gdf.drop(columns=gdf.geometry.name))).to_csv(path, index=False)
-        path.with_suffix(".metadata.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        path.write_text(csv_text(gdf), encoding="utf-8")
+        path.with_suffix(".metadata.json").write_text(json.dumps(jsonable(meta), indent=2), encoding="utf-8")
     elif suffix == ".gpkg":
-        gdf.to_file(path, driver="GPKG", layer=path.stem)
-        meta_df = pd.DataFrame({"key": list(meta), "value": [json.dumps(v) if not isinstance(v, str) else v
-                                                               for v in meta.values()]})
-        gpd.GeoDataFrame(meta_df, geometry=[None] * len(meta_df), crs=gdf.crs).to_file(
-            path, driver="GPKG", layer="metadata")
+        write_gpkg(gdf, path, path.stem, meta)
     else:
         raise HotspotsError(f"unknown output format {suffix!r}: use .geojson, .csv or .gpkg", path=path)
     return path

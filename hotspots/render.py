@@ -6,7 +6,8 @@ is built once per published layer (kept in ``Published.renders``).
 
 * ``display_geojson``: geometry simplified with ``shapely.coverage_simplify`` in EPSG:27700 (shared
   borders stay shared), then WGS84 with coordinates quantised to 5 decimals (about 1 m);
-* ``download``: full-resolution RFC 7946 GeoJSON, CSV or GeoPackage with attribution and metadata;
+* ``download``: full-resolution RFC 7946 GeoJSON, CSV (data only), zip (CSV + metadata.json + README.txt) or
+  GeoPackage, every column one type, with attribution and metadata;
 * ``panel``: the side panel (top hot spots, Moran's I in words, the parameters and why).
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
@@ -26,7 +28,8 @@ from .cache import cached
 from .categories import category_label
 from .config import Config
 from .errors import NotFoundError
-from .export import POLICE_NOTE, jsonable, provenance, safe_csv_frame, to_geojson_dict, write_layer
+from .export import (POLICE_NOTE, csv_text, jsonable, status_words, to_geojson_dict, typed_frame, write_gpkg,
+                     zip_bytes)
 from .layers import GEOGRAPHY_LABELS, filters_text
 from .places import place_names
 from .publish import Published, rule_words
@@ -36,7 +39,7 @@ SIMPLIFY_M = 8.0
 DISPLAY_DECIMALS = 5
 #: Flask adds "; charset=utf-8" to a text/* mimetype itself: naming it here doubled it in the header
 DOWNLOAD_TYPES = {"geojson": "application/geo+json", "csv": "text/csv",
-                  "gpkg": "application/geopackage+sqlite3"}
+                  "zip": "application/zip", "gpkg": "application/geopackage+sqlite3"}
 WEIGHTS_WORDS = {"queen": "queen contiguity (areas sharing a border or a corner are neighbours)",
                  "rook": "rook contiguity (areas sharing a border are neighbours)"}
 
@@ -92,8 +95,9 @@ def rows(r: Published) -> list[dict]:
 
 
 def download(config: Config, r: Published, fmt: str) -> tuple[bytes, str, str]:
-    """(body, mimetype, filename): full-resolution geometry, attribution and metadata in every format
-    (GeoJSON foreign member; CSV header comment lines; GeoPackage ``metadata`` table)."""
+    """(body, mimetype, filename): full-resolution geometry and typed columns in every format; attribution
+    and metadata (incl. global Moran's I at full precision) as the GeoJSON ``metadata`` member, the GeoPackage
+    ``metadata`` table, or ``metadata.json`` in the zip; the ``.csv`` is data only."""
     if fmt not in DOWNLOAD_TYPES:
         raise NotFoundError(f"unknown format {fmt[:20]!r} (use one of: {', '.join(DOWNLOAD_TYPES)})", column="format")
     key = "download-" + fmt
@@ -102,35 +106,41 @@ def download(config: Config, r: Published, fmt: str) -> tuple[bytes, str, str]:
     return r.renders[key]
 
 
+def download_frame(config: Config, r: Published) -> gpd.GeoDataFrame:
+    """The published frame with one type per column: counts numeric, a suppressed count null with
+    ``<column>_status`` saying why (viewers), redacted statistics null (see :func:`hotspots.export.typed_frame`)."""
+    if "download-frame" not in r.renders:
+        from .layers import get
+        kind = get(config, r.name)
+        counts: tuple[str, ...] = ()
+        if r.audience is Audience.VIEWER and (r.metadata.get("disclosure") or {}).get("rule") not in (None, "none"):
+            counts = tuple(c for c in kind.counts if c in r.frame.columns)
+        r.renders["download-frame"] = typed_frame(r.frame, counts, status_words(r.metadata.get("disclosure")),
+                                                  numeric=tuple(kind.counts) + tuple(kind.redact))
+    return r.renders["download-frame"]
+
+
+def download_metadata(config: Config, r: Published) -> dict:
+    """Everything a download says about itself: provenance, parameters, disclosure, method, Moran's I."""
+    return {"name": r.filename, "title": r.title, **r.metadata, "attribution": config.attributions(),
+            "note": POLICE_NOTE}
+
+
 def _download(config: Config, r: Published, fmt: str) -> tuple[bytes, str, str]:
     name = f"{r.filename}.{fmt}"
-    meta = r.metadata
+    frame = download_frame(config, r)
+    meta = download_metadata(config, r)
     if fmt == "geojson":
-        fc = to_geojson_dict(r.frame, meta)
+        fc = to_geojson_dict(frame, meta)
         fc = {"type": fc["type"], "name": r.filename, "attribution": config.attributions(), **fc}
         return json.dumps(fc, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), DOWNLOAD_TYPES[fmt], name
     if fmt == "csv":
-        df = safe_csv_frame(pd.DataFrame(r.frame.drop(columns="geometry")))
-        d = meta.get("disclosure") or {}
-        params = "&".join(f"{k}={v}" for k, v in meta.get("parameters", {}).items())
-        lines = [f"# {r.title}", *[f"# {a}" for a in config.attributions()], f"# {POLICE_NOTE}",
-                 f"# disclosure control: rule {d.get('rule')} (version {d.get('version')}): {d.get('description')}",
-                 f"# generated {meta['generated_at']} by {meta['software']}; parameters: {params}"]
-        lines = [safe_csv_frame(pd.DataFrame({"x": [ln]}))["x"][0] for ln in lines]
-        body = "\n".join(lines) + "\n" + df.to_csv(index=False, lineterminator="\n")
-        return body.encode("utf-8"), DOWNLOAD_TYPES[fmt], name
-    frame = r.frame
-    mixed = [c for c in frame.columns if c != "geometry" and frame[c].dtype == object
-             and frame[c].map(lambda v: isinstance(v, str)).any() and not frame[c].map(
-                 lambda v: v is None or isinstance(v, str)).all()]
-    if mixed:  # a suppressed count column holds numbers and labels: a text column in the GeoPackage
-        frame = frame.copy()
-        for c in mixed:
-            frame[c] = frame[c].map(lambda v: None if v is None else str(v))
+        return csv_text(frame).encode("utf-8"), DOWNLOAD_TYPES[fmt], name
+    if fmt == "zip":
+        return zip_bytes(frame, meta, r.filename), DOWNLOAD_TYPES[fmt], name
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
-        write_layer(frame, path, config, r.title, {k: v for k, v in meta.items()
-                                                      if k not in ("title",) and k not in provenance(config, "")})
+        write_gpkg(frame, path, r.filename, meta)
         return path.read_bytes(), DOWNLOAD_TYPES[fmt], name
 
 

@@ -67,7 +67,7 @@ def test_geojson_export(result, tmp_path):
     lon, lat = f["geometry"]["coordinates"][0][0]
     assert -3 < lon < -1.5 and 52 < lat < 53  # WGS84 around Wolverhampton
     assert all(len(str(c).split(".")[-1]) <= 6 for c in (lon, lat))
-    island = next(x for x in fc["features"] if x["properties"]["area_code"] == ISLAND_ID)
+    island = next(x for x in fc["features"] if x["properties"]["code"] == ISLAND_ID)
     assert island["properties"]["gi_p"] is None  # NaN → null, never invalid JSON
 
 

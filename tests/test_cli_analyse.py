@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -33,7 +34,8 @@ def test_analyse_areas_to_csv(areas_file, tmp_path):
     assert "Global Moran's I: count is clustered" in r.output
     assert "hot spots at 99% confidence" in r.output and "Wrote" in r.output
     df = pd.read_csv(out)
-    assert (df.loc[df.area_code == "G0404", "gi_label"] == "Hot spot 99% confidence").all()
+    assert list(df.columns[:4]) == ["code", "name", "ward_code", "ward_name"]  # the download field names
+    assert (df.loc[df.code == "G0404", "gi_label"] == "Hot spot 99% confidence").all()
     meta = json.loads(out.with_suffix(".metadata.json").read_text())
     assert meta["seed"] == 7 and meta["permutations"] == 999
 
@@ -80,7 +82,7 @@ def test_analyse_level_uses_area_counts(gridtown, tmp_path, monkeypatch):
 
     def fake_area_counts(cfg, level, categories, month_from, month_to):
         calls.update(level=level, categories=categories, month_from=month_from, month_to=month_to)
-        g = grid_city(10).rename(columns={"code": "code"})
+        g = grid_city(10).astype({"count": "int64"})  # area_counts' counts are integers
         g["rate_per_1000"] = g["count"] / g["population"] * 1000
         return g[["code", "name", "ward_code", "ward_name", "count", "population", "rate_per_1000", "geometry"]]
 
@@ -97,3 +99,152 @@ def test_analyse_level_uses_area_counts(gridtown, tmp_path, monkeypatch):
     assert "the count of violence and sexual offences is clustered" in r.output
     meta = json.loads(out.with_suffix(".metadata.json").read_text())
     assert meta["geography"] == "lsoa" and meta["categories"] == ["violent-crime"]
+    df = pd.read_csv(out)  # the web's field names, with the count column
+    assert list(df.columns[:7]) == ["code", "name", "ward_code", "ward_name", "count", "population", "rate_per_1000"]
+    assert df["count"].sum() == grid_city(10)["count"].sum() and pd.api.types.is_integer_dtype(df["count"])
+
+
+# -- issue 12 item 4: any file, its own attributions, exit codes -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def columbus(tmp_path_factory):
+    """Anselin's Columbus shapefile as libpysal ships it: no .prj, so no CRS."""
+    import shutil
+
+    import libpysal.examples
+    src = Path(libpysal.examples.get_path("columbus.shp"))
+    d = tmp_path_factory.mktemp("columbus")
+    for ext in (".shp", ".shx", ".dbf"):
+        shutil.copy(src.with_suffix(ext), d / f"columbus{ext}")
+    assert not (d / "columbus.prj").exists()
+    return d / "columbus.shp"
+
+
+def columbus_args(path, out, *extra):
+    return ["analyse", "--areas", str(path), "--id", "POLYID", "--value", "CRIME", "--permutations", "99",
+            "--out", str(out), *extra]
+
+
+def test_areas_without_crs_queen_warns_and_matches_esda(columbus, tmp_path):
+    import esda
+    import geopandas as gpd
+    import libpysal
+    import libpysal.examples
+    out = tmp_path / "columbus.csv"
+    r = run(columbus_args(columbus, out, "--weights", "queen"), tmp_path)
+    assert r.exit_code == 0, r.output
+    assert "Warning:" in r.output and "has no CRS" in r.output and "--crs" in r.output
+    df = pd.read_csv(out)
+    assert df.columns[0] == "POLYID" and len(df) == 49  # keyed by the user's id column
+    meta = json.loads(out.with_suffix(".metadata.json").read_text())
+    g = gpd.read_file(columbus)
+    f = libpysal.io.open(libpysal.examples.get_path("columbus.gal"))  # PySAL's queen weights file
+    try:
+        gal = f.read()
+    finally:
+        f.close()
+    mi = esda.Moran(g["CRIME"].to_numpy(float), gal, permutations=0)
+    assert meta["moran"]["I"] == pytest.approx(mi.I, abs=1e-12)
+    assert meta["moran"]["z_norm"] == pytest.approx(mi.z_norm, abs=1e-9)
+    assert meta["moran"]["p_rand"] == pytest.approx(mi.p_rand, abs=1e-12)
+    assert meta["crs"] is None
+    # only the file's own attribution: not the ONS/OS lines of a city
+    assert meta["attribution"] == ["Areas and values: columbus.shp, supplied by the user (its own licence and "
+                                   "attribution apply)."]
+    gpkg = tmp_path / "columbus.gpkg"
+    assert run(columbus_args(columbus, gpkg, "--weights", "rook"), tmp_path).exit_code == 0
+    import pyogrio
+    info = pyogrio.read_info(gpkg, layer="hotspots")
+    assert info["crs"] is None and dict(zip(info["fields"], info["dtypes"]))["gi_z"] == "float64"
+    rook = json.loads(gpkg.with_suffix(".metadata.json").read_text())["moran"]
+    w_rook = libpysal.weights.Rook.from_dataframe(g, use_index=False)
+    assert rook["I"] == pytest.approx(esda.Moran(g["CRIME"].to_numpy(float), w_rook, permutations=0).I, abs=1e-12)
+
+
+@pytest.mark.parametrize("weights", ["knn:4", "distance:1"])
+def test_areas_without_crs_refuse_distance_weights(columbus, tmp_path, weights):
+    out = tmp_path / "c.csv"
+    r = run(columbus_args(columbus, out, "--weights", weights), tmp_path)
+    assert r.exit_code == 1 and "projected CRS" in r.output and "--crs" in r.output
+    assert not out.exists()
+
+
+def test_areas_without_crs_refuse_geojson(columbus, tmp_path):
+    r = run(columbus_args(columbus, tmp_path / "c.geojson"), tmp_path)
+    assert r.exit_code == 1 and "--crs" in r.output and "GeoJSON" in r.output
+
+
+def test_declared_crs_allows_knn_and_geojson(columbus, tmp_path):
+    out = tmp_path / "c.geojson"
+    r = run(columbus_args(columbus, out, "--weights", "knn:4", "--crs", "EPSG:27700"), tmp_path)
+    assert r.exit_code == 0, r.output
+    assert "has no CRS" not in r.output
+    fc = json.loads(out.read_text())
+    assert fc["metadata"]["crs"] == "EPSG:27700" and fc["metadata"]["weights"] == "knn:4"
+    assert fc["features"][0]["properties"]["POLYID"] == 1
+    r = run(columbus_args(columbus, out, "--crs", "EPSG:nonsense"), tmp_path)
+    assert r.exit_code == 1 and "not a CRS" in r.output
+
+
+def test_areas_with_a_city_config_carry_no_city_attribution(columbus, gridtown, tmp_path):
+    bundle, config = gridtown
+    out = tmp_path / "c.csv"
+    r = CliRunner().invoke(cli, ["--config", str(config.source), *columbus_args(columbus, out)],
+                           catch_exceptions=False, env={"HOTSPOTS_DATA_DIR": str(config.data_dir),
+                                                        "HOTSPOTS_INSTANCE_DIR": str(config.instance_dir)})
+    assert r.exit_code == 0, r.output
+    meta = json.loads(out.with_suffix(".metadata.json").read_text())
+    assert not set(config.attributions()) & set(meta["attribution"]) and "area" not in meta
+
+
+def test_level_with_nothing_to_analyse_exits_1(gridtown, tmp_path, monkeypatch):
+    import hotspots.aggregate as aggregate
+    bundle, config = gridtown
+
+    def no_incidents(cfg, level, categories, month_from, month_to):
+        g = grid_city(4)
+        g["count"] = 0
+        return g
+
+    monkeypatch.setattr(aggregate, "area_counts", no_incidents)
+    out = tmp_path / "x.csv"
+    r = CliRunner().invoke(cli, ["--config", str(config.source), "analyse", "--level", "lsoa", "--from", "2018-01",
+                                 "--to", "2018-01", "--out", str(out)], catch_exceptions=False,
+                           env={"HOTSPOTS_DATA_DIR": str(config.data_dir),
+                                "HOTSPOTS_INSTANCE_DIR": str(config.instance_dir)})
+    assert r.exit_code == 1 and "nothing to analyse" in r.output and "2018-01" in r.output
+    assert not out.exists()
+
+
+def test_counts_with_nothing_to_count_exits_1(gridtown, tmp_path, monkeypatch):
+    import hotspots.aggregate as aggregate
+    bundle, config = gridtown
+    monkeypatch.setattr(aggregate, "area_counts", lambda *a, **k: grid_city(4).assign(count=0))
+    out = tmp_path / "x.csv"
+    r = CliRunner().invoke(cli, ["--config", str(config.source), "counts", "--out", str(out)],
+                           env={"HOTSPOTS_DATA_DIR": str(config.data_dir),
+                                "HOTSPOTS_INSTANCE_DIR": str(config.instance_dir)})
+    assert r.exit_code == 1 and "nothing to count" in r.output
+    assert not out.exists()
+
+
+def test_counts_out_uses_download_field_names(gridtown, tmp_path, monkeypatch):
+    import sqlite3
+
+    import hotspots.aggregate as aggregate
+    bundle, config = gridtown
+    g = grid_city(4).astype({"count": "int64"})
+    g["rate_per_1000"] = g["count"] / g["population"] * 1000
+    monkeypatch.setattr(aggregate, "area_counts", lambda *a, **k: g)
+    out = tmp_path / "x.gpkg"
+    r = CliRunner().invoke(cli, ["--config", str(config.source), "counts", "--out", str(out)],
+                           env={"HOTSPOTS_DATA_DIR": str(config.data_dir),
+                                "HOTSPOTS_INSTANCE_DIR": str(config.instance_dir)})
+    assert r.exit_code == 0, r.output
+    with sqlite3.connect(out) as db:
+        types = {row[1]: row[2] for row in db.execute('PRAGMA table_info("x")')}
+        keys = {k for (k,) in db.execute("SELECT key FROM metadata")}
+    assert list(types)[2:6] == ["code", "name", "ward_code", "ward_name"]  # after fid and geom
+    assert types["count"] in ("INTEGER", "MEDIUMINT", "BIGINT") and types["rate_per_1000"] in ("REAL", "DOUBLE")
+    assert {"attribution", "generated_at"} <= keys

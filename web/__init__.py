@@ -173,7 +173,11 @@ def _register_errors(app: Flask) -> None:
         if exc.code == 413:
             limit = app.config["HOTSPOTS"].max_upload_mb
             return error_response(413, f"the file is too large (the limit is {limit:g} MB)", limit_mb=limit)
-        return error_response(exc.code or 500, exc.description or exc.name)
+        resp = error_response(exc.code or 500, exc.description or exc.name)
+        for name, value in exc.get_headers():  # e.g. Allow on 405 (RFC 9110 §15.5.6)
+            if name.lower() != "content-type":
+                resp.headers[name] = value
+        return resp
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

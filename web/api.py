@@ -276,82 +276,187 @@ def openapi():
 
 
 # -- OpenAPI --------------------------------------------------------------------------------------------
+# Every parameter carries the finite menu or pattern the server validates against (hotspots.request), so a
+# contract tester (schemathesis, tests/web/test_openapi_contract.py) can generate exactly what the server
+# accepts and knows what it must refuse.
 
+#: (name, description); the schemas come from :func:`filter_schema` (menus of hotspots.request, the catalogue)
 FILTERS = [
-    ("category", "Crime category slug or name; repeat or comma-separate for several (default violent-crime)."),
-    ("from", "First month, YYYY-MM (default: first month in the store)."),
-    ("to", "Last month, YYYY-MM (default: last month in the store)."),
-    ("geography", "lsoa | ward"),
-    ("variable", "Statistic variable for gistar/lisa: count | rate | eb_rate"),
-    ("weights", "queen | rook | knn:K | distance:METRES"),
-    ("significance", "raw | fdr | bonferroni"),
-    ("alpha", "Significance level for LISA (default 0.05)."),
-    ("permutations", "Permutations for pseudo p-values, 99 to 99999."),
-    ("classes", "Choropleth classification: quantiles | fisherjenks | equalinterval | naturalbreaks"),
-    ("k", "Number of classes, 3 to 7."),
-    ("domain", "Deprivation domain slug (imd, income, ...) for deprivation layers."),
-    ("compare_from", "Baseline first month for the change layer."),
-    ("compare_to", "Baseline last month for the change layer."),
+    ("category", "Crime category slug; repeat for several (default violent-crime)."),
+    ("from", "First month, YYYY-MM, 2001-01 or later (default: first month in the store)."),
+    ("to", "Last month, YYYY-MM, not before `from` (default: last month in the store)."),
+    ("geography", "Areas: LSOA 2021 or ward."),
+    ("variable", "Analysis variable for gistar/lisa."),
+    ("weights", "Spatial weights for gistar/lisa."),
+    ("significance", "Multiple-testing correction."),
+    ("alpha", "Significance level for LISA."),
+    ("permutations", "Permutations for pseudo p-values."),
+    ("classes", "Choropleth classification."),
+    ("k", "Number of classes."),
+    ("domain", "Deprivation domain for deprivation layers."),
+    ("compare_from", "Baseline first month for the change layer (with compare_to)."),
+    ("compare_to", "Baseline last month for the change layer (with compare_from)."),
 ]
 
+#: security of a route: "open" (no sign-in), "user" (signed in, or anyone in public mode), "analyst" (a
+#: signed-in user with the right the route needs); "bounded": it may queue an analysis (429/503)
 ROUTES = [
     {"path": "/api/v1/", "summary": "API index", "filters": False},
-    {"path": "/api/v1/health", "summary": "Server state (statistics warm-up)", "filters": False},
+    {"path": "/api/v1/health", "summary": "Server state (statistics warm-up)", "filters": False, "security": "open"},
     {"path": "/api/v1/categories", "summary": "Crime categories in the store with counts", "filters": False},
     {"path": "/api/v1/periods", "summary": "Months in the store", "filters": False},
     {"path": "/api/v1/geographies", "summary": "Geographies offered", "filters": False},
     {"path": "/api/v1/areas", "summary": "Areas of a geography with ward, population and IMD decile",
-     "filters": False, "params": [("geography", "lsoa | ward")]},
+     "filters": False, "params": [("geography", "Areas: LSOA 2021 or ward.")]},
     {"path": "/api/v1/layers", "summary": "Layer catalogue", "filters": False},
     {"path": "/api/v1/layers/{name}", "summary": "A layer as rows with legend, fields and metadata",
-     "filters": True, "name": True},
+     "filters": True, "name": True, "bounded": True},
     {"path": "/api/v1/layers/{name}.geojson", "summary": "A layer as simplified GeoJSON for the map",
-     "filters": True, "name": True, "geojson": True},
-    {"path": "/api/v1/downloads", "summary": "Download links for every layer with these filters", "filters": True},
-    {"path": "/api/v1/downloads/{name}.{fmt}", "summary": "Download a layer (geojson, csv, gpkg), full resolution",
-     "filters": True, "name": True, "fmt": True},
+     "filters": True, "name": True, "geojson": True, "bounded": True},
+    {"path": "/api/v1/downloads", "summary": "Download links for every layer with these filters", "filters": True,
+     "params": [("layer", "The layer whose filters the links carry (default count).")]},
+    {"path": "/api/v1/downloads/{name}.{fmt}",
+     "summary": "Download a layer, full resolution: GeoJSON, CSV (data only), zip (CSV, .csvt, metadata.json, "
+                "README.txt) or GeoPackage (with a metadata table)",
+     "filters": True, "name": True, "fmt": True, "bounded": True},
     {"path": "/api/v1/hotspots", "summary": "Side panel: top hot spots, Moran's I, parameters, vintages",
-     "filters": True},
-    {"path": "/api/v1/compare", "summary": "Period comparison table", "filters": True},
+     "filters": True, "bounded": True},
+    {"path": "/api/v1/compare", "summary": "Period comparison table", "filters": True, "bounded": True},
     {"path": "/api/v1/overlays", "summary": "Deprivation datasets and risk-factor overlays (analysts)", "filters": False},
     {"path": "/api/v1/me", "summary": "The signed-in user: role, rights and CSRF token", "filters": False},
     {"path": "/api/v1/incidents", "summary": "Incident-level records with lon/lat (analysts only; 403 otherwise)",
-     "filters": False, "params": [("category", "Crime category slug(s)"), ("from", "First month YYYY-MM"),
-                                  ("to", "Last month YYYY-MM"), ("area", "LSOA 2021 or ward code"),
-                                  ("limit", "Rows per page, 1 to 10000 (default 1000)"),
-                                  ("offset", "Rows to skip"), ("format", "json (default) or csv")]},
-    {"path": "/api/v1/openapi.json", "summary": "This document", "filters": False},
+     "filters": False, "security": "analyst", "csv": True,
+     "params": [("category", "Crime category slug; repeat for several."), ("from", "First month YYYY-MM."),
+                ("to", "Last month YYYY-MM."), ("area", "LSOA 2021 or ward code"),
+                ("limit", "Rows per page (default 1000)"), ("offset", "Rows to skip"),
+                ("format", "json (default) or csv")]},
+    {"path": "/api/v1/openapi.json", "summary": "This document", "filters": False, "document": True},
 ]
+
+def month_pattern() -> str:
+    """YYYY-MM limited to the months the server accepts (FIRST_MONTH to next month), so that a month the
+    pattern allows is never refused for its value."""
+    from hotspots.request import FIRST_MONTH, last_allowed_month
+    y0, (y1, m1) = int(FIRST_MONTH[:4]), map(int, last_allowed_month().split("-"))
+    full = "|".join(str(y) for y in range(y0, y1))
+    last = "|".join(f"{m:02d}" for m in range(1, m1 + 1))
+    years = (f"(?:{full})-(?:0[1-9]|1[0-2])|" if full else "") + f"{y1}-(?:{last})"
+    return f"^(?:{years})$"
+
+
+def month_schema() -> dict:
+    return {"type": "string", "pattern": month_pattern(), "description": "YYYY-MM"}
+
+
+def filter_schema(name: str, catalog) -> dict:
+    """The schema of a query parameter: the finite menu or pattern hotspots.request validates it against."""
+    from hotspots import request as rq
+    menus: dict[str, dict] = {
+        "category": {"type": "array", "items": {"type": "string", "enum": list(catalog.categories)}},
+        "from": month_schema(), "to": month_schema(), "compare_from": month_schema(), "compare_to": month_schema(),
+        "geography": {"type": "string", "enum": list(rq.GEOGRAPHIES)},
+        "variable": {"type": "string", "enum": list(rq.VARIABLES)},
+        "weights": {"type": "string", "enum": list(rq.WEIGHTS_MENU)},
+        "significance": {"type": "string", "enum": list(rq.SIGNIFICANCE)},
+        "alpha": {"type": "number", "enum": list(rq.ALPHA_MENU)},
+        "permutations": {"type": "integer", "enum": list(rq.PERMUTATIONS_MENU)},
+        "classes": {"type": "string", "enum": list(rq.CLASS_SCHEMES)},
+        # k, limit and offset: the server reads a number and uses its whole part (3.5 -> 3)
+        "k": {"type": "number", "minimum": rq.K_RANGE[0], "maximum": rq.K_RANGE[1]},
+        "domain": {"type": "string", "enum": list(catalog.domains)},
+        "layer": {"type": "string", "enum": list(catalog.layers)},
+        "area": {"type": "string", "pattern": r"^[A-Za-z0-9]{1,16}$"},
+        "limit": {"type": "number", "minimum": 1, "maximum": MAX_INCIDENTS},
+        "offset": {"type": "number", "minimum": 0, "maximum": 10 ** 12},
+        "format": {"type": "string", "enum": ["json", "csv"]},
+        "step": {"type": "string", "enum": list(rq.STEPS)},
+        "time_neighbours": {"type": "integer", "enum": list(rq.TIME_NEIGHBOURS_MENU)},
+        "code": {"type": "string", "pattern": r"^[A-Za-z0-9]{1,16}$"},
+        "against": {"type": "string", "pattern": r"^[a-z0-9_-]{1,80}$"},
+    }
+    return menus[name]
+
+
+def _error(description: str, headers: dict | None = None) -> dict:
+    out = {"description": description,
+           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def _security(route: dict, public: bool) -> list[dict]:
+    kind = route.get("security", "user")
+    if kind == "open":
+        return []
+    if kind == "user" and public:
+        return [{}, {"session": []}]  # anyone may call it in public mode; a session gives an analyst's view
+    return [{"session": []}]
+
+
+def _responses(route: dict, public: bool) -> dict:
+    if route.get("geojson"):
+        ok_content = {"application/geo+json": {"schema": {"type": "object", "required": ["type", "features"],
+                                                           "properties": {"type": {"const": "FeatureCollection"}}}}}
+    elif route.get("fmt"):
+        ok_content = {mime.split(";")[0]: {"schema": {"type": "object"} if "json" in mime else
+                                           {"type": "string", "format": "binary"}}
+                      for mime in render.DOWNLOAD_TYPES.values()}
+    elif route.get("document"):
+        ok_content = {"application/json": {"schema": {"type": "object", "required": ["openapi", "paths"]}}}
+    else:
+        ok_content = {"application/json": {"schema": {"$ref": "#/components/schemas/Ok"}}}
+        if route.get("csv"):
+            ok_content["text/csv"] = {"schema": {"type": "string"}}
+    out = {"200": {"description": "OK", "content": ok_content},
+           "400": _error("Bad parameter: a value outside its menu or pattern, a period that ends before it starts, "
+                         "or a month outside 2001-01 to next month (`column` names the parameter)"),
+           "404": _error("Unknown name: layer, format, category, geography, domain or area"),
+           "405": _error("Method not allowed: this API is read-only (GET)",
+                         {"Allow": {"description": "The methods the path accepts", "schema": {"type": "string"}}})}
+    if route.get("security", "user") != "open":
+        out["401"] = _error("Sign-in required" + ("" if public and route.get("security", "user") == "user"
+                                                  else " (a session cookie from /login)"))
+        out["403"] = _error("Your role may not do this (e.g. risk-factor overlays and incidents are for analysts)")
+    if route.get("bounded"):
+        retry = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "string"}}}
+        out["429"] = _error("Too many analyses queued for you or the server: retry after Retry-After", retry)
+        out["503"] = _error("The analysis is still running: retry after Retry-After", retry)
+    return out
 
 
 def openapi_document() -> dict:
-    err = {"description": "Bad parameter (400) or unknown name (404)",
-           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    """OpenAPI 3.1 for this server: parameters with their real menus and patterns, authentication per
+    operation (public mode: viewer operations need no cookie), every response and error."""
+    config = get_config()
+    catalog = pipeline.catalog(config)
+    public = bool(config.public_mode)
     paths: dict[str, Any] = {}
     for r in ROUTES:
         params = []
         if r.get("name"):
-            params.append({"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
-                           "description": "Layer: count, rate, eb_rate, gistar, lisa, change, iod2025, iod2019, "
-                                          "wards or overlay-<id> (see /api/v1/layers)"})
+            params.append({"name": "name", "in": "path", "required": True,
+                           "schema": {"type": "string", "enum": list(catalog.layers)},
+                           "description": "Layer name (see /api/v1/layers); overlay-* layers are for analysts"})
         if r.get("fmt"):
             params.append({"name": "fmt", "in": "path", "required": True,
                            "schema": {"type": "string", "enum": list(render.DOWNLOAD_TYPES)}})
-        for pname, desc in r.get("params", []):
-            params.append({"name": pname, "in": "query", "required": False, "schema": {"type": "string"},
-                           "description": desc})
-        if r["filters"]:
-            for pname, desc in FILTERS:
-                params.append({"name": pname, "in": "query", "required": False, "schema": {"type": "string"},
-                               "description": desc})
-        content = ({"application/geo+json": {"schema": {"type": "object"}}} if r.get("geojson") else
-                   {k: {"schema": {"type": "string", "format": "binary"}} for k in render.DOWNLOAD_TYPES.values()}
-                   if r.get("fmt") else {"application/json": {"schema": {"$ref": "#/components/schemas/Ok"}}})
-        responses = {"200": {"description": "OK", "content": content}, "400": err, "404": err}
-        if r["path"] != "/api/v1/health":
-            responses["401"] = {**err, "description": "Sign-in required (public mode off)"}
-            responses["403"] = {**err, "description": "Your role may not do this"}
-        paths[r["path"]] = {"get": {"summary": r["summary"], "parameters": params, "responses": responses}}
+        names = list(r.get("params", [])) + (FILTERS if r["filters"] else [])
+        for pname, desc in names:
+            schema = filter_schema(pname, catalog)
+            param = {"name": pname, "in": "query", "required": False, "schema": schema, "description": desc,
+                     "allowEmptyValue": True}  # a blank value means the default, as if the parameter were absent
+            if schema.get("type") == "array":
+                param.update(style="form", explode=True)
+            params.append(param)
+        if r.get("geojson"):
+            params.append({"name": "download", "in": "query", "required": False,
+                           "schema": {"type": "string"}, "allowEmptyValue": True,
+                           "description": "Any non-empty value (e.g. 1): the full-resolution download instead of "
+                                          "the map's simplified layer"})
+        op = r["path"].rstrip("/").rsplit("/", 1)[-1].replace("{", "").replace("}", "").replace(".", "_") or "index"
+        paths[r["path"]] = {"get": {"operationId": f"get_{op}", "summary": r["summary"], "parameters": params,
+                                    "security": _security(r, public), "responses": _responses(r, public)}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "hotspots API", "version": "1.0.0",
@@ -359,7 +464,6 @@ def openapi_document() -> dict:
                  "license": {"name": "Data: Open Government Licence v3.0",
                              "url": "https://www.nationalarchives.gov.uk/doc/open-government-licence/version/3/"}},
         "paths": paths,
-        "security": [{"session": []}],
         "components": {"securitySchemes": {"session": {"type": "apiKey", "in": "cookie", "name": "hotspots_session",
                                                        "description": "Sign in at /login; viewers get suppressed "
                                                                       "counts, analysts the full data"}},
@@ -367,8 +471,8 @@ def openapi_document() -> dict:
             "Ok": {"type": "object", "required": ["ok"], "properties": {"ok": {"const": True}}},
             "Error": {"type": "object", "required": ["ok", "error", "status"],
                       "properties": {"ok": {"const": False}, "error": {"type": "string"},
-                                     "status": {"type": "integer"}, "column": {"type": "string"},
-                                     "row": {"type": "integer"}}}}},
+                                     "status": {"type": "integer"}, "column": {"type": ["string", "null"]},
+                                     "row": {"type": ["integer", "null"]}}}}},
     }
 
 
@@ -383,6 +487,7 @@ def series():
 
 
 FILTERS += [("step", "Time step of the time layers: month | quarter | year"),
-            ("time_neighbours", "Emerging hot spots: time steps back in a bin's neighbourhood, 1 to 3")]
+            ("time_neighbours", "Emerging hot spots: time steps back in a bin's neighbourhood, 1 to 3"),
+            ("against", "Bivariate layer: the second variable, a deprivation domain slug or overlay-<id>")]
 ROUTES.append({"path": "/api/v1/series", "summary": "One area's counts per time step, trend and Gi* class per step",
                "filters": True, "params": [("code", "LSOA 2021 or ward code of the area")]})

@@ -4,13 +4,20 @@ Two sources of areas:
 
 * ``--level lsoa|ward`` with ``--category``/``--from``/``--to``: counts of ingested incidents from
   :func:`hotspots.aggregate.area_counts`;
-* ``--areas FILE --id COL --value COL [--name COL]``: any polygon layer with a value column.
+* ``--areas FILE --id COL --value COL [--name COL]``: any polygon layer with a value column. A file without a
+  CRS (a shapefile without ``.prj``) is accepted for contiguity weights (queen/rook: shared vertices, no units)
+  with a warning; ``--crs EPSG:XXXX`` declares its CRS; distance and k-nearest weights need one.
+
+Outputs use the download field names (``code``, ``name``, ``ward_code``, ``ward_name``, ``count``, ...;
+``--areas`` keeps the user's id column name).
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
+import geopandas as gpd
 
 from . import cli, get_config
 from ..errors import AnalysisError, ConfigError, HotspotsError
@@ -35,6 +42,7 @@ def _config_or_none(ctx: click.Context):
 @click.option("--value", "value_col", help="Value column of --areas.")
 @click.option("--name", "name_col", help="Area name column of --areas.")
 @click.option("--population", "population_col", help="Population column of --areas (for rates).")
+@click.option("--crs", "crs", metavar="EPSG:XXXX", help="Declare the CRS of an --areas file that has none.")
 @click.option("--stat", "stat", default="gistar,lisa,moran", show_default=True,
               help="Comma-separated: gistar, lisa, moran.")
 @click.option("--weights", default=None, help="queen | rook | knn:K | distance:METRES (default from config, else queen).")
@@ -50,7 +58,7 @@ def _config_or_none(ctx: click.Context):
               help="Output FILE.csv, FILE.geojson or FILE.gpkg.")
 @click.pass_context
 def analyse(ctx: click.Context, level, categories, month_from, month_to, areas_path, id_col, value_col, name_col,
-            population_col, stat, weights, permutations, seed, alpha, fdr, variable, out) -> None:
+            population_col, crs, stat, weights, permutations, seed, alpha, fdr, variable, out) -> None:
     """Find hot and cold spots (Gi*), clusters and outliers (local Moran) and overall clustering."""
     from ..analysis import analyse_areas, read_areas
 
@@ -66,11 +74,12 @@ def analyse(ctx: click.Context, level, categories, month_from, month_to, areas_p
     cache_dir = config.cache_dir if config else None
     stats = tuple(s for s in stat.split(",") if s.strip())
     meta: dict = {}
-    if config:
-        meta["attribution"] = config.attributions() or None
+    if config and level:  # the configured city's attributions apply to its own areas only
         meta["area"] = config.area_name
-        if not meta["attribution"]:
-            meta.pop("attribution")
+        if config.attributions():
+            meta["attribution"] = config.attributions()
+    if crs and not areas_path:
+        raise click.UsageError("--crs declares the CRS of an --areas file")
 
     if level:
         from ..aggregate import area_counts, normalise_categories
@@ -82,26 +91,77 @@ def analyse(ctx: click.Context, level, categories, month_from, month_to, areas_p
             else "the count of all crime"
         meta.update({"geography": level, "categories": cats or "all", "month_from": month_from,
                      "month_to": month_to, "subject": subject})
+        if len(areas) == 0:
+            raise AnalysisError(f"no {level} areas to analyse: ingest boundaries and incidents first")
+        if int(areas["count"].sum()) == 0:
+            raise AnalysisError(f"no incidents of {', '.join(cats) or 'any category'} between "
+                                f"{month_from or 'the start'} and {month_to or 'the end'}: nothing to analyse "
+                                "(check --category, --from and --to, or ingest that period first)")
         result = analyse_areas(areas, "code", "count", name_col="name", ward_cols=("ward_code", "ward_name"),
                                stats=stats, weights=weights, permutations=permutations, seed=seed, alpha=alpha,
                                fdr=fdr, variable=variable, population_col="population", metadata=meta,
                                cache_dir=cache_dir)
+        result = _with_counts(result, areas)
     else:
         if not id_col or not value_col:
             raise click.UsageError("--areas needs --id and --value")
         extra = [c for c in (name_col, population_col) if c]
-        areas = read_areas(areas_path, id_col, value_col, extra_cols=extra)
-        meta.update({"geography": str(areas_path), "subject": value_col})
+        areas = read_areas(areas_path, id_col, value_col, extra_cols=extra, crs=crs, allow_no_crs=True)
+        meta.update({"geography": str(areas_path), "subject": value_col, "id_column": id_col,
+                     "attribution": [f"Areas and values: {Path(areas_path).name}, supplied by the user (its own "
+                                     "licence and attribution apply)."]})
+        no_crs = areas.crs is None
+        if no_crs:
+            _check_no_crs(weights, out_path, areas_path)
+            click.echo(f"Warning: {areas_path} has no CRS; {weights} contiguity needs none (shared borders), but "
+                       "the output has no CRS either: declare one with --crs EPSG:XXXX to map it.", err=True)
+            meta["crs"] = None
         try:
-            result = analyse_areas(areas, id_col, value_col, name_col=name_col, stats=stats, weights=weights,
-                                   permutations=permutations, seed=seed, alpha=alpha, fdr=fdr, variable=variable,
-                                   population_col=population_col, metadata=meta, cache_dir=cache_dir)
+            result = analyse_areas(_local_frame(areas) if no_crs else areas, id_col, value_col, name_col=name_col,
+                                   stats=stats, weights=weights, permutations=permutations, seed=seed, alpha=alpha,
+                                   fdr=fdr, variable=variable, population_col=population_col, metadata=meta,
+                                   cache_dir=cache_dir)
         except HotspotsError as exc:
             if exc.path is None:
                 exc.path = str(areas_path)
             raise
+        if no_crs:
+            result = dataclasses.replace(result, table=result.table.set_crs(None, allow_override=True))
     for line in result.summary_lines():
         click.echo(line)
     written = result.write(out_path)
     click.echo(f"Wrote {written} ({len(result.table)} areas, {result.metadata['weights']} weights, "
                f"{result.metadata['permutations']} permutations, seed {result.metadata['seed']}).")
+
+
+def _check_no_crs(weights: str, out_path: Path, areas_path: str) -> None:
+    """A file without a CRS: contiguity only (distances need metres), and no GeoJSON (RFC 7946 is lon/lat)."""
+    from ..weights import parse_spec
+    spec = parse_spec(weights)
+    if spec.kind not in ("queen", "rook"):
+        raise AnalysisError(f"{spec} weights measure distances, which need a projected CRS, and the file has "
+                            "none: declare it with --crs EPSG:XXXX, or use --weights queen or rook",
+                            path=areas_path)
+    if out_path.suffix.lower() in (".geojson", ".json"):
+        raise AnalysisError("the areas have no CRS, and GeoJSON must be in longitude/latitude: declare the "
+                            "file's CRS with --crs EPSG:XXXX, or write .csv or .gpkg", path=areas_path)
+
+
+def _local_frame(areas: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The same coordinates labelled EPSG:27700 for the weights builder's CRS check. Queen and rook weights
+    depend only on which vertices two polygons share, never on units, so the label changes no result; the
+    caller removes it from the outputs (which say ``crs: null``)."""
+    from ..weights import BNG_EPSG
+    return areas.set_crs(BNG_EPSG, allow_override=True)
+
+
+def _with_counts(result, areas: gpd.GeoDataFrame):
+    """Add the count columns of the web's layers (count, population, rates, IMD decile) after the ward, so a
+    ``--level`` file has the same fields as the web's download of the same layer."""
+    t = result.table
+    idx = areas.set_index("code")
+    at = list(t.columns).index("ward_name") + 1
+    for col in [c for c in ("imd_decile", "count", "population", "rate_per_1000", "eb_rate_per_1000")
+                if c in idx.columns][::-1]:
+        t.insert(at, col, idx[col].reindex(t["area_code"]).to_numpy())
+    return dataclasses.replace(result, table=t)

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from . import cli, get_config
+from ..errors import HotspotsError
 
 
 @cli.command()
@@ -20,11 +21,18 @@ from . import cli, get_config
 @click.pass_context
 def counts(ctx: click.Context, level: str, categories: tuple[str, ...], month_from: str | None,
            month_to: str | None, out: str | None, top: int) -> None:
-    """Counts and rates per 1,000 usual residents (Census 2021) per area."""
+    """Counts and rates per 1,000 usual residents (Census 2021) per area; ``--out`` uses the download field
+    names (code, name, ward_code, ward_name, count, population, rate_per_1000, eb_rate_per_1000). Exits 1
+    when no incident matches."""
     from ..aggregate import area_counts
     from ..export import write_layer
     config = get_config(ctx)
     gdf = area_counts(config, level, list(categories), month_from, month_to)
+    if len(gdf) == 0 or int(gdf["count"].sum()) == 0:
+        cats = ", ".join(gdf.attrs.get("categories") or categories) or "any category"
+        raise HotspotsError(f"no incidents of {cats} between {month_from or 'the start'} and {month_to or 'the end'} "
+                            f"in the {len(gdf)} {level} areas: nothing to count (check --category, --from and --to, "
+                            "or ingest that period first)")
     if out:
         write_layer(gdf, Path(out), config, title=f"Incident counts by {level}")
         click.echo(f"Wrote {len(gdf)} areas to {out}")

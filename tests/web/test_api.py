@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import zipfile
 
 import pytest
 
@@ -155,7 +157,10 @@ def test_downloads_carry_filters_attribution_and_metadata(client):
     assert {"gi_z", "gi_p", "gi_label", "ward_name"} <= set(fc["features"][0]["properties"])
     csv = client.get(f"/api/v1/downloads/count.csv?{q}")
     text = csv.get_data(as_text=True)
-    assert text.startswith("# ") and "police.uk" in text and "code,name" in text
+    assert text.startswith("code,name,") and "#" not in text.splitlines()[0]  # data only (issue 12)
+    meta = json.loads(zipfile.ZipFile(io.BytesIO(client.get(f"/api/v1/downloads/count.zip?{q}").data))
+                      .read("metadata.json"))
+    assert "police.uk" in meta["note"] and meta["parameters"]["from"] == "2024-01"
     assert csv.headers["Content-Disposition"].endswith('.csv"')
     import geopandas as gpd
     import pyogrio
@@ -173,7 +178,7 @@ def test_downloads_index_lists_every_layer(client):
     d = client.get("/api/v1/downloads?from=2024-01&to=2024-01").get_json()
     names = {x["layer"] for x in d["downloads"]}
     assert {"count", "gistar", "lisa", "change", "wards"} <= names
-    assert all(set(x["formats"]) == {"geojson", "csv", "gpkg"} for x in d["downloads"])
+    assert all(set(x["formats"]) == {"geojson", "csv", "zip", "gpkg"} for x in d["downloads"])
 
 
 def test_gzip_when_accepted(client):

@@ -560,7 +560,7 @@
     var dl = document.getElementById("download-links");
     if (dl) {
       var q = qs(params);
-      dl.innerHTML = "Current layer: " + ["geojson", "csv", "gpkg"].map(function (f) {
+      dl.innerHTML = "Current layer: " + ["geojson", "csv", "zip", "gpkg"].map(function (f) {  // zip: CSV + metadata.json + README
         return '<a class="dl dl-' + f + '" href="' + API + "/downloads/" + encodeURIComponent(params.layer) + "." + f + "?" + esc(q) +
           '" download>' + f.toUpperCase() + "</a>";
       }).join(" · ");
