@@ -200,8 +200,8 @@ def analysis(config: Config, req: LayerRequest, audience: Audience):
             raise AnalysisError(f"no population for some areas of {req.geography}: use variable=count",
                                 column="variable")
         if int(frame["count"].sum()) == 0:
-            raise AnalysisError(f"no incidents in this period ({filters_text(req)}): choose another period or "
-                                "category", column="from")
+            raise AnalysisError(f"no incidents in this period ({filters_text(req)}), so nothing to analyse: choose "
+                                "another period or category", column="from")
         return analyse_areas(frame, "code", "count", name_col="name", ward_cols=("ward_code", "ward_name"),
                              stats=("gistar", "lisa", "moran"), weights=req.weights, permutations=req.permutations,
                              seed=config.seed, alpha=req.alpha, significance=req.significance,

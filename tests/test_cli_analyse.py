@@ -74,34 +74,41 @@ def test_bad_output_and_usage(areas_file, tmp_path):
     assert r.exit_code == 2 and "--level or --areas" in r.output
 
 
-def test_analyse_level_uses_area_counts(gridtown, tmp_path, monkeypatch):
-    """``--level`` reads hotspots.aggregate.area_counts; here a synthetic city stands in for it."""
-    import hotspots.aggregate as aggregate
+def _plant(config, tmp_path, rows_per_cell: dict) -> int:
+    """Ingest police.uk rows into Gridtown: ``rows_per_cell`` maps (row, col) to a number of violent crimes."""
+    from hotspots.ingest import ingest_paths
+    from synthetic_bundle import cell_centre, police_csv
+    rows = []
+    for (i, j), k in rows_per_cell.items():
+        x, y = cell_centre(i, j)
+        rows += [(f"cli{i}{j}-{q}", "2024-01", x + 9 * q, y + 4 * q, "Violence and sexual offences") for q in range(k)]
+    f = tmp_path / "planted.csv"
+    f.write_text(police_csv(rows))
+    ingest_paths(config, [f])
+    return len(rows)
+
+
+def test_analyse_level_goes_through_the_pipeline(gridtown, tmp_path):
+    """``--level`` is the web's pipeline (parse → counts → analysis) on the ingested store, written with the
+    web's field names."""
     bundle, config = gridtown
-    calls = {}
-
-    def fake_area_counts(cfg, level, categories, month_from, month_to):
-        calls.update(level=level, categories=categories, month_from=month_from, month_to=month_to)
-        g = grid_city(10).astype({"count": "int64"})  # area_counts' counts are integers
-        g["rate_per_1000"] = g["count"] / g["population"] * 1000
-        return g[["code", "name", "ward_code", "ward_name", "count", "population", "rate_per_1000", "geometry"]]
-
-    monkeypatch.setattr(aggregate, "area_counts", fake_area_counts)
+    n = _plant(config, tmp_path, {(0, 0): 30, (0, 1): 25, (1, 0): 28, (1, 1): 22, (0, 2): 12, (2, 0): 11,
+                                  (3, 3): 1, (2, 3): 1, (3, 2): 1})
     out = tmp_path / "lsoa.csv"
     r = CliRunner().invoke(cli, ["--config", str(config.source), "analyse", "--level", "lsoa", "--category",
-                                 "violent-crime", "--from", "2018-01", "--to", "2018-06", "--permutations", "99",
-                                 "--out", str(out)], catch_exceptions=False,
+                                 "violent-crime", "--from", "2024-01", "--to", "2024-01", "--permutations", "99",
+                                 "--significance", "bonferroni", "--out", str(out)], catch_exceptions=False,
                            env={"HOTSPOTS_DATA_DIR": str(config.data_dir),
                                 "HOTSPOTS_INSTANCE_DIR": str(config.instance_dir)})
     assert r.exit_code == 0, r.output
-    assert calls == {"level": "lsoa", "categories": ["violent-crime"], "month_from": "2018-01",
-                     "month_to": "2018-06"}
-    assert "the count of violence and sexual offences is clustered" in r.output
+    assert "violence and sexual offences is clustered" in r.output
     meta = json.loads(out.with_suffix(".metadata.json").read_text())
     assert meta["geography"] == "lsoa" and meta["categories"] == ["violent-crime"]
+    assert (meta["from"], meta["to"], meta["significance"]) == ("2024-01", "2024-01", "bonferroni")
+    assert meta["cutoffs"]["gi"]["95%"] == pytest.approx(0.05 / 16)
     df = pd.read_csv(out)  # the web's field names, with the count column
     assert list(df.columns[:7]) == ["code", "name", "ward_code", "ward_name", "count", "population", "rate_per_1000"]
-    assert df["count"].sum() == grid_city(10)["count"].sum() and pd.api.types.is_integer_dtype(df["count"])
+    assert df["count"].sum() == n and pd.api.types.is_integer_dtype(df["count"])
 
 
 # -- issue 12 item 4: any file, its own attributions, exit codes -------------------------------------------
@@ -198,16 +205,9 @@ def test_areas_with_a_city_config_carry_no_city_attribution(columbus, gridtown, 
     assert not set(config.attributions()) & set(meta["attribution"]) and "area" not in meta
 
 
-def test_level_with_nothing_to_analyse_exits_1(gridtown, tmp_path, monkeypatch):
-    import hotspots.aggregate as aggregate
+def test_level_with_nothing_to_analyse_exits_1(gridtown, tmp_path):
     bundle, config = gridtown
-
-    def no_incidents(cfg, level, categories, month_from, month_to):
-        g = grid_city(4)
-        g["count"] = 0
-        return g
-
-    monkeypatch.setattr(aggregate, "area_counts", no_incidents)
+    _plant(config, tmp_path, {(0, 0): 3})
     out = tmp_path / "x.csv"
     r = CliRunner().invoke(cli, ["--config", str(config.source), "analyse", "--level", "lsoa", "--from", "2018-01",
                                  "--to", "2018-01", "--out", str(out)], catch_exceptions=False,
@@ -215,7 +215,6 @@ def test_level_with_nothing_to_analyse_exits_1(gridtown, tmp_path, monkeypatch):
                                 "HOTSPOTS_INSTANCE_DIR": str(config.instance_dir)})
     assert r.exit_code == 1 and "nothing to analyse" in r.output and "2018-01" in r.output
     assert not out.exists()
-
 
 def test_counts_with_nothing_to_count_exits_1(gridtown, tmp_path, monkeypatch):
     import hotspots.aggregate as aggregate

@@ -51,14 +51,17 @@ def _config_or_none(ctx: click.Context):
 @click.option("--seed", type=int, default=None, help="Random seed (default from config, else 12345).")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Significance level for LISA labels (default from config, else 0.05).")
-@click.option("--fdr", is_flag=True, help="Benjamini-Hochberg false discovery rate correction.")
+@click.option("--fdr", is_flag=True, help="Benjamini-Hochberg false discovery rate correction (= --significance fdr).")
+@click.option("--significance", type=click.Choice(["raw", "fdr", "bonferroni"]), default=None,
+              help="Multiple-testing correction of the classes: none (raw), FDR or Bonferroni.")
 @click.option("--variable", type=click.Choice(["count", "rate", "eb_rate"]), default="count", show_default=True,
               help="count, rate per 1,000 residents, or empirical-Bayes-smoothed rate.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), required=True,
               help="Output FILE.csv, FILE.geojson or FILE.gpkg.")
 @click.pass_context
 def analyse(ctx: click.Context, level, categories, month_from, month_to, areas_path, id_col, value_col, name_col,
-            population_col, crs, stat, weights, permutations, seed, alpha, fdr, variable, out) -> None:
+            population_col, crs, stat, weights, permutations, seed, alpha, fdr, significance, variable,
+            out) -> None:
     """Find hot and cold spots (Gi*), clusters and outliers (local Moran) and overall clustering."""
     from ..analysis import analyse_areas, read_areas
 
@@ -82,25 +85,15 @@ def analyse(ctx: click.Context, level, categories, month_from, month_to, areas_p
         raise click.UsageError("--crs declares the CRS of an --areas file")
 
     if level:
-        from ..aggregate import area_counts, normalise_categories
-        from ..categories import category_label
-        areas = area_counts(config, level=level, categories=list(categories), month_from=month_from,
-                            month_to=month_to)
-        cats = normalise_categories(list(categories))
-        subject = ("the count of " + " and ".join(category_label(c).lower() for c in cats)) if cats \
-            else "the count of all crime"
-        meta.update({"geography": level, "categories": cats or "all", "month_from": month_from,
-                     "month_to": month_to, "subject": subject})
-        if len(areas) == 0:
-            raise AnalysisError(f"no {level} areas to analyse: ingest boundaries and incidents first")
-        if int(areas["count"].sum()) == 0:
-            raise AnalysisError(f"no incidents of {', '.join(cats) or 'any category'} between "
-                                f"{month_from or 'the start'} and {month_to or 'the end'}: nothing to analyse "
-                                "(check --category, --from and --to, or ingest that period first)")
-        result = analyse_areas(areas, "code", "count", name_col="name", ward_cols=("ward_code", "ward_name"),
-                               stats=stats, weights=weights, permutations=permutations, seed=seed, alpha=alpha,
-                               fdr=fdr, variable=variable, population_col="population", metadata=meta,
-                               cache_dir=cache_dir)
+        from .. import pipeline
+        from ..request import Audience
+        opts = {"geography": level, "category": list(categories), "from": month_from, "to": month_to,
+                "weights": weights, "alpha": str(alpha), "variable": variable,
+                "significance": significance or ("fdr" if fdr else "raw")}
+        if permutations is not None:
+            opts["permutations"] = str(permutations)
+        req = pipeline.parse(config, opts, "gistar", free=True)  # the web's parser, without its menus
+        areas, result = pipeline.analyse(config, req, Audience.ANALYST, stats=stats, seed=seed)
         result = _with_counts(result, areas)
     else:
         if not id_col or not value_col:
@@ -119,7 +112,8 @@ def analyse(ctx: click.Context, level, categories, month_from, month_to, areas_p
         try:
             result = analyse_areas(_local_frame(areas) if no_crs else areas, id_col, value_col, name_col=name_col,
                                    stats=stats, weights=weights, permutations=permutations, seed=seed, alpha=alpha,
-                                   fdr=fdr, variable=variable, population_col=population_col, metadata=meta,
+                                   fdr=fdr, significance=significance, variable=variable,
+                                   population_col=population_col, metadata=meta,
                                    cache_dir=cache_dir)
         except HotspotsError as exc:
             if exc.path is None:
