@@ -386,3 +386,6 @@ def _overlay(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
     st = maps.classify(g["value"], req.classes, req.k, title=ov["label"], palette=maps.PUBUGN, note="; ".join(note))
     return Analysed(req.layer, ov["label"], style(g, st), st.legend, [["name", "Area"], ["code", "Code"],
                     ["value", ov["label"]]], {"overlay": ov}, ov["geography"], filename(req, "overlay"))
+
+
+from . import kinds_grid  # noqa: E402,F401

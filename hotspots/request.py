@@ -30,6 +30,14 @@ PERMUTATIONS_MENU = (99, 999, 9999)
 ALPHA_MENU = (0.1, 0.05, 0.01, 0.001)
 CLASS_SCHEMES = ("quantiles", "fisherjenks", "equalinterval", "naturalbreaks")
 K_RANGE = (3, 7)
+#: grids and kernel density (hotspots.kinds_grid): the geography name, its layers, and the web's menus
+GRID = "grid"
+GRID_LAYERS = ("grid_count", "grid_gistar", "kde")
+GRID_EQUIVALENT = {"count": "grid_count", "gistar": "grid_gistar"}
+GRID_CELL_MENU = (100, 250, 500, 1000)
+GRID_SHAPES = ("square", "hex")
+BANDWIDTH_MENU = (100, 150, 200, 250, 300, 400, 500, 750, 1000, 1500, 2000)
+KDE_KERNELS = ("quartic", "gaussian")
 #: months before this are refused (police.uk street-level data starts in 2010; extracts go back further)
 FIRST_MONTH = "2001-01"
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -123,6 +131,12 @@ class LayerRequest:
     compare_from: str | None = None
     compare_to: str | None = None
     permutations: int = 9999
+    # -- grids and kernel density (hotspots.kinds_grid) --
+    cell: float = 250.0
+    shape: str = "square"
+    bandwidth: float = 400.0
+    kernel: str = "quartic"
+    optimized: bool = False
 
     def query(self, **changes: Any) -> dict[str, str]:
         """The URL query string that reproduces this request (shareable link)."""
@@ -131,7 +145,8 @@ class LayerRequest:
              "from": p.month_from or "", "to": p.month_to or "", "variable": p.variable, "weights": p.weights,
              "significance": p.significance, "alpha": f"{p.alpha:g}", "classes": p.classes, "k": str(p.k),
              "domain": p.domain, "compare_from": p.compare_from or "", "compare_to": p.compare_to or "",
-             "permutations": str(p.permutations)}
+             "permutations": str(p.permutations), "cell": f"{p.cell:g}", "shape": p.shape,
+             "bandwidth": f"{p.bandwidth:g}", "kernel": p.kernel, "optimized": "1" if p.optimized else ""}
         return {k: v for k, v in q.items() if v != ""}
 
     @property
@@ -210,7 +225,7 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
     if layer not in catalog.layers:
         raise NotFoundError(f"unknown layer {str(layer)[:40]!r} (have: {', '.join(catalog.layers)})", column="layer")
     geography = _first(args, "geography", "lsoa")
-    if geography not in GEOGRAPHIES:
+    if geography not in GEOGRAPHIES and geography != GRID:
         raise NotFoundError(f"unknown geography {geography[:40]!r} (use one of: {', '.join(GEOGRAPHIES)})",
                             column="geography")
     cats = _categories(args)
@@ -244,10 +259,34 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
                           ("compare_from", "compare_to"))
     if (cf is None) != (ct is None):
         raise HotspotsError("give both compare_from and compare_to, or neither", column="compare_from")
+    # -- grids and kernel density (hotspots.kinds_grid): cell, shape, bandwidth, kernel, optimized --------
+    cell = _menu_number(args, "cell", 250.0, GRID_CELL_MENU, free, 0 if free else 100, 1e6 if free else 1000)
+    shape = _choice(args, "shape", GRID_SHAPES, "square")
+    bandwidth = _menu_number(args, "bandwidth", 400.0, BANDWIDTH_MENU, free, 0 if free else 100,
+                             1e6 if free else 2000)
+    for name, metres in (("cell", cell), ("bandwidth", bandwidth)):
+        if not metres > 0:
+            raise HotspotsError(f"{name} size must be a finite number of metres > 0, got {metres:g}", column=name)
+    kernel = _choice(args, "kernel", KDE_KERNELS, "quartic")
+    optimized = _choice(args, "optimized", ("0", "1", "false", "true"), "0") in ("1", "true")
+    if geography == GRID or layer in GRID_LAYERS:
+        if geography == GRID and layer in GRID_EQUIVALENT:
+            layer = GRID_EQUIVALENT[layer]
+        if layer not in GRID_LAYERS:
+            raise HotspotsError(f"geography=grid is offered by the layers {', '.join(GRID_LAYERS)}, not "
+                                f"{layer[:40]!r}", column="geography")
+        if layer not in catalog.layers:
+            raise NotFoundError(f"unknown layer {layer!r}", column="layer")
+        geography = GRID
+        if _first(args, "weights") is None:  # a grid's default band: two cells (the 8 or 12 nearest cells)
+            weights = _weights(f"distance:{2 * cell:g}", True)
+        if _first(args, "significance") is None:  # many cells: FDR by default, as the issue asks
+            significance = "fdr"
     return LayerRequest(layer=layer, geography=geography, categories=tuple(sorted(set(cats))), month_from=month_from,
                         month_to=month_to, variable=variable, weights=weights, significance=significance,
                         alpha=alpha, classes=classes, k=k, domain=domain, compare_from=cf, compare_to=ct,
-                        permutations=perms)
+                        permutations=perms, cell=cell, shape=shape, bandwidth=bandwidth, kernel=kernel,
+                        optimized=optimized)
 
 
 def _weights(value: str, free: bool) -> str:
