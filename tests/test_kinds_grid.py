@@ -236,3 +236,63 @@ def test_cli_bad_input_exits_1(city, tmp_path, args, message):
     out = tmp_path / "x.geojson"
     r = run_cli(b, *args, "--out", str(out))
     assert r.exit_code == 1 and message in r.output and not out.exists()
+
+
+# -- disclosure: two worlds one incident apart, in a grid cell that already holds a small number --------
+
+@pytest.fixture(scope="module")
+def grid_worlds(tmp_path_factory):
+    """World A: a cluster of violence and small groups of 2 incidents in 100 m cells; world B: the same plus
+    one incident 3 m from one of the pairs (the same 100 m and 250 m cell, 2 → 3)."""
+    from hotspots.bundle import install_bundle
+    from hotspots.config import load_config
+    from hotspots.ingest import ingest_paths
+    tmp = tmp_path_factory.mktemp("grid-worlds")
+    b = build(tmp)
+    rnd = random.Random(5)
+    rows = [(f"c{n}", "2024-01", round(400_130 + rnd.uniform(0, 220), 1), round(300_130 + rnd.uniform(0, 220), 1),
+             VIOLENCE) for n in range(120)]
+    pairs = [(401_140.0, 301_160.0), (401_640.0, 300_660.0), (400_640.0, 301_640.0), (401_360.0, 300_340.0)]
+    for k, (x, y) in enumerate(pairs):
+        rows += [(f"s{k}a", "2024-01", x, y, VIOLENCE), (f"s{k}b", "2024-01", x + 20, y + 15, VIOLENCE)]
+    planted = tmp / "planted.csv"
+    planted.write_text(police_csv(rows))
+    worlds = []
+    for name, extra in (("a", []), ("b", [("x1", "2024-01", pairs[0][0] + 3, pairs[0][1] + 2, VIOLENCE)])):
+        c = load_config(b.config_path, env={}, data_dir=b.data_dir, instance_dir=tmp / name, bundle=b.root / "bundle")
+        if not (b.data_dir / "bundle.lock.json").exists():
+            install_bundle(c)
+        files = [planted]
+        if extra:
+            (tmp / "extra.csv").write_text(police_csv(extra))
+            files.append(tmp / "extra.csv")
+        ingest_paths(c, files)
+        worlds.append(c)
+    return worlds
+
+
+def _no_times(x):
+    if isinstance(x, dict):
+        return {k: _no_times(v) for k, v in x.items() if k != "generated_at"}
+    if isinstance(x, list):
+        return [_no_times(v) for v in x]
+    return x
+
+
+def _viewer_outputs(config, args, audience=Audience.VIEWER):
+    r = layer(config, args, audience)
+    return [render.rows(r), render.display_geojson(config, r), r.legend, _no_times(r.metadata)]
+
+
+@pytest.mark.parametrize("args", [
+    {"layer": "grid_count", "cell": "100"}, {"layer": "grid_count", "cell": "250", "shape": "hex"},
+    {"layer": "grid_gistar", "cell": "100", "permutations": "99"},
+    {"layer": "grid_gistar", "cell": "250", "optimized": "1", "permutations": "99"},
+    {"layer": "kde", "cell": "100", "bandwidth": "250"}, {"layer": "kde", "cell": "100", "bandwidth": "400",
+                                                           "kernel": "gaussian"},
+])
+def test_viewer_grid_outputs_do_not_tell_the_worlds_apart(grid_worlds, args):
+    a, b = grid_worlds
+    q = {**args, "category": "violent-crime", "from": "2024-01", "to": "2024-01"}
+    assert _viewer_outputs(a, q) == _viewer_outputs(b, q)
+    assert _viewer_outputs(a, q, Audience.ANALYST) != _viewer_outputs(b, q, Audience.ANALYST)

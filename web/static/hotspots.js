@@ -199,8 +199,12 @@
     }).then(function (fc) {
       if (e.loadingKey !== key) return e;  // superseded by a newer request
       e.group.clearLayers();
+      var points = fc.features.length && fc.features[0].geometry && fc.features[0].geometry.type === "Point";
       var gj = L.geoJSON(fc, {
         style: styleFor(name),
+        pointToLayer: function (f, latlng) {  // incident points (analysts): small circles, clustered below
+          return L.circleMarker(latlng, {radius: 6});
+        },
         onEachFeature: function (f, lyr) {
           if (name === "wards") {
             lyr.bindTooltip(esc(f.properties.name), {permanent: true, direction: "center", className: "ward-label"});
@@ -215,7 +219,13 @@
           }
         }
       });
-      gj.addTo(e.group);
+      if (points && L.markerClusterGroup) {  // vendored leaflet.markercluster (web/static/vendor/markercluster)
+        var clusters = L.markerClusterGroup({chunkedLoading: true, showCoverageOnHover: false, maxClusterRadius: 50});
+        clusters.addLayer(gj);
+        clusters.addTo(e.group);
+      } else {
+        gj.addTo(e.group);
+      }
       e.legend = fc.legend; e.title = fc.title; e.count = fc.features.length;
       e.loadedKey = key; e.loadingKey = null;
       if (name === "wards") e.group.bringToFront();
