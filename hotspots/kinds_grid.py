@@ -23,7 +23,7 @@ from .categories import category_label
 from .config import Config
 from .errors import AnalysisError, ForbiddenError
 from .layers import (Analysed, LayerKind, filters_text, gi_note, register, style, subject)
-from .request import SIGNIFICANCE, Audience, LayerRequest
+from .request import Audience, LayerRequest
 
 GRID_FIELDS = [["code", "Cell"], ["count", "Incidents"], ["share_inside", "Share of cell inside the area"]]
 GRID_COLUMNS = ("code", "count", "share_inside", "partial")
@@ -131,7 +131,7 @@ def _grid_gistar(config: Config, req: LayerRequest, audience: Audience) -> Analy
     for c in GRID_GI:
         g[c] = t[c].reindex(g["code"]).to_numpy()
     cut = a.metadata["cutoffs"]
-    note = gi_note(cut) + f"; {SIGNIFICANCE[req.significance]}; {a.metadata['weights']} weights"
+    note = gi_note(cut) + f"; {a.metadata['weights']} weights"
     if choice is not None:
         note += "; " + choice.text
     st = maps.style_gi(g["gi_bin"].where(~g["gi_label"].isin(["No neighbours", "Undefined"])), note=note)

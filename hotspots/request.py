@@ -269,7 +269,9 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
             raise HotspotsError(f"{name} size must be a finite number of metres > 0, got {metres:g}", column=name)
     kernel = _choice(args, "kernel", KDE_KERNELS, "quartic")
     optimized = _choice(args, "optimized", ("0", "1", "false", "true"), "0") in ("1", "true")
-    if geography == GRID or layer in GRID_LAYERS:
+    if geography == GRID and layer not in GRID_LAYERS and (catalog.group(layer) != "crime" or layer == "points"):
+        geography = "lsoa"  # a layer without a geography (wards, deprivation, overlays, points): grid does not apply
+    elif geography == GRID or layer in GRID_LAYERS:
         if geography == GRID and layer in GRID_EQUIVALENT:
             layer = GRID_EQUIVALENT[layer]
         if layer not in GRID_LAYERS:

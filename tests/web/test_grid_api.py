@@ -97,3 +97,9 @@ def test_bad_grid_requests_are_json_4xx(client, query, status, text):
     r = client.get(f"{API}/layers/{name}?{query}")
     assert r.status_code == status, r.get_data(as_text=True)
     assert text in json.dumps(r.get_json(), ensure_ascii=False)
+
+
+def test_geography_grid_does_not_break_layers_without_a_geography(client):
+    """The map sends its filters (geography=grid included, once a grid layer is shown) to every visible layer."""
+    assert client.get(f"{API}/layers/wards.geojson?geography=grid&cell=250").status_code == 200
+    assert client.get(f"{API}/layers/points?geography=grid&category=violent-crime").status_code == 200
