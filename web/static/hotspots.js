@@ -220,6 +220,8 @@
         }
       });
       if (points && L.markerClusterGroup) {  // vendored leaflet.markercluster (web/static/vendor/markercluster)
+        // without a tile layer the map has no maxZoom, which the clusterer needs (it throws otherwise)
+        if (!isFinite(map.getMaxZoom())) map.setMaxZoom(19);
         var clusters = L.markerClusterGroup({chunkedLoading: true, showCoverageOnHover: false, maxClusterRadius: 50});
         clusters.addLayer(gj);
         clusters.addTo(e.group);
@@ -236,7 +238,8 @@
       return e;
     }).catch(function (err) {
       e.loadingKey = null;
-      showError(catalogue[name] ? catalogue[name].title + ": " + err.message : err.message);
+      var msg = (err && err.message) || String(err);
+      showError(catalogue[name] ? catalogue[name].title + ": " + msg : msg);
     }).finally(function () { busy(-1); });
   }
 
