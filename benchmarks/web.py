@@ -102,7 +102,11 @@ def measure(browser, url: str) -> dict:
     page.on("response", on_response)
     page.on("request", lambda r: external.append(r.url) if not r.url.startswith(url.rstrip("/")) else None)
     page.goto(url)
-    page.wait_for_function("window.__bench && window.__bench.ready", timeout=60000)
+    deadline = time.time() + 60  # polled from Python: wait_for_function's string form needs eval, which the CSP forbids
+    while not page.evaluate("() => !!(window.__bench && window.__bench.ready)"):
+        if time.time() > deadline:
+            raise TimeoutError("the map did not draw within 60 s")
+        page.wait_for_timeout(20)
     b = page.evaluate("window.__bench")
     nav = page.evaluate("performance.getEntriesByType('navigation')[0].toJSON()")
     res = page.evaluate("performance.getEntriesByType('resource').map(e => [e.name, e.transferSize, e.encodedBodySize])")

@@ -14,8 +14,32 @@ from typing import Any
 
 from .errors import ConfigError
 
+#: the checkout this package runs from (for an editable install); outside a checkout nothing depends on it
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config" / "hotspots.toml"
+CONFIG_NAME = Path("config") / "hotspots.toml"
+
+
+def default_config_path(env: dict[str, str] | None = None, cwd: Path | None = None) -> Path:
+    """``HOTSPOTS_CONFIG``, else ``./config/hotspots.toml`` in the working directory, else the checkout's
+    (so ``pip install .`` outside a checkout works from a folder holding ``config/``, or with ``--config``)."""
+    env = dict(os.environ if env is None else env)
+    if env.get("HOTSPOTS_CONFIG"):
+        return Path(env["HOTSPOTS_CONFIG"])
+    here = (cwd or Path.cwd()) / CONFIG_NAME
+    if here.exists():
+        return here
+    if DEFAULT_CONFIG.exists():
+        return DEFAULT_CONFIG
+    raise ConfigError(f"no configuration: pass --config FILE, set HOTSPOTS_CONFIG, or run from a folder holding "
+                      f"{CONFIG_NAME} (looked in {here.parent} and {DEFAULT_CONFIG.parent})")
+
+
+def config_base(path: Path) -> Path:
+    """Relative paths in a configuration are relative to the folder that holds its ``config/`` folder (the
+    repository root for config/hotspots.toml), or to the file's own folder when it is not in ``config/``."""
+    path = Path(path).resolve()
+    return path.parent.parent if path.parent.name == "config" else path.parent
 
 #: Environment variables that override the file, and the config field each one sets.
 ENV_OVERRIDES = {
@@ -74,6 +98,36 @@ class ExtractMapping:
     easting: str = "easting"
     northing: str = "northing"
     extras: tuple[str, ...] = ()
+    #: strptime pattern of the date column (e.g. "%d/%m/%Y %H:%M" for UK extracts); "" = ISO 8601
+    #: (YYYY-MM-DD, optionally followed by T or a space and HH:MM[:SS]). The time of day is kept when the
+    #: pattern (or the ISO value) has one.
+    date_format: str = ""
+
+    def __post_init__(self) -> None:
+        fmt = self.date_format
+        if fmt and not ("%d" in fmt and ("%m" in fmt or "%b" in fmt or "%B" in fmt) and "%Y" in fmt):
+            raise ConfigError(f"[extract] date_format {fmt!r} must name the day (%d), month (%m, %b or %B) and "
+                              "four-digit year (%Y): a date without them is ambiguous")
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    """``[ingest]``: what one incident file may cost before it is refused whole (nothing written).
+
+    Why: a 28 MB gzip can expand to 6 GB and a 10 MB upload of ``[0,0,...]`` to five million rejects; both
+    must be a clear error naming the file, not a ``MemoryError`` or a store grown by a gigabyte."""
+
+    #: largest decompressed (or plain) file, in MiB: bounds memory directly. Real police.uk gzip/JSON
+    #: expands about 7x, so a ratio cap would only add false refusals of repetitive but honest files.
+    max_expanded_mb: float = 2048.0
+    #: largest JSON text, in MiB: parsed JSON takes about ten times its text in Python objects (the
+    #: bundle's largest month, 26.6 MB of JSON Lines, is far below)
+    max_json_mb: float = 512.0
+    #: a file with more rejects than this is refused whole, whatever its size
+    max_rejects: int = 100_000
+    #: ... and so is a file of at least ``reject_share_min_rows`` rows of which more than this share is rejected
+    max_reject_share: float = 0.5
+    reject_share_min_rows: int = 1_000
 
 
 @dataclass(frozen=True)
@@ -85,6 +139,7 @@ class Config:
     bundle: Path
     datasets: dict[str, Dataset]
     extract: ExtractMapping = field(default_factory=ExtractMapping)
+    ingest: IngestLimits = field(default_factory=IngestLimits)
     centre: tuple[float, float] = (52.5866, -2.1276)
     #: Local authority codes to keep from boundary files that cover more (regional or national files);
     #: empty keeps every feature. Applies to boundary datasets that name their ``lad_column``.
@@ -177,11 +232,29 @@ def _number(kind: type, value: Any, what: str, path: Path) -> Any:
         raise ConfigError(f"{what} must be a number, got {value!r}", path=path) from None
 
 
+def _ingest_limits(table: dict, path: Path) -> IngestLimits:
+    """The ``[ingest]`` table, each limit checked to be a positive number of the right kind."""
+    known = IngestLimits.__dataclass_fields__
+    unknown = set(table) - set(known)
+    if unknown:
+        raise ConfigError(f"[ingest] has unknown keys: {', '.join(sorted(unknown))}", path=path)
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        kind = int if key in ("max_rejects", "reject_share_min_rows") else float
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or kind is int and not isinstance(value, int) \
+                or value <= 0 or key == "max_reject_share" and value > 1:
+            raise ConfigError(f"[ingest] {key} must be a positive {'integer' if kind is int else 'number'}"
+                              f"{' at most 1' if key == 'max_reject_share' else ''}, got {value!r}", path=path)
+        values[key] = kind(value)
+    return IngestLimits(**values)
+
+
 def load_config(path: str | Path | None = None, env: dict[str, str] | None = None, **overrides: Any) -> Config:
     """Load the TOML file (``HOTSPOTS_CONFIG`` or ``config/hotspots.toml``), then apply the environment,
-    then ``overrides``. Relative paths in the file are relative to the repository root."""
+    then ``overrides``. Relative paths in the file are relative to :func:`config_base` (the repository root for
+    ``config/hotspots.toml``)."""
     env = dict(os.environ if env is None else env)
-    path = Path(path or env.get("HOTSPOTS_CONFIG") or DEFAULT_CONFIG)
+    path = Path(path) if path else default_config_path(env)
     if not path.exists():
         raise ConfigError("configuration file not found", path=path)
     try:
@@ -207,13 +280,14 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         datasets[key] = Dataset(key=key, **spec)
     ext = raw.get("extract", {})
     extract = ExtractMapping(**{k: (tuple(v) if k == "extras" else v) for k, v in ext.items()})
+    ingest_limits = _ingest_limits(raw.get("ingest") or {}, path)
     values: dict[str, Any] = dict(
         area_name=area["name"], lad_code=area["lad_code"],
         centre=tuple(area.get("centre", (52.5866, -2.1276))), zoom=int(area.get("zoom", 12)),
         lad_codes=tuple(str(c) for c in area.get("lad_codes", ())),
-        data_dir=_resolve(REPO_ROOT, paths.get("data_dir", "data")),
-        instance_dir=_resolve(REPO_ROOT, paths.get("instance_dir", "instance")),
-        bundle=_resolve(REPO_ROOT, paths.get("bundle", "../shared/data")),
+        data_dir=_resolve(config_base(path), paths.get("data_dir", "data")),
+        instance_dir=_resolve(config_base(path), paths.get("instance_dir", "instance")),
+        bundle=_resolve(config_base(path), paths.get("bundle", "../shared/data")),
         host=server.get("host", "127.0.0.1"), port=int(server.get("port", 5000)),
         tiles=server.get("tiles", "none"), tiles_attribution=server.get("tiles_attribution", ""),
         permutations=int(analysis.get("permutations", 9999)), seed=int(analysis.get("seed", 12345)),
@@ -226,7 +300,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         analysis_processes=bool(server.get("analysis_processes", False)),
         **{k: _number(kind, server[k], f"[server] {k}", path) for k, kind in POOL_KEYS.items() if k in server},
         disclosure=dict(raw.get("disclosure") or {"rule": "default"}),
-        datasets=datasets, extract=extract, source=path,
+        datasets=datasets, extract=extract, ingest=ingest_limits, source=path,
         marking=str((raw.get("report") or {}).get("marking", "OFFICIAL")),
         kde_min_bandwidth_m=float(analysis.get("kde_min_bandwidth_m", 250.0)),
     )

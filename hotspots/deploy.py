@@ -5,7 +5,7 @@ that opens a few hundred connections and sends one header line every few seconds
 (its ``channel_timeout`` counts idle time, and every line is activity). nginx holds such connections for
 the price of a few kilobytes each, cuts any that has not sent its whole header within
 ``client_header_timeout``, passes only complete, buffered requests to the app, and caps requests and
-connections per address. ``render_nginx_config`` fills ``deploy/nginx.conf.template``;
+connections per address. ``render_nginx_config`` fills ``hotspots/nginx.conf.template`` (installed with the package);
 ``waitress_options`` gives ``hotspots serve`` its settings. docs/deployment.md explains both.
 """
 from __future__ import annotations
@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .config import REPO_ROOT, Config
+from .config import Config
 from .errors import HotspotsError
 
-NGINX_TEMPLATE = REPO_ROOT / "deploy" / "nginx.conf.template"
+NGINX_TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
 
 #: waitress threads kept free of analysis waits (``AnalysisPool.max_waiters = threads - RESERVED``), so
 #: cheap requests always find a thread while analyses are queued

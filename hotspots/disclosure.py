@@ -26,9 +26,10 @@ and back-calculation is made impossible by auditing the published table:
     either happens, the smallest non-zero published cell of that group is suppressed too (secondary);
     when there is none left, the group's total is suppressed instead (and then the grand total).
 
-Statistics are computed on the full data by the caller; :func:`redact_statistics` blanks the numeric
-statistics of suppressed areas so only their class is shown (a z-score cannot be solved back to a count
-without the mean and variance, but we do not publish it either).
+These rules apply to published count TABLES. What protects exact counts from statistics and differencing is
+that every viewer figure is computed from the protected table of :mod:`hotspots.protect` (a z-score computed
+from exact counts can be solved back to them: see docs/disclosure.md); which columns are published, and which
+are blanked on a suppressed row, is declared per layer kind (``hotspots.layers.LayerKind``).
 """
 from __future__ import annotations
 
@@ -152,7 +153,7 @@ def rule_metadata(rule: str | DisclosureRule | None) -> dict[str, Any]:
             "totals": "true totals passed through the same rule; the published table is audited so that no "
                       "suppressed count can be recovered from published totals",
             "description": r.description,
-            "note": "statistics are computed on the full data; suppressed areas show only their class",
+            "note": "viewer statistics are computed from the protected table; suppressed areas show only their class",
         },
     }
 
@@ -537,26 +538,6 @@ def suppress_change(frame_a: pd.DataFrame, frame_b: pd.DataFrame, rule: str | Di
     out["suppressed"] = sup_a | sup_b | sup_c
     out.attrs["disclosure"] = {**rule_metadata(r)["disclosure"], "nested": nested,
                                "totals": {"count_a": pa_.totals, "count_b": pb_.totals}}
-    return out
-
-
-#: Numeric statistic columns that a suppressed area must not show (its class stays).
-STAT_COLUMNS = ("z", "z_score", "gi_z", "p", "p_value", "p_sim", "gi", "g_star", "local_i", "I", "lag",
-                "rate_per_1000", "eb_rate", "smoothed_rate", "count", "expected")
-
-
-def redact_statistics(frame: pd.DataFrame, suppressed: str | Iterable[bool] = "suppressed",
-                      columns: Iterable[str] | None = None) -> pd.DataFrame:
-    """Blank (None) the numeric statistics of suppressed rows so only their class is shown."""
-    out = frame.copy()
-    mask = out[suppressed].to_numpy(dtype=bool) if isinstance(suppressed, str) else np.asarray(list(suppressed), bool)
-    cols = [c for c in (columns if columns is not None else STAT_COLUMNS) if c in out.columns]
-    for c in cols:
-        if c == "count":
-            continue  # already shown through the rule's label
-        col = out[c].astype(object)
-        col[mask] = None
-        out[c] = col
     return out
 
 

@@ -17,15 +17,22 @@ Rules (each file is one transaction):
   and reason, and the raw row;
 * a crime seen again (same archive Crime ID, API record ``id`` or extract id; or, for rows without an id
   such as anti-social behaviour, the same content at the same occurrence number) is stored once;
-* rows outside the configured area are kept and flagged ``in_area = 0``.
+* rows outside the configured area are kept and flagged ``in_area = 0``;
+* limits (``[ingest]``, ``IngestLimits``): a file that expands past ``max_expanded_mb`` (gzip is read as a
+  stream) or that is mostly rejects is refused whole, naming the first rejected rows; symlinks are
+  resolved, and refused outside ``allowed_roots`` when given; no error message quotes file content;
+* the summary balances, also on a repeat: rows rejected when the same content was ingested before are
+  duplicates now (``already_rejected``), their rejects being stored once.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import logging
 import re
+import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,7 +48,7 @@ import pyarrow.csv as pacsv
 
 from . import sqlite_bulk, store
 from .categories import normalise_category
-from .config import Config, ExtractMapping
+from .config import Config, ExtractMapping, IngestLimits
 from .errors import IngestError
 from .keys import incident_keys
 from .bundle import BNG, WGS84
@@ -98,6 +105,7 @@ class Parsed:
     reason: np.ndarray
     column: np.ndarray
     raw: Callable[[int], dict]  # raw row by 0-based index (only called for rejects)
+    time: pa.Array | None = None  # time of day (HH:MM or HH:MM:SS) where the source has it (extracts)
 
 
 @dataclass
@@ -111,6 +119,9 @@ class IngestSummary:
     duplicates: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     outside_area: int = 0
+    #: of ``duplicates``: rows rejected when the same file content was ingested before (their rejects
+    #: are stored once, so they are duplicates now, not new rejects)
+    already_rejected: int = 0
     lsoa_checked: int = 0
     lsoa_agree: int = 0
     ingest_id: int | None = None
@@ -123,6 +134,11 @@ class IngestSummary:
     @property
     def balanced(self) -> bool:
         return self.rows_read == self.accepted + self.duplicates + self.rejected
+
+    @property
+    def all_rejected(self) -> bool:
+        """Every row was rejected, now or when the same content was ingested before: nothing usable."""
+        return self.rows_read > 0 and self.accepted == 0 and self.duplicates == self.already_rejected
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -147,25 +163,62 @@ def detect_format(path: Path) -> str:
                       f"({' | '.join(FORMATS)})", path=path)
 
 
-def _read_file(path: Path) -> bytes:
+#: Bytes decompressed per step: the expanded size is checked between steps, so a compression bomb is
+#: stopped within one step of the limit instead of after it has filled memory.
+DECOMPRESS_STEP = 1 << 20
+
+
+def _too_large(path: Path, limits: IngestLimits, what: str, key: str = "max_expanded_mb") -> IngestError:
+    return IngestError(f"{what} more than {getattr(limits, key):g} MiB, the limit for one file "
+                       f"([ingest] {key}); refused so it cannot exhaust memory: split it, or raise "
+                       "the limit if this file is genuine", path=path)
+
+
+def _parse_within_limits(path: Path, fmt: str, config: Config | None, data: bytes, limits: IngestLimits) -> Parsed:
+    """``parse_file`` for data already within ``max_expanded_mb``. JSON becomes Python objects (about ten
+    times its text), so it has its own, lower limit; and should memory still run out, the answer is an
+    IngestError naming the file, never a MemoryError traceback."""
+    if fmt == "police-api-json" and len(data) > limits.max_json_mb * 2 ** 20:
+        raise _too_large(path, limits, f"JSON text of {len(data) / 2 ** 20:,.0f} MiB,", "max_json_mb")
+    try:
+        return parse_file(path, fmt, config, data)
+    except MemoryError:
+        raise IngestError(f"out of memory while parsing {len(data) / 2 ** 20:,.0f} MiB; nothing was written: "
+                          "split the file, or lower [ingest] max_expanded_mb / max_json_mb so such files are "
+                          "refused up front", path=path) from None
+
+
+def _read_file(path: Path, limits: IngestLimits = IngestLimits()) -> bytes:
     """The file's bytes as stored (compressed or not): what its SHA-256 is taken of."""
     try:
+        size = path.stat().st_size
+        if size > limits.max_expanded_mb * 2 ** 20:
+            raise _too_large(path, limits, f"file is {size / 2 ** 20:,.0f} MiB,")
         return path.read_bytes()
     except OSError as exc:
         raise IngestError(f"cannot read file: {exc.strerror}", path=path) from None
 
 
-def _decompress(path: Path, raw: bytes) -> bytes:
-    if path.name.lower().endswith(".gz"):
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise IngestError(f"not a valid gzip file: {exc}", path=path) from None
-    return raw
+def _decompress(path: Path, raw: bytes, limits: IngestLimits = IngestLimits()) -> bytes:
+    """Decompress a ``.gz`` file as a stream, refusing it as soon as it expands past the limit."""
+    if not path.name.lower().endswith(".gz"):
+        return raw
+    cap = int(limits.max_expanded_mb * 2 ** 20)
+    parts, total = [], 0
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+            while chunk := stream.read(DECOMPRESS_STEP):
+                total += len(chunk)
+                if total > cap:
+                    raise _too_large(path, limits, "decompressed, the file expands to")
+                parts.append(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise IngestError(f"not a valid gzip file: {exc}", path=path) from None
+    return b"".join(parts)
 
 
-def _read_bytes(path: Path) -> bytes:
-    return _decompress(path, _read_file(path))
+def _read_bytes(path: Path, limits: IngestLimits = IngestLimits()) -> bytes:
+    return _decompress(path, _read_file(path, limits), limits)
 
 
 def _read_head(path: Path, size: int = 4096) -> bytes:
@@ -219,7 +272,8 @@ def _read_csv_table(path: Path, data: bytes) -> pa.Table:
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False),
         )
     except pa.ArrowInvalid as exc:
-        msg = str(exc).splitlines()[0]
+        # Arrow quotes the offending row ("Expected 12 columns, got 3: <row>"): never echo file content
+        msg = re.sub(r"(columns, got \d+):.*", r"\1", str(exc).splitlines()[0])
         if "UTF8" in msg or "UTF-8" in msg:
             _decode_check(path, data)  # arrow validated UTF-8 for us; now find the line and byte
         m = re.search(r"[Rr]ow #?(\d+)", msg)
@@ -314,12 +368,22 @@ def _mark(reason: np.ndarray, column: np.ndarray, mask: np.ndarray, why: str, co
     column[m] = col
 
 
+def _header_shown(have: list[str]) -> str:
+    """The header's column names for an error message, only when the first line looks like a CSV header
+    (several short, non-empty names). Otherwise it may be any file's content (a symlink to a system
+    file; "daemon:x:1:1:daemon,,,:/usr/sbin" splits into empty names): only the number of fields is said."""
+    if len(have) >= 2 and all(0 < len(h) <= 64 and h.isprintable() for h in have):
+        return f"file has: {', '.join(have)}"
+    return (f"the first line is not a CSV header ({len(have)} field{'s' if len(have) != 1 else ''}, "
+            "not shown): is this an incident file?")
+
+
 def _check_columns(path: Path, have: Iterable[str], need: Iterable[str], fmt: str) -> None:
     have = list(have)
     missing = [c for c in need if c not in have]
     if missing:
         raise IngestError(f"missing required column(s) for {fmt}: {', '.join(missing)} "
-                          f"(file has: {', '.join(have) or 'no columns'})", path=path)
+                          f"({_header_shown(have)})", path=path)
 
 
 def parse_police_csv(path: Path, data: bytes | None = None) -> Parsed:
@@ -477,7 +541,7 @@ def parse_extract(path: Path, mapping: ExtractMapping, namespace: str = "extract
         raise IngestError(f"missing required column(s) for a local extract: {', '.join(missing)} "
                           f"(need {mapping.id}, {mapping.category}, {mapping.date} or month, and "
                           f"{mapping.longitude}/{mapping.latitude} or {mapping.easting}/{mapping.northing}; "
-                          f"file has: {', '.join(cols) or 'no columns'}; set the mapping in [extract] of "
+                          f"{_header_shown(cols)}; set the mapping in [extract] of "
                           "the config)", path=path)
     n = table.num_rows
     reason = np.full(n, None, dtype=object)
@@ -485,12 +549,13 @@ def parse_extract(path: Path, mapping: ExtractMapping, namespace: str = "extract
     ids = _np(_strings(table, mapping.id))
     _mark(reason, column, pd.isna(ids), R_NO_ID, mapping.id)
     when_s = pc.utf8_trim_whitespace(_strings(table, when).fill_null(""))
+    time = None
     if when == mapping.date:
-        ok = np.asarray(pc.match_substring_regex(when_s, DATE_RE).to_numpy(zero_copy_only=False), dtype=bool)
-        date = np.asarray(pc.utf8_slice_codeunits(when_s, 0, 10).to_numpy(zero_copy_only=False), dtype=object)
-        ok &= pd.to_datetime(pd.Series(date), format="%Y-%m-%d", errors="coerce").notna().to_numpy()
-        month = np.array([d[:7] for d in date], dtype=object)
-        _mark(reason, column, ~ok, R_BAD_DATE, when)
+        ok, date, time = _parse_dates(when_s, mapping.date_format)
+        month = np.array([d[:7] if d else None for d in date], dtype=object)
+        why = R_BAD_DATE if not mapping.date_format else \
+            f"date does not match the format {mapping.date_format!r} ([extract] date_format)"
+        _mark(reason, column, ~ok, why, when)
     else:
         ok = np.asarray(pc.match_substring_regex(when_s, MONTH_RE).to_numpy(zero_copy_only=False), dtype=bool)
         date = np.full(n, None, dtype=object)
@@ -530,7 +595,39 @@ def parse_extract(path: Path, mapping: ExtractMapping, namespace: str = "extract
         return {c: table.column(c)[i].as_py() for c in cols}
 
     return Parsed(n, crime_id, _text(month), _text(date), cat, x, y, crs, lon, lat, None, None, None, None,
-                  attrs, None, reason, column, raw)
+                  attrs, None, reason, column, raw, time=time)
+
+
+#: ISO time of day after the date: "T" or a space, then HH:MM, or HH:MM:SS (anything after is ignored).
+ISO_HHMM_RE = r"^.{10}[T ]([01][0-9]|2[0-3]):[0-5][0-9]"
+ISO_HHMMSS_RE = ISO_HHMM_RE + r":[0-5][0-9]"
+
+
+def _parse_dates(values: pa.Array, fmt: str) -> tuple[np.ndarray, np.ndarray, pa.Array | None]:
+    """(valid mask, YYYY-MM-DD or None, time of day or None) of date strings. ``fmt`` "" is ISO 8601
+    (YYYY-MM-DD, then optionally T/space and HH:MM[:SS]); otherwise a strptime pattern that must match
+    the whole value, so "25/06/2018" under "%m/%d/%Y" or "2018-06-25" under "%d/%m/%Y" is rejected,
+    never guessed."""
+    if not fmt:
+        ok = np.asarray(pc.match_substring_regex(values, DATE_RE).to_numpy(zero_copy_only=False), dtype=bool)
+        date = np.asarray(pc.utf8_slice_codeunits(values, 0, 10).to_numpy(zero_copy_only=False), dtype=object)
+        ok &= pd.to_datetime(pd.Series(date), format="%Y-%m-%d", errors="coerce").notna().to_numpy()
+        valid = pa.array(ok)
+        none = pa.scalar(None, pa.string())
+        hhmm = pc.and_(valid, pc.match_substring_regex(values, ISO_HHMM_RE))
+        hhmmss = pc.and_(valid, pc.match_substring_regex(values, ISO_HHMMSS_RE))
+        time = pc.if_else(hhmmss, pc.utf8_slice_codeunits(values, 11, 19),
+                          pc.if_else(hhmm, pc.utf8_slice_codeunits(values, 11, 16), none))
+        return ok, np.where(ok, date, None), None if time.null_count == len(time) else time
+    parsed = pd.to_datetime(pd.Series(values.to_numpy(zero_copy_only=False), dtype=object), format=fmt,
+                            errors="coerce", exact=True)
+    ok = parsed.notna().to_numpy()
+    date = np.where(ok, parsed.dt.strftime("%Y-%m-%d").to_numpy(dtype=object), None)
+    time = None
+    if any(code in fmt for code in ("%H", "%I", "%M")):
+        clock = "%H:%M:%S" if "%S" in fmt else "%H:%M"
+        time = pa.array(np.where(ok, parsed.dt.strftime(clock).to_numpy(dtype=object), None), pa.string())
+    return ok, date, time
 
 
 # ------------------------------------------------------------------------------------------- ingesting
@@ -545,18 +642,57 @@ def parse_file(path: Path, fmt: str, config: Config | None = None, data: bytes |
     raise IngestError(f"unknown format {fmt!r} (use one of: {', '.join(FORMATS)})", path=path)
 
 
+def resolve_input(path: str | Path, allowed_roots: Iterable[str | Path] | None = None) -> Path:
+    """The real file behind ``path`` (symlinks resolved). With ``allowed_roots`` (the web's upload
+    folder), a file that is not inside one of them is refused before a byte of it is read."""
+    try:
+        real = Path(path).resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise IngestError("file not found (or a broken or looping symlink)", path=path) from None
+    if allowed_roots is not None:
+        roots = [Path(r).resolve() for r in allowed_roots]
+        if not any(real == r or r in real.parents for r in roots):
+            raise IngestError("file is outside the folders incident files may be read from; refused", path=path)
+    if not real.is_file():
+        raise IngestError("not a regular file", path=path)
+    return real
+
+
+def _refuse_mostly_rejects(path: Path, parsed: Parsed, limits: IngestLimits) -> None:
+    """A file that is mostly rejects is refused whole, naming its first rejected rows: it is almost
+    certainly the wrong file or the wrong format, and storing millions of rejects helps nobody."""
+    bad = np.flatnonzero(~pd.isna(parsed.reason))
+    share = len(bad) / parsed.n if parsed.n else 0.0
+    if len(bad) <= limits.max_rejects and \
+            (parsed.n < limits.reject_share_min_rows or share <= limits.max_reject_share):
+        return
+    first = "; ".join(f"row {i + 1}" + (f" ({parsed.column[i]}: {parsed.reason[i]})" if parsed.column[i]
+                                        else f" ({parsed.reason[i]})") for i in bad[:5])
+    raise IngestError(f"{len(bad):,} of {parsed.n:,} rows ({share:.0%}) would be rejected, more than the "
+                      f"limits ([ingest] max_rejects {limits.max_rejects:,}, or max_reject_share "
+                      f"{limits.max_reject_share:.0%} of files of {limits.reject_share_min_rows:,} rows or "
+                      f"more); nothing was written. First rejected: {first}", path=path,
+                      row=int(bad[0]) + 1, column=parsed.column[bad[0]])
+
+
 def ingest_file(con, geocoder: Geocoder, path: Path, fmt: str | None = None, config: Config | None = None,
-                progress: Callable[[int], None] | None = None) -> IngestSummary:
-    """Parse, validate, geocode and store one file in one transaction; return its summary."""
-    path = Path(path)
+                progress: Callable[[int], None] | None = None,
+                allowed_roots: Iterable[str | Path] | None = None) -> IngestSummary:
+    """Parse, validate, geocode and store one file in one transaction; return its summary.
+
+    Symlinks are resolved (the summary names the real file); ``allowed_roots`` restricts where that
+    real file may be. Limits come from ``config.ingest`` (defaults without a config)."""
+    path = resolve_input(path, allowed_roots)
+    limits = config.ingest if config is not None else IngestLimits()
     fmt = fmt or detect_format(path)
     clock = _Clock()
-    raw = _read_file(path)
+    raw = _read_file(path, limits)
     with ThreadPoolExecutor(1) as pool:  # hashlib releases the GIL: the file is hashed while it is parsed
         digest_job = pool.submit(_sha256, raw)
-        parsed = parse_file(path, fmt, config, _decompress(path, raw))  # raises before anything is written
+        parsed = _parse_within_limits(path, fmt, config, _decompress(path, raw, limits), limits)  # before any write
         digest = digest_job.result()
     del raw
+    _refuse_mostly_rejects(path, parsed, limits)
     clock("parse")
     summary = IngestSummary(str(path), fmt, rows_read=parsed.n)
     valid = pd.isna(parsed.reason)
@@ -589,6 +725,7 @@ def ingest_file(con, geocoder: Geocoder, path: Path, fmt: str | None = None, con
             "row_no": sel + 1,
             "month": _rows(pc.dictionary_encode(parsed.month), sel),  # a few distinct months
             "date": _rows(parsed.date, sel),
+            "time": _rows(parsed.time, sel),
             "category_id": _category_ids(con, parsed.category_raw, sel),
             "lon_e6": _ints(parsed.lon[sel], 1e6),
             "lat_e6": _ints(parsed.lat[sel], 1e6),
@@ -624,8 +761,14 @@ def ingest_file(con, geocoder: Geocoder, path: Path, fmt: str | None = None, con
         if bulk:
             store.rebuild_indexes(con)
         clock("index")
-        summary.duplicates = int(valid.sum()) - summary.accepted
         rejected = np.flatnonzero(~valid)
+        if len(rejected):  # rejects of this same content stored by an earlier ingest: duplicates now
+            seen = np.fromiter((r for r, in con.execute("SELECT row_no FROM rejects WHERE sha256 = ?", (digest,))),
+                               dtype=np.int64)
+            before_rejected = np.isin(rejected + 1, seen)
+            summary.already_rejected = int(before_rejected.sum())
+            rejected = rejected[~before_rejected]
+        summary.duplicates = int(valid.sum()) - summary.accepted + summary.already_rejected
         summary.rejected_by_reason = dict(Counter(parsed.reason[rejected].tolist()))
         if len(rejected):
             con.executemany(
@@ -813,13 +956,12 @@ def _text_ids(con, values: pa.Array | None, sel: np.ndarray) -> np.ndarray | Non
 
 
 def warm_up() -> None:
-    """Compile (or load from numba's cache) the ingest kernels: identity keys, point-in-polygon and the
-    SQLite bulk loader. A fixed cost per process (0.3-0.4 s with a warm cache, about 5 s the first time
-    after install); servers pay it at start instead of on the first upload."""
+    """Compile (or load from numba's cache) the ingest kernels: identity keys and point-in-polygon. A
+    fixed cost per process (0.3-0.4 s with a warm cache, a few seconds the first time after install);
+    servers pay it at start instead of on the first upload."""
     from . import keys, pip
     keys.warm_up()
     pip.warm_up()
-    sqlite_bulk.warm_up()
 
 
 def record_areas(con, geocoder: Geocoder) -> None:
@@ -845,9 +987,12 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
 
 def ingest_paths(config: Config, paths: Iterable[str | Path], fmt: str | None = None, *,
                  show_progress: bool = False, geocoder: Geocoder | None = None,
-                 on_error: Callable[[Exception], None] | None = None) -> list[IngestSummary]:
+                 on_error: Callable[[Exception], None] | None = None,
+                 allowed_roots: Iterable[str | Path] | None = None) -> list[IngestSummary]:
     """Ingest each file in its own transaction. A file that fails entirely raises IngestError, unless
-    ``on_error`` is given, in which case it is reported there and the next file goes on."""
+    ``on_error`` is given, in which case it is reported there and the next file goes on. With
+    ``allowed_roots`` (ingest through the web), files whose real path is elsewhere are refused."""
+    allowed_roots = None if allowed_roots is None else list(allowed_roots)
     files = expand_paths(paths)
     geocoder = geocoder or Geocoder.from_config(config)
     con = store.connect(config.db_path)
@@ -868,7 +1013,8 @@ def ingest_paths(config: Config, paths: Iterable[str | Path], fmt: str | None = 
                     prog.update(task, description=f"Ingesting {f.name}")
                 try:
                     step = (lambda k: prog.advance(rows_task, k)) if prog else None
-                    summaries.append(ingest_file(con, geocoder, f, fmt, config, progress=step))
+                    summaries.append(ingest_file(con, geocoder, f, fmt, config, progress=step,
+                                                 allowed_roots=allowed_roots))
                 except IngestError as exc:
                     if on_error is None:
                         raise

@@ -110,15 +110,21 @@ def get(config: Config, name: str) -> LayerKind:
 def catalog(config: Config) -> Catalog:
     """Names the request parser accepts (cached per data version)."""
     def build() -> Catalog:
-        from .aggregate import available_categories, available_months
+        from .aggregate import base_table
+        from .errors import NotFoundError as _NoStore
+        try:  # the months and categories of the base cells (one cached query serves counts too)
+            base = base_table(config, "lsoa21")
+            cats, months = base.categories, base.months
+        except _NoStore:
+            cats, months = (), ()
         ks = kinds(config)
         doms: list[str] = ["imd"]
         for d in overlays.deprivation_sets(config):
             doms += [x["slug"] for x in overlays.deprivation_domains(config, d["key"]) if x["slug"] not in doms]
         return Catalog(layers=tuple(k.name for k in ks),
-                       categories=tuple(c["slug"] for c in available_categories(config)),
-                       months=tuple(available_months(config)), domains=tuple(doms),
-                       groups={k.name: k.group for k in ks})
+                       categories=tuple(cats), months=tuple(months), domains=tuple(doms),
+                       groups={k.name: k.group for k in ks},
+                       private=tuple(k.name for k in ks if k.analyst_only))
     return cached(config, ("catalog",), build)
 
 
@@ -277,6 +283,9 @@ def _stat_layer(name: str) -> Callable[[Config, LayerRequest, Audience], Analyse
 
 
 def _change(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
+    """Counts of two periods per area and the exact test of their change (``hotspots.trend.count_change``,
+    months as exposure), from the audience's counts: viewers' tests use the protected counts."""
+    from .kinds_time import change_test_columns, style_change_test
     bf, bt = req.baseline()
     after = counts(config, req, audience)
     before = counts(config, req, audience, bf, bt)
@@ -288,11 +297,18 @@ def _change(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
     with np.errstate(divide="ignore", invalid="ignore"):
         pct = np.where(g["count_before"] > 0, g["change"] / g["count_before"] * 100.0, np.nan)
     g.insert(len(g.columns) - 1, "pct_change", pct)
+    test, note = change_test_columns(g["count_after"].to_numpy(), g["count_before"].to_numpy(), req, (bf, bt))
+    for c, v in test.items():
+        g.insert(len(g.columns) - 1, c, v)
     period_b = bf if bf == bt else f"{bf} to {bt}"
-    st = maps.style_change(g["change"], title="Change in count", note=f"{req.period_text} against {period_b}")
+    conf = f"{100 * (1 - req.alpha):g}"
+    st = style_change_test(g["change_class"], note=f"{req.period_text} against {period_b}; {note}")
     fields = AREA_FIELDS + [["count_before", f"Incidents {period_b}"], ["count_after", f"Incidents {req.period_text}"],
-                            ["change", "Change"], ["pct_change", "Change %"]] + IMD_FIELD
-    meta = {"baseline": {"from": bf, "to": bt}, "current": {"from": req.month_from, "to": req.month_to}}
+                            ["change", "Change"], ["pct_change", "Change %"], ["ci_low", f"{conf} % CI from (%)"],
+                            ["ci_high", f"{conf} % CI to (%)"], ["p", "p (exact test)"],
+                            ["change_class", "Change"]] + IMD_FIELD
+    meta = {"baseline": {"from": bf, "to": bt}, "current": {"from": req.month_from, "to": req.month_to},
+            "change_test": note}
     if int(g["count_before"].sum()) == 0:
         meta["warning"] = f"no incidents in the baseline period {period_b}: there is nothing to compare against"
     return Analysed("change", f"Change in count: {filters_text(req)} against {period_b}", style(g, st), st.legend,
@@ -305,7 +321,8 @@ CRIME_TITLES = {"count": "Incident count", "rate": "Rate per 1,000 residents",
 _AREA = AREA_COLUMNS + COUNT_COLUMNS
 _GI = ("value", "gi_z", "gi_p", "gi_p_sim", "gi_bin", "gi_label", "n_neighbours")
 _LISA = ("value", "lisa_i", "lisa_q", "lisa_p_sim", "lisa_label", "n_neighbours")
-_CHANGE = AREA_COLUMNS + ("count_before", "count_after", "change", "pct_change")
+_CHANGE_TEST = ("rate_ratio", "ci_low", "ci_high", "p", "change_class")
+_CHANGE = AREA_COLUMNS + ("count_before", "count_after", "change", "pct_change") + _CHANGE_TEST
 
 _RATES = ("rate_per_1000", "eb_rate_per_1000")
 for _name in ("count", "rate", "eb_rate"):
@@ -319,9 +336,12 @@ register(LayerKind("gistar", CRIME_TITLES["gistar"], "crime", _stat_layer("gista
 register(LayerKind("lisa", CRIME_TITLES["lisa"], "crime", _stat_layer("lisa"), _STAT_USES,
                    {Audience.ANALYST: _AREA + _LISA, Audience.VIEWER: _AREA + _LISA}, counts=("count",),
                    redact=_RATES + ("value", "lisa_i", "lisa_p_sim")))
-register(LayerKind("change", CRIME_TITLES["change"], "crime", _change, CRIME_USES + ("compare_from", "compare_to"),
+register(LayerKind("change", CRIME_TITLES["change"], "crime", _change,
+                   CRIME_USES + ("compare_from", "compare_to", "significance", "alpha"),
                    {Audience.ANALYST: _CHANGE, Audience.VIEWER: _CHANGE},
-                   counts=("count_before", "count_after", "change"), redact=("pct_change",), reclassify="change"))
+                   counts=("count_before", "count_after", "change"),
+                   redact=("pct_change", "rate_ratio", "ci_low", "ci_high", "p", "change_class"),
+                   reclassify="change_class"))
 
 
 # -- public context kinds ------------------------------------------------------------------------------
@@ -387,5 +407,6 @@ def _overlay(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
     return Analysed(req.layer, ov["label"], style(g, st), st.legend, [["name", "Area"], ["code", "Code"],
                     ["value", ov["label"]]], {"overlay": ov}, ov["geography"], filename(req, "overlay"))
 
-
+from . import kinds_time  # noqa: E402,F401
+from . import kinds_bivariate  # noqa: E402,F401
 from . import kinds_grid  # noqa: E402,F401

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .stats import GI_LABELS
+from .stats import GI_LABELS, LABEL_NO_NEIGHBOURS, LABEL_NOT_SIGNIFICANT, LISA_QUADRANTS
 
 NO_DATA = "#bdbdbd"
 NOT_SIGNIFICANT = "#e0e0e0"
@@ -30,12 +30,12 @@ GI_COLOURS: dict[int, str] = {3: "#b2182b", 2: "#d6604d", 1: "#f4a582", 0: NOT_S
 GI_CLASSES: dict[int, tuple[str, str]] = {b: (GI_LABELS[b], c) for b, c in GI_COLOURS.items()}
 #: GeoDa's LISA cluster map colours; islands in dark grey.
 LISA_CLASSES: dict[str, str] = {
-    "High-High": "#ff0000",
-    "Low-Low": "#0000ff",
-    "Low-High": "#a7adf9",
-    "High-Low": "#f4ada8",
-    "Not significant": NOT_SIGNIFICANT,
-    "No neighbours": "#737373",
+    LISA_QUADRANTS[1]: "#ff0000",  # High-High
+    LISA_QUADRANTS[3]: "#0000ff",  # Low-Low
+    LISA_QUADRANTS[2]: "#a7adf9",  # Low-High
+    LISA_QUADRANTS[4]: "#f4ada8",  # High-Low
+    LABEL_NOT_SIGNIFICANT: NOT_SIGNIFICANT,
+    LABEL_NO_NEIGHBOURS: "#737373",
 }
 YLORRD = {3: ["#ffeda0", "#feb24c", "#f03b20"],
           4: ["#ffffb2", "#fecc5c", "#fd8d3c", "#e31a1c"],

@@ -96,3 +96,50 @@ def prewarm(config: Config) -> None:
         panel(config, req, audience)
     from dataclasses import replace
     render.display_geojson(config, build_layer(config, replace(req, layer="wards"), Audience.VIEWER))
+
+
+def series(config: Config, req: LayerRequest, code: str, audience: Audience) -> dict:
+    """One area's counts per time step (viewers: protected cells under the small-number rule), its trend
+    (Mann-Kendall, Sen's slope line) and, with enough steps, its Gi* class per step and emerging outcome.
+
+    The emerging analysis is the layer's own (cached), so the chart and the map agree."""
+    from .emerging import MIN_STEPS
+    from .errors import HotspotsError, NotFoundError
+    from .kinds_time import area_cube, emerging_result
+    from .trend import MIN_MK_STEPS, mann_kendall, sens_slope
+    areas = layers.counts(config, req, audience)
+    match = areas.index[areas["code"] == code]
+    if not len(match):
+        raise NotFoundError(f"no {req.geography} area with code {str(code)[:20]!r}", column="code")
+    row = areas.loc[match[0]]
+    cube, steps = area_cube(config, req, audience, [code])
+    y = cube[0].astype(float)
+    out: dict = {"code": code, "name": row["name"], "ward_name": row.get("ward_name"), "geography": req.geography,
+                 "step": req.step, "steps": steps, "parameters": req.query(layer="emerging"),
+                 "computed_from": "protected table" if audience is Audience.VIEWER else "exact counts"}
+    if audience is Audience.VIEWER:
+        rule = effective_rule(config)
+        out["counts"] = [suppress_value(int(v), rule) for v in cube[0]]
+        out["rule"] = rule.name
+    else:
+        out["counts"] = [int(v) for v in cube[0]]
+    out["trend"] = None
+    if len(steps) >= MIN_MK_STEPS:
+        mk = mann_kendall(y, alpha=req.alpha)
+        slope, intercept = sens_slope(y)
+        out["trend"] = {"tau": float(mk.tau), "p": float(mk.p), "trend": int(mk.trend), "sens_slope": float(slope),
+                        "intercept": float(intercept)}
+    out["gi_bin"], out["category"], out["emerging_note"] = None, None, None
+    if len(steps) < MIN_STEPS:
+        out["emerging_note"] = (f"Gi* per {req.step} needs at least {MIN_STEPS} steps; this period has "
+                                f"{len(steps)}")
+    else:
+        try:
+            g, _, res = emerging_result(config, req, audience)
+        except HotspotsError as exc:
+            out["emerging_note"] = exc.reason
+        else:
+            i = list(g["code"]).index(code)
+            out["gi_bin"] = [int(b) for b in res.gi_bin[i]]
+            out["category"] = res.category[i]
+    return out

@@ -207,7 +207,8 @@ def build_base(cells: pd.DataFrame, role: str, rule: DisclosureRule | None, key:
         h = _mix(h ^ _hash64(role_key, "month", list(months))[month_idx])
         h = _mix(h ^ _hash64(role_key, "category", list(cats))[cat_idx])
         protected = protect_values(exact, h, rule)
-    return BaseTable(role=role, codes=tuple(codes), months=tuple(months), categories=tuple(cats),
+    return BaseTable(role=role, codes=tuple(map(str, codes)), months=tuple(map(str, months)),
+                     categories=tuple(map(str, cats)),
                      area_idx=area_idx.astype(np.int64), month_idx=month_idx.astype(np.int64),
                      cat_idx=cat_idx.astype(np.int64), exact=exact, protected=protected, rule=rule)
 

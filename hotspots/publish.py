@@ -151,7 +151,10 @@ def _display_rule(kind: LayerKind, req: LayerRequest, a: Analysed, rule: Disclos
         return g, legend, {"totals": totals}
     vals = _numeric(g[kind.reclassify])
     vals[sup] = np.nan
-    if kind.reclassify == "change":
+    if kind.reclassify == "change_class":  # the tested classes, from the protected counts; suppressed restyled below
+        from .kinds_time import style_change_test
+        st = style_change_test(a.frame["change_class"].tolist(), note=a.legend.get("note", ""))
+    elif kind.reclassify == "change":
         st = maps.style_change(vals, title="Change in count", note=a.legend.get("note", ""))
     else:
         st = maps.classify(vals, req.classes, req.k, integer=kind.reclassify == "count", title=kind.title)

@@ -28,12 +28,14 @@ from .config import Config
 from .errors import NotFoundError
 from .export import POLICE_NOTE, jsonable, provenance, safe_csv_frame, to_geojson_dict, write_layer
 from .layers import GEOGRAPHY_LABELS, filters_text
+from .places import place_names
 from .publish import Published, rule_words
 from .request import SIGNIFICANCE, VARIABLES, Audience, LayerRequest
 
 SIMPLIFY_M = 8.0
 DISPLAY_DECIMALS = 5
-DOWNLOAD_TYPES = {"geojson": "application/geo+json", "csv": "text/csv; charset=utf-8",
+#: Flask adds "; charset=utf-8" to a text/* mimetype itself: naming it here doubled it in the header
+DOWNLOAD_TYPES = {"geojson": "application/geo+json", "csv": "text/csv",
                   "gpkg": "application/geopackage+sqlite3"}
 #: layers whose frame carries its geometry (no boundary file of that role): grids and incident points
 OWN_GEOMETRY_ROLES = ("grid:", "points")
@@ -174,6 +176,11 @@ def weights_words(spec: str) -> str:
     return spec
 
 
+def plural(n: int, noun: str) -> str:
+    """"1 area", "2 areas": never "about 1 areas" (issue 13)."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def _num(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
@@ -201,9 +208,9 @@ def panel(config: Config, req: LayerRequest, gi: Published) -> dict:
                "small populations)" if req.variable != "count" else " (counts: where incidents are; choose a "
                "rate to allow for population)") + "."]
     if _num(total) and n:
-        msgs.append(f"Incidents per area: mean {total / n:.1f}, maximum {maximum}; {zeros} area(s) with none.")
+        msgs.append(f"Incidents per area: mean {total / n:.1f}, maximum {maximum}; {plural(zeros, 'area')} with none.")
     else:
-        msgs.append(f"Incidents per area: maximum shown {maximum}; {zeros} area(s) with none.")
+        msgs.append(f"Incidents per area: maximum shown {maximum}; {plural(zeros, 'area')} with none.")
     if not _num(total) or total < 60:
         msgs.append(f"Warning: only {total_txt} incidents; hot-spot statistics are weak below about 60.")
     if viewer:
@@ -221,8 +228,8 @@ def panel(config: Config, req: LayerRequest, gi: Published) -> dict:
                     f"smallest attainable pseudo p-value is {2 / (perms + 1):.2g}.")
     if req.significance == "raw":
         msgs.append("Significance: no correction for multiple testing; Gi* classes at |z| ≥ 1.645 / 1.960 / 2.576 "
-                    f"(90/95/99%); LISA at p ≤ {req.alpha:g}. With {n} tests about {n * 0.05:.0f} areas can look "
-                    "significant at 95% by chance alone: consider FDR.")
+                    f"(90/95/99%); LISA at p ≤ {req.alpha:g}. With {n} tests about {plural(round(n * 0.05), 'area')} "
+                    f"can look significant at 95% by chance alone: consider FDR.")
     elif cut:
         g = cut["gi"]
         msgs.append(f"Significance: {SIGNIFICANCE[req.significance]} over {cut['tests']} tests; Gi* cut-offs p ≤ "
@@ -234,17 +241,19 @@ def panel(config: Config, req: LayerRequest, gi: Published) -> dict:
     moran_text = moran_sentence(m, req.alpha, subj) if m else ""
     moran_text = f"Global Moran's I: {moran_text}" if moran_text else ""
     hot = t[pd.to_numeric(t["gi_bin"], errors="coerce") > 0].sort_values("gi_z", ascending=False)
+    places = place_names(config, gi.role)
     top = []
     for rec in hot.head(10).to_dict("records"):
         sup = bool(rec.get("suppressed"))
-        top.append({"code": rec["code"], "name": rec["name"], "ward": rec.get("ward_name"),
+        ward = rec.get("ward_name") if req.geography != "ward" and rec.get("ward_name") != rec["name"] else None
+        top.append({"code": rec["code"], "name": rec["name"], "ward": ward, "place": places.get(rec["code"]),
                     "z": jsonable(rec.get("gi_z")), "p": jsonable(rec.get("gi_p")), "class": rec["gi_label"],
                     "value": None if sup else jsonable(rec.get("value")),
                     "count": rec["count"] if isinstance(rec["count"], str) else int(rec["count"]),
                     **({"suppressed": True} if sup else {})})
     vintages = [{"dataset": ds.key, "vintage": ds.vintage} for ds in config.datasets.values()
                 if ds.kind in ("boundary", "table") and ds.vintage]
-    lines = _summary_lines(t, moran_text, method)
+    lines = _summary_lines(t, moran_text, method, places)
     return {"title": f"Hot spots of {VARIABLES[req.variable]}: {filters_text(req)}", "moran": m,
             "moran_text": moran_text, "top": top, "n_hot": int((pd.to_numeric(t["gi_bin"]) > 0).sum()),
             "n_cold": int((pd.to_numeric(t["gi_bin"]) < 0).sum()),
@@ -252,16 +261,18 @@ def panel(config: Config, req: LayerRequest, gi: Published) -> dict:
             "attribution": config.attributions(), "note": POLICE_NOTE, "parameters": req.query()}
 
 
-def _summary_lines(t: pd.DataFrame, moran_text: str, method: dict) -> list[str]:
+def _summary_lines(t: pd.DataFrame, moran_text: str, method: dict, places: dict[str, str]) -> list[str]:
     from .analysis import SUMMARY_TOP
     lines = [moran_text] if moran_text else []
     bins = pd.to_numeric(t["gi_bin"], errors="coerce")
     hot = t[bins == 3].sort_values("gi_z", ascending=False)
     if len(hot):
-        lines.append(f"{len(hot)} area(s) are Gi* hot spots at 99% confidence; the strongest:")
+        lines.append(f"{plural(len(hot), 'area')} {'is a Gi* hot spot' if len(hot) == 1 else 'are Gi* hot spots'} "
+                     "at 99% confidence; the strongest:")
         for r in hot.head(SUMMARY_TOP).to_dict("records"):
-            ward = f", ward {r['ward_name']}" if isinstance(r.get("ward_name"), str) and r["ward_name"] else ""
             name = r["name"] if isinstance(r.get("name"), str) and r["name"] else r["code"]
+            place = places.get(r["code"])
+            ward = f", {place}" if place else ""
             v = r.get("value")
             if r.get("suppressed") or v is None:
                 lines.append(f"  {name} ({r['code']}{ward}): small number suppressed")
@@ -294,14 +305,17 @@ def comparison(req: LayerRequest, ch: Published) -> dict:
             sentence = (f"{cats}: {after:,} incidents in {pa}; no data in the baseline ({pb}), so no "
                         "percentage change.")
         else:
-            sentence = f"{cats}: {after:,} incidents in {pa} against {before:,} in {pb} ({pct:+.0f} %)."
+            from .kinds_time import change_sentence
+            sentence = (f"{cats}: {after:,} incidents in {pa} against {before:,} in {pb}: "
+                        f"{change_sentence(after, before, req, base)}.")
     else:
         sentence = (f"{cats}: {after} incidents in {pa} against {before} in {pb} (small numbers suppressed, so no "
                     "percentage change).")
     f["_order"] = [(-v if isinstance(v, (int, float, np.integer, np.floating)) and v == v else float("inf"))
                    for v in f["change"]]
     ordered = f.sort_values(["_order", "code"]).drop(columns="_order")
-    keep = ["code", "name", "ward_name", "count_before", "count_after", "change", "pct_change"]
+    keep = ["code", "name", "ward_name", "count_before", "count_after", "change", "pct_change", "ci_low", "ci_high",
+            "p", "change_class"]
     return {"baseline": base, "current": {"from": req.month_from, "to": req.month_to}, "total_before": before,
             "total_after": after, "pct_change": pct, "sentence": sentence,
             "rows": [{k: jsonable(v) for k, v in rec.items() if k in keep} for rec in ordered.to_dict("records")],

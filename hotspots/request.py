@@ -30,6 +30,9 @@ PERMUTATIONS_MENU = (99, 999, 9999)
 ALPHA_MENU = (0.1, 0.05, 0.01, 0.001)
 CLASS_SCHEMES = ("quantiles", "fisherjenks", "equalinterval", "naturalbreaks")
 K_RANGE = (3, 7)
+#: time layers: steps of the space-time cube (month or coarser, for every audience) and time neighbours
+STEPS = ("month", "quarter", "year")
+TIME_NEIGHBOURS_MENU = (1, 2, 3)
 #: grids and kernel density (hotspots.kinds_grid): the geography name, its layers, and the web's menus
 GRID = "grid"
 GRID_LAYERS = ("grid_count", "grid_gistar", "kde")
@@ -107,6 +110,8 @@ class Catalog:
     domains: tuple[str, ...] = ("imd",)
     #: layer name -> "crime" | "deprivation" | "boundary" | "overlay"
     groups: Mapping[str, str] | None = None
+    #: layers only analysts may ask for: never named in an error message (a viewer's 404 reveals nothing)
+    private: tuple[str, ...] = ()
 
     def group(self, layer: str) -> str:
         return (self.groups or {}).get(layer, "crime")
@@ -131,6 +136,12 @@ class LayerRequest:
     compare_from: str | None = None
     compare_to: str | None = None
     permutations: int = 9999
+    #: time layers (issue 10): the cube's time step and ArcGIS's "neighbourhood time step"
+    step: str = "month"
+    time_neighbours: int = 1
+    #: the bivariate layer's second variable: a deprivation domain of the LSOA 2021 index ("imd") or a
+    #: risk-factor overlay ("overlay-<id>")
+    against: str = "imd"
     # -- grids and kernel density (hotspots.kinds_grid) --
     cell: float = 250.0
     shape: str = "square"
@@ -145,7 +156,8 @@ class LayerRequest:
              "from": p.month_from or "", "to": p.month_to or "", "variable": p.variable, "weights": p.weights,
              "significance": p.significance, "alpha": f"{p.alpha:g}", "classes": p.classes, "k": str(p.k),
              "domain": p.domain, "compare_from": p.compare_from or "", "compare_to": p.compare_to or "",
-             "permutations": str(p.permutations), "cell": f"{p.cell:g}", "shape": p.shape,
+             "permutations": str(p.permutations), "step": p.step, "time_neighbours": str(p.time_neighbours),
+             "against": p.against if p.against != "imd" else "", "cell": f"{p.cell:g}", "shape": p.shape,
              "bandwidth": f"{p.bandwidth:g}", "kernel": p.kernel, "optimized": "1" if p.optimized else ""}
         return {k: v for k, v in q.items() if v != ""}
 
@@ -179,7 +191,7 @@ def _choice(args: Mapping, name: str, allowed: Sequence[str], default: str) -> s
     return v
 
 
-def _number(args: Mapping, name: str, default: float, lo: float, hi: float) -> float:
+def number(args: Mapping, name: str, default: float, lo: float, hi: float) -> float:
     v = _first(args, name)
     if v is None:
         return default
@@ -194,7 +206,7 @@ def _number(args: Mapping, name: str, default: float, lo: float, hi: float) -> f
 
 def _menu_number(args: Mapping, name: str, default: float, menu: Sequence[float], free: bool,
                  lo: float, hi: float) -> float:
-    x = _number(args, name, default, lo, hi)
+    x = number(args, name, default, lo, hi)
     if free or any(math.isclose(x, m, rel_tol=1e-9) for m in menu) or math.isclose(x, default):
         return x
     raise HotspotsError(f"{name} must be one of {', '.join(f'{m:g}' for m in menu)}, got {x:g}", column=name)
@@ -223,7 +235,8 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
     d = dict(defaults or {})
     layer = layer or _first(args, "layer", "gistar")
     if layer not in catalog.layers:
-        raise NotFoundError(f"unknown layer {str(layer)[:40]!r} (have: {', '.join(catalog.layers)})", column="layer")
+        listed = [n for n in catalog.layers if n not in catalog.private]
+        raise NotFoundError(f"unknown layer {str(layer)[:40]!r} (have: {', '.join(listed)})", column="layer")
     geography = _first(args, "geography", "lsoa")
     if geography not in GEOGRAPHIES and geography != GRID:
         raise NotFoundError(f"unknown geography {geography[:40]!r} (use one of: {', '.join(GEOGRAPHIES)})",
@@ -246,7 +259,7 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
     significance = _choice(args, "significance", tuple(SIGNIFICANCE), "raw")
     classes = _choice(args, "classes", CLASS_SCHEMES, "quantiles")
     alpha = _menu_number(args, "alpha", float(d.get("alpha", 0.05)), ALPHA_MENU, free, 1e-6, 0.5)
-    k = int(_number(args, "k", 5, *K_RANGE))
+    k = int(number(args, "k", 5, *K_RANGE))
     perms = int(_menu_number(args, "permutations", float(d.get("permutations", 9999)), PERMUTATIONS_MENU, free,
                              0 if free else 99, 999_999 if free else 9999))
     weights = _weights(_first(args, "weights", d.get("weights", "queen")), free)
@@ -259,6 +272,20 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
                           ("compare_from", "compare_to"))
     if (cf is None) != (ct is None):
         raise HotspotsError("give both compare_from and compare_to, or neither", column="compare_from")
+    # -- time layers (issue 10): the time step, and how many steps back a bin's neighbourhood reaches
+    step = _choice(args, "step", STEPS, "month")
+    time_neighbours = number(args, "time_neighbours", 1, 0 if free else TIME_NEIGHBOURS_MENU[0],
+                              120 if free else TIME_NEIGHBOURS_MENU[-1])
+    if time_neighbours != int(time_neighbours):
+        raise HotspotsError(f"time_neighbours must be a whole number, got {time_neighbours:g}", column="time_neighbours")
+    # -- the bivariate layer's second variable (finite: a known domain or a registered overlay) ----------
+    against = _first(args, "against", "imd")
+    overlays = tuple(x for x in catalog.layers if x.startswith("overlay-"))
+    if against not in catalog.domains and against not in overlays:  # overlay names are not listed: analysts'
+        raise NotFoundError(f"unknown 'against' {against[:40]!r} (have: {', '.join(catalog.domains)}, or an "
+                            "overlay as overlay-<id>)", column="against")
+    if layer != "bivariate":
+        against = "imd"  # does not apply to this layer: neither cached apart nor echoed
     # -- grids and kernel density (hotspots.kinds_grid): cell, shape, bandwidth, kernel, optimized --------
     cell = _menu_number(args, "cell", 250.0, GRID_CELL_MENU, free, 0 if free else 100, 1e6 if free else 1000)
     shape = _choice(args, "shape", GRID_SHAPES, "square")
@@ -287,8 +314,8 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
     return LayerRequest(layer=layer, geography=geography, categories=tuple(sorted(set(cats))), month_from=month_from,
                         month_to=month_to, variable=variable, weights=weights, significance=significance,
                         alpha=alpha, classes=classes, k=k, domain=domain, compare_from=cf, compare_to=ct,
-                        permutations=perms, cell=cell, shape=shape, bandwidth=bandwidth, kernel=kernel,
-                        optimized=optimized)
+                        permutations=perms, step=step, time_neighbours=int(time_neighbours), against=against,
+                        cell=cell, shape=shape, bandwidth=bandwidth, kernel=kernel, optimized=optimized)
 
 
 def _weights(value: str, free: bool) -> str:

@@ -10,12 +10,19 @@ so a crime seen again is stored once and ``INSERT OR IGNORE`` makes re-running a
 """
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: What each version added, applied in order to an older store by ``_migrate`` (v2 stores stay usable:
+#: the new column is NULL for their incidents).
+MIGRATIONS = {
+    3: ("ALTER TABLE incidents ADD COLUMN time TEXT",),  # time of day, where the source has it
+}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,7 +62,8 @@ CREATE TABLE IF NOT EXISTS incidents (
     lsoa21_id INTEGER REFERENCES areas(id), lsoa11_id INTEGER REFERENCES areas(id),
     ward_id INTEGER REFERENCES areas(id), ward_pre2023_id INTEGER REFERENCES areas(id),
     in_area INTEGER NOT NULL,         -- 1 if inside the configured area's LSOA 2021 coverage
-    attrs TEXT                        -- JSON of extra attributes (victim age band, weapon flag, ...)
+    attrs TEXT,                       -- JSON of extra attributes (victim age band, weapon flag, ...)
+    time TEXT                         -- HH:MM or HH:MM:SS (as the source gives it) where it has a time
 );
 CREATE TABLE IF NOT EXISTS rejects (
     id INTEGER PRIMARY KEY,
@@ -68,6 +76,10 @@ CREATE TABLE IF NOT EXISTS rejects (
     ingest_id INTEGER NOT NULL,
     UNIQUE (sha256, row_no)
 );
+"""
+
+#: Created after the tables are migrated (it names columns that older stores gain in ``_migrate``).
+VIEW = """
 CREATE VIEW IF NOT EXISTS incidents_geocoded AS
 SELECT i.key, i.crime_id, g.format AS source, g.path AS source_file, i.row_no, i.month, i.date,
        c.slug AS category, c.raw AS category_raw,
@@ -75,7 +87,7 @@ SELECT i.key, i.crime_id, g.format AS source, g.path AS source_file, i.row_no, i
        i.easting_dm / 10.0 AS easting, i.northing_dm / 10.0 AS northing,
        lt.text AS location, ot.text AS outcome, i.context, i.source_lsoa,
        l21.code AS lsoa21, l21.name AS lsoa21_name, l11.code AS lsoa11,
-       w.code AS ward, w.name AS ward_name, wo.code AS ward_pre2023, i.in_area, i.attrs
+       w.code AS ward, w.name AS ward_name, wo.code AS ward_pre2023, i.in_area, i.attrs, i.time
 FROM incidents i
 JOIN categories c ON c.id = i.category_id
 LEFT JOIN ingests g ON g.id = i.ingest_id
@@ -104,7 +116,8 @@ INDEX_BUILD_CACHE_KIB = -4_000
 
 INCIDENT_COLUMNS = ("key", "crime_id", "ingest_id", "row_no", "month", "date", "category_id", "lon_e6",
                     "lat_e6", "easting_dm", "northing_dm", "location_id", "outcome_id", "context",
-                    "source_lsoa", "lsoa21_id", "lsoa11_id", "ward_id", "ward_pre2023_id", "in_area", "attrs")
+                    "source_lsoa", "lsoa21_id", "lsoa11_id", "ward_id", "ward_pre2023_id", "in_area", "attrs",
+                    "time")
 AREA_ROLES = ("lsoa21", "lsoa11", "ward", "ward_pre2023")
 
 
@@ -124,6 +137,38 @@ def rebuild_indexes(con: sqlite3.Connection) -> None:
         con.execute(f"PRAGMA cache_size = {CACHE_KIB}")
 
 
+#: The store holds incident-level data: only its owner may read it (issue 14). SQLite creates the -wal and
+#: -shm files with the database file's permissions, so creating that file 0600 covers all three.
+PRIVATE_FILE, PRIVATE_DIR = 0o600, 0o700
+
+
+def _create_private(db_path: Path) -> bool:
+    """Create the instance folder (0700) and an empty database file (0600) if missing, without touching
+    the process umask (other threads may be creating files); tighten an existing store of ours that is
+    readable by others. Returns True when the database file is new."""
+    folder = db_path.parent
+    folder.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)  # mkdir's mode is masked by the umask
+    _tighten(folder, PRIVATE_DIR)
+    try:
+        os.close(os.open(db_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE))
+        new = True
+    except FileExistsError:
+        new = os.path.getsize(db_path) == 0
+    for path in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
+        _tighten(path, PRIVATE_FILE)
+    return new
+
+
+def _tighten(path: Path, mode: int) -> None:
+    """Remove group and other permissions from a file or folder this user owns (others are left alone)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
+        os.chmod(path, stat.S_IMODE(st.st_mode) & mode)
+
+
 def connect(db_path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """Open (and create or migrate) the store. WAL lets readers run during an ingest."""
     db_path = Path(db_path)
@@ -134,8 +179,7 @@ def connect(db_path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=60, check_same_thread=False)
         con.execute("PRAGMA busy_timeout = 60000")
         return con
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    new = not db_path.exists()
+    new = _create_private(db_path)
     con = sqlite3.connect(db_path, timeout=60, isolation_level=None, check_same_thread=False)
     con.execute("PRAGMA busy_timeout = 60000")
     if new:  # larger pages: fewer B-tree splits for bulk loads (only settable before the first table)
@@ -156,6 +200,8 @@ def connect(db_path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 
 
 def _migrate(con: sqlite3.Connection) -> None:
+    """Create a new store, or bring an older one (v2 onwards) up to SCHEMA_VERSION in one transaction;
+    the version is read inside it, so two processes opening an old store at once migrate it once."""
     # CREATE ... IF NOT EXISTS is idempotent, so two processes opening a new store at once are safe.
     con.executescript(SCHEMA + ";".join(INDEXES.values()) + ";")
     with transaction(con):
@@ -164,9 +210,18 @@ def _migrate(con: sqlite3.Connection) -> None:
             con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             con.execute("INSERT OR REPLACE INTO meta VALUES ('key_scheme', 'hex64-or-siphash64-v2')")
         elif int(row[0]) != SCHEMA_VERSION:
-            from .errors import HotspotsError
-            raise HotspotsError(f"store schema version {row[0]} differs from this hotspots' ({SCHEMA_VERSION}); "
-                                "move the old store aside and re-ingest (ingest is idempotent)", path=None)
+            version = int(row[0])
+            if not (min(MIGRATIONS) - 1 <= version < SCHEMA_VERSION):
+                from .errors import HotspotsError
+                raise HotspotsError(f"store schema version {row[0]} cannot be used by this hotspots (schema "
+                                    f"{SCHEMA_VERSION}); move the old store aside and re-ingest (ingest is "
+                                    "idempotent)", path=None)
+            con.execute("DROP VIEW IF EXISTS incidents_geocoded")  # recreated below with the new columns
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for ddl in MIGRATIONS[target]:
+                    con.execute(ddl)
+            con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        con.execute(VIEW)
 
 
 @contextmanager

@@ -404,8 +404,8 @@ def _disk_path(cache_dir: Path, key: str) -> Path:
 
 
 def _load_disk(path: Path, ids: tuple, spec: WeightsSpec) -> SpatialWeights | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
+    try:  # our own handle: np.load leaks its file when the archive is corrupt
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
             n = int(z["n"])
             m = sp.csr_matrix((np.ones(len(z["indices"])), z["indices"], z["indptr"]), shape=(n, n))
     except Exception:  # a truncated or foreign file (BadZipFile, EOFError, ...) is a cache miss

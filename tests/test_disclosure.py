@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hotspots.disclosure import (RULES, DisclosureRule, get_rule, redact_statistics, rule_from_mapping,
+from hotspots.disclosure import (RULES, DisclosureRule, get_rule, rule_from_mapping,
                                  rule_metadata, suppress, suppress_change, suppress_table, suppress_value)
 from hotspots.errors import ConfigError, HotspotsError
 
@@ -148,15 +148,6 @@ def test_nested_periods_hide_small_differences():
 
 
 # ------------------------------------------------------------------------------------ redaction
-def test_redact_statistics_keeps_class():
-    df = pd.DataFrame({"code": ["a", "b"], "suppressed": [True, False], "z": [2.5, -1.0], "p": [0.01, 0.3],
-                       "class": ["hot spot (99%)", "not significant"]})
-    out = redact_statistics(df)
-    assert out["z"].tolist() == [None, -1.0] and out["p"].tolist() == [None, 0.3]
-    assert out["class"].tolist() == df["class"].tolist()
-
-
-# -------------------------------------------------------------------------- property: no recovery
 def _bounds_from_display(shown, rule, pub_nonzero_hi=None):
     """What an attacker knows about a cell from its display value."""
     if shown == rule.label and rule.label != rule.secondary_label:

@@ -490,8 +490,37 @@ def test_place_bng_and_empty(two_layer_geocoder):
         geo.place(x, y, "EPSG:3857")
 
 
-def test_warm_up():
-    pip.warm_up()
+PIP_WARM_UP_PROBE = """
+import json
+import numpy as np
+import shapely
+from hotspots import pip
+entry = ("_fill_grid", "locate_grid", "factorize_pairs")
+before = {n: len(getattr(pip, n).signatures) for n in entry}
+pip.warm_up()
+after = {n: len(getattr(pip, n).signatures) for n in entry}
+tree = shapely.STRtree(np.array([shapely.box(0, 0, 2, 2), shapely.box(2, 0, 4, 2)]))
+x, y = np.array([1.0, 2.0, 3.0, 5.0, 2.0]), np.array([1.0, 1.0, 2.0, 1.0, 2.0 + 1e-9])
+print(json.dumps([before, after, pip.locate(tree, pip.build_rings(tree.geometries), x, y).tolist()]))
+"""
+
+
+def test_warm_up_compiles_the_kernels_and_answers_stay_geos():
+    """In a fresh process: no kernel is ready before ``warm_up``, the entry kernels are after it, and a
+    call afterwards gives GEOS's answer (interior, shared edge -> smallest index, corner, outside, just
+    above the top edge)."""
+    import json
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", PIP_WARM_UP_PROBE], capture_output=True, text=True, check=True,
+                         timeout=300)
+    before, after, got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(before.values()) == {0}
+    assert all(n >= 1 for n in after.values()), after
+    tree = shapely.STRtree(np.array([shapely.box(0, 0, 2, 2), shapely.box(2, 0, 4, 2)]))
+    assert got == reference_locate(tree, shapely.points([1.0, 2.0, 3.0, 5.0, 2.0],
+                                                        [1.0, 1.0, 2.0, 1.0, 2.0 + 1e-9])).tolist()
+    assert got == [0, 0, 1, -1, -1]
 
 
 @pytest.mark.bundle
@@ -508,3 +537,32 @@ def test_real_wolverhampton_lsoa21(real_bundle):
     assert stats["points"] == len(x)
     nudged = check(layer, np.nextafter(v[:, 0], np.inf), np.nextafter(v[:, 1], -np.inf))
     assert nudged["points"] == len(v)
+
+
+def test_detailed_polygons_with_few_points_go_to_geos_with_the_same_answer(monkeypatch):
+    """Polygons of about a thousand vertices queried with fewer than FEW_POINTS points are located by
+    GEOS alone (measured faster there: benchmarks/pip.py); the answer equals the reference, and the
+    kernel's on the same layer, on random points and on every vertex nudged one ulp either way."""
+    cells = shapely.segmentize(tessellation(12, seed=9), 20.0)
+    layer = layer_of(cells)
+    assert layer.rings.mean_vertices > pip.DETAILED_VERTICES
+    v = ring_vertices(layer)
+    rng = np.random.default_rng(12)
+    x = np.concatenate([rng.uniform(X0 - 100, X0 + SIZE + 100, 5_000), v[:, 0], np.nextafter(v[:, 0], np.inf),
+                        v[:, 0]])
+    y = np.concatenate([rng.uniform(Y0 - 100, Y0 + SIZE + 100, 5_000), v[:, 1], v[:, 1],
+                        np.nextafter(v[:, 1], -np.inf)])
+    assert len(x) < pip.FEW_POINTS
+    expected = reference_locate(layer.tree, shapely.points(x, y))
+    stats: dict = {}
+    by_geos = layer.locate_xy(x, y, stats=stats)
+    assert stats["geos_points"] == len(x) and "pairs" not in stats
+    np.testing.assert_array_equal(by_geos, expected)
+    monkeypatch.setattr(pip, "FEW_POINTS", 0)  # the kernel on the same layer and points
+    stats = {}
+    np.testing.assert_array_equal(layer.locate_xy(x, y, stats=stats), expected)
+    assert stats["pairs"] > 0 and "geos_points" not in stats
+    # NaN points keep the kernel's convention (-1) whichever engine would be chosen
+    monkeypatch.undo()
+    got = layer.locate_xy(np.array([np.nan, x[0]]), np.array([y[0], np.nan]))
+    assert got.tolist() == [-1, -1]

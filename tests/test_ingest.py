@@ -13,10 +13,10 @@ from hotspots.ingest import (R_BAD_MONTH, R_NO_LOCATION, R_OUTSIDE_GB, R_SWAPPED
 from synthetic_bundle import HEADER, bng_to_lonlat, cell_centre, lsoa_code, police_csv
 
 
-def stored(config) -> int:
+def stored(config, table: str = "incidents") -> int:
     con = sqlite3.connect(config.db_path)
     try:
-        return con.execute("SELECT COUNT(*) FROM incidents").fetchone()[0]
+        return con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
     finally:
         con.close()
 
@@ -304,3 +304,339 @@ def test_stored_keys_are_the_v2_scheme(gridtown, tmp_path):
     got = [k for (k,) in con.execute("SELECT key FROM incidents ORDER BY row_no")]
     con.close()
     assert got == want.tolist()
+
+
+# ------------------------------------------------------------------ input limits (issue 14 items 5 and 6)
+def limited(config, **limits):
+    from dataclasses import replace
+
+    from hotspots.config import IngestLimits
+    return replace(config, ingest=IngestLimits(**limits))
+
+
+def ingests(config) -> int:
+    return stored(config, "ingests")
+
+
+@pytest.mark.parametrize("name", ["bomb.csv.gz", "bomb.json.gz", "bomb.jsonl.gz"])
+def test_gzip_bomb_is_refused_with_a_clear_error(seeded, tmp_path, name):
+    """50 MB of zeros compress to about 50 kB; with the cap at 10 MiB the file is refused while it is
+    being decompressed (never fully expanded), naming the file and the setting."""
+    f = write(tmp_path, name, gzip.compress(b"0" * 50_000_000, compresslevel=9))
+    assert f.stat().st_size < 200_000
+    with pytest.raises(IngestError) as err:
+        ingest_paths(limited(seeded, max_expanded_mb=10), [f])
+    assert str(f) in err.value.message and "max_expanded_mb" in err.value.message
+    assert "expands to more than 10 MiB" in err.value.message
+    assert stored(seeded) == 3 and ingests(seeded) == 1
+
+
+def test_plain_file_over_the_cap_is_refused_before_reading(seeded, tmp_path):
+    rows = [(f"p{i}", "2024-01", *cell_centre(0, 0), "Robbery") for i in range(2_000)]
+    f = write(tmp_path, "big.csv", police_csv(rows))
+    with pytest.raises(IngestError, match="max_expanded_mb"):
+        ingest_paths(limited(seeded, max_expanded_mb=0.05), [f])
+    (s,) = ingest_paths(limited(seeded, max_expanded_mb=1), [f])  # the same file under a higher cap
+    assert s.accepted == 2_000
+
+
+def test_file_that_is_mostly_rejects_is_refused_whole(seeded, tmp_path):
+    """1,200 rows of which 700 have no coordinates (58 %): refused, first rejected rows named, nothing
+    written (no incidents, no rejects, no ingest record)."""
+    good = [f"m{i},2024-01,P,P,{{lon}},{{lat}},On or near A,,,Robbery,,\n" for i in range(500)]
+    lon, lat = bng_to_lonlat(*cell_centre(0, 0))
+    text = HEADER + "".join(g.format(lon=lon, lat=lat) for g in good) + \
+        "".join(f"n{i},2024-01,P,P,,,No location,,,Robbery,,\n" for i in range(700))
+    f = write(tmp_path, "mostly-bad.csv", text)
+    with pytest.raises(IngestError) as err:
+        ingest_paths(seeded, [f])
+    msg = err.value.message
+    assert "700 of 1,200 rows (58%)" in msg and "nothing was written" in msg
+    assert "row 501 (Longitude/Latitude: no location (blank coordinates))" in msg and "row 505" in msg
+    assert err.value.row == 501
+    assert stored(seeded) == 3 and rejects(seeded) == [] and ingests(seeded) == 1
+    # the same file under a share limit it meets is ingested, every row accounted for
+    (s,) = ingest_paths(limited(seeded, max_reject_share=0.6), [f])
+    assert (s.rows_read, s.accepted, s.rejected) == (1_200, 500, 700) and s.balanced
+
+
+def test_too_many_rejects_refused_whatever_the_share(seeded, tmp_path):
+    """[0, 0, ...] (the 10 MB upload of issue 14, scaled down): every record rejected, file refused."""
+    f = write(tmp_path, "zeros.json", "[" + ",".join(["0"] * 300) + "]")
+    with pytest.raises(IngestError, match=r"300 of 300 rows .*max_rejects 200"):
+        ingest_paths(limited(seeded, max_rejects=200), [f])
+    assert rejects(seeded) == [] and ingests(seeded) == 1
+    small = write(tmp_path, "few.json", "[0, 0]")  # under every limit: stored as rejects, nothing lost
+    (s,) = ingest_paths(limited(seeded, max_rejects=200), [small])
+    assert (s.rows_read, s.rejected) == (2, 2) and s.all_rejected and len(rejects(seeded)) == 2
+
+
+SECRET = "daemon:x:1:1:daemon,,,:/usr/sbin:/usr/sbin/nologin\nroot:x:0:0:root:/root:/bin/bash\n"
+
+
+def test_symlinks_are_resolved_and_refused_outside_allowed_roots(seeded, tmp_path):
+    uploads, elsewhere = tmp_path / "uploads", tmp_path / "elsewhere"
+    uploads.mkdir()
+    elsewhere.mkdir()
+    real = write(elsewhere, "real.csv", police_csv([("s1", "2024-01", *cell_centre(0, 0), "Robbery")]))
+    link = uploads / "link.csv"
+    link.symlink_to(real)
+    with pytest.raises(IngestError, match="outside the folders"):
+        ingest_paths(seeded, [link], allowed_roots=[uploads])
+    assert stored(seeded) == 3 and ingests(seeded) == 1
+    inside = write(uploads, "inside.csv", police_csv([("s2", "2024-01", *cell_centre(0, 0), "Robbery")]))
+    (s,) = ingest_paths(seeded, [inside], allowed_roots=[uploads])
+    assert s.accepted == 1
+    (s,) = ingest_paths(seeded, [link])  # no roots (the CLI): followed, and the real file is named
+    assert s.accepted == 1 and s.path == str(real.resolve())
+
+
+@pytest.mark.parametrize("target", ["fake", "/etc/passwd"])
+def test_symlink_to_a_system_file_echoes_none_of_it(seeded, tmp_path, target):
+    """`hotspots ingest` of a symlink to a non-incident file: refused, exit 1, not a line of it printed."""
+    import os
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from hotspots.cli import cli
+    if target == "fake":
+        secret = write(tmp_path, "passwd", SECRET)
+    else:
+        secret = Path(target)
+        if not secret.is_file() or not os.access(secret, os.R_OK):
+            pytest.skip("no readable /etc/passwd here")
+    lines = [ln for ln in secret.read_text(errors="replace").splitlines() if len(ln.strip()) > 3]
+    for name in ("x.csv", "x.json", "x.jsonl"):
+        link = tmp_path / name
+        link.symlink_to(secret)
+        r = CliRunner().invoke(cli, ["--config", str(seeded.source), "ingest", str(link)], obj={},
+                               env={"HOTSPOTS_INSTANCE_DIR": str(seeded.instance_dir),
+                                    "HOTSPOTS_DATA_DIR": str(seeded.data_dir), "HOTSPOTS_BUNDLE": str(seeded.bundle)})
+        assert r.exit_code == 1, r.output
+        assert "Traceback" not in r.output and f"{secret.resolve()}: " in r.output  # the real file is named
+        for line in lines:
+            for field in {line, *line.split(":")[:1], *line.split(",")}:
+                assert len(field) < 4 or field not in r.output.replace(str(tmp_path), ""), (name, field, r.output)
+    assert stored(seeded) == 3
+
+
+def test_store_files_are_private(tmp_path):
+    """The store and its WAL/SHM are 0600 in a 0700 folder, whatever the umask; an existing store that
+    others could read is tightened on open."""
+    import os
+    import stat
+    old = os.umask(0o022)
+    try:
+        db = tmp_path / "instance" / "hotspots.db"
+        con = store.connect(db)
+        with store.transaction(con):
+            con.execute("INSERT INTO meta VALUES ('probe', 'x')")
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (db, db.with_name("hotspots.db-wal"),
+                                                                 db.with_name("hotspots.db-shm"), db.parent)}
+        con.close()
+        assert modes == {"hotspots.db": 0o600, "hotspots.db-wal": 0o600, "hotspots.db-shm": 0o600,
+                         "instance": 0o700}
+        os.chmod(db, 0o644)
+        os.chmod(db.parent, 0o755)
+        store.connect(db).close()
+        assert stat.S_IMODE(db.stat().st_mode) == 0o600 and stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+    finally:
+        os.umask(old)
+
+
+# ------------------------------------------------------------- reports that add up (issue 12 item 5)
+def test_all_rejected_file_exits_1_and_repeat_adds_up(seeded, tmp_path):
+    """A 3-row file whose every row is rejected: `hotspots ingest` says so and exits 1; ingesting the
+    identical file again reports read 3 = 0 accepted + 3 duplicates (rejected before) + 0 rejected, and
+    still exits 1."""
+    from click.testing import CliRunner
+
+    from hotspots.cli import cli
+    f = write(tmp_path, "uk-dates.csv", HEADER + "".join(
+        f"u{i},25/06/2018 18:15,P,P,-2.1,52.58,On or near A,,,Robbery,,\n" for i in range(3)))
+    env = {"HOTSPOTS_INSTANCE_DIR": str(seeded.instance_dir), "HOTSPOTS_DATA_DIR": str(seeded.data_dir),
+           "HOTSPOTS_BUNDLE": str(seeded.bundle)}
+    for attempt in (1, 2):
+        r = CliRunner().invoke(cli, ["--config", str(seeded.source), "ingest", str(f)], obj={}, env=env)
+        assert r.exit_code == 1, r.output
+        assert "every row (3) was rejected" in r.output
+        assert ("first ingested" in r.output) == (attempt == 2)
+    (s,) = ingest_paths(seeded, [f])
+    assert (s.rows_read, s.accepted, s.duplicates, s.already_rejected, s.rejected) == (3, 0, 3, 3, 0)
+    assert s.balanced and s.all_rejected
+    assert len(rejects(seeded)) == 3  # stored once
+
+
+def test_repeated_mixed_file_counts_every_row(seeded, tmp_path):
+    lon, lat = bng_to_lonlat(*cell_centre(0, 0))
+    f = write(tmp_path, "mixed.csv", HEADER + f"k1,2024-01,P,P,{lon},{lat},A,,,Robbery,,\n"
+                                              "k2,2024-01,P,P,,,B,,,Robbery,,\n")
+    (first,) = ingest_paths(seeded, [f])
+    (again,) = ingest_paths(seeded, [f])
+    assert (first.rows_read, first.accepted, first.duplicates, first.rejected) == (2, 1, 0, 1)
+    assert (again.rows_read, again.accepted, again.duplicates, again.rejected) == (2, 0, 2, 0)
+    assert first.balanced and again.balanced and not again.all_rejected
+
+
+# ------------------------------------------------- extract dates with a format and a time (issue 12 item 1)
+def test_extract_with_uk_dates_and_times(gridtown, tmp_path):
+    """`[extract] date_format = "%d/%m/%Y %H:%M"`: UK dates with times ingest with the date and the time
+    of day stored; a US-order date, an ISO date and a date without its time are rejected with the row and
+    the expected format (never guessed)."""
+    from dataclasses import replace
+
+    from hotspots.config import ExtractMapping
+    _, config = gridtown
+    config = replace(config, extract=ExtractMapping(date_format="%d/%m/%Y %H:%M"))
+    x, y = cell_centre(1, 2)
+    text = ("incident_id,date,offence,easting,northing\n"
+            f"U1,25/06/2018 18:15,Violence with injury,{x},{y}\n"
+            f"U2,01/07/2018 00:05,Robbery,{x},{y}\n"
+            f"U3,06/25/2018 18:15,Robbery,{x},{y}\n"
+            f"U4,2018-06-25 18:15,Robbery,{x},{y}\n"
+            f"U5,25/06/2018,Robbery,{x},{y}\n")
+    (s,) = ingest_paths(config, [write(tmp_path, "uk.csv", text)], "extract")
+    assert (s.rows_read, s.accepted, s.rejected) == (5, 2, 3)
+    con = sqlite3.connect(config.db_path)
+    assert con.execute("SELECT crime_id, month, date, time FROM incidents_geocoded ORDER BY crime_id").fetchall() == [
+        ("extract:U1", "2018-06", "2018-06-25", "18:15"), ("extract:U2", "2018-07", "2018-07-01", "00:05")]
+    con.close()
+    assert [(r[0], r[1], r[2]) for r in rejects(config)] == [
+        (n, "date", "date does not match the format '%d/%m/%Y %H:%M' ([extract] date_format)") for n in (3, 4, 5)]
+
+
+def test_extract_iso_dates_keep_their_time(gridtown, tmp_path):
+    _, config = gridtown
+    x, y = cell_centre(0, 1)
+    text = ("incident_id,date,offence,easting,northing\n"
+            f"I1,2024-03-01T21:40,Robbery,{x},{y}\n"
+            f"I2,2024-03-02 07:05:09,Robbery,{x},{y}\n"
+            f"I3,2024-03-03,Robbery,{x},{y}\n")
+    (s,) = ingest_paths(config, [write(tmp_path, "iso.csv", text)], "extract")
+    assert s.accepted == 3
+    con = sqlite3.connect(config.db_path)
+    assert con.execute("SELECT date, time FROM incidents_geocoded ORDER BY date").fetchall() == [
+        ("2024-03-01", "21:40"), ("2024-03-02", "07:05:09"), ("2024-03-03", None)]
+    con.close()
+
+
+def test_date_format_must_name_day_month_and_year():
+    from hotspots.config import ExtractMapping
+    from hotspots.errors import ConfigError
+    for bad in ("%m/%Y", "%d/%m/%y", "%H:%M"):
+        with pytest.raises(ConfigError, match="date_format"):
+            ExtractMapping(date_format=bad)
+    assert ExtractMapping(date_format="%d %b %Y").date_format == "%d %b %Y"
+
+
+V2_INCIDENTS = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE ingests (id INTEGER PRIMARY KEY, path TEXT NOT NULL, sha256 TEXT NOT NULL, format TEXT NOT NULL,
+    started_at TEXT NOT NULL, finished_at TEXT, rows_read INTEGER, accepted INTEGER, duplicates INTEGER,
+    rejected INTEGER, outside_area INTEGER, lsoa_checked INTEGER, lsoa_agree INTEGER);
+CREATE TABLE categories (id INTEGER PRIMARY KEY, slug TEXT NOT NULL, raw TEXT NOT NULL, UNIQUE (slug, raw));
+CREATE TABLE texts (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
+CREATE TABLE areas (id INTEGER PRIMARY KEY, role TEXT NOT NULL, code TEXT NOT NULL, name TEXT NOT NULL,
+    UNIQUE (role, code));
+CREATE TABLE incidents (key INTEGER PRIMARY KEY, crime_id TEXT, ingest_id INTEGER NOT NULL, row_no INTEGER NOT NULL,
+    month TEXT NOT NULL, date TEXT, category_id INTEGER NOT NULL, lon_e6 INTEGER, lat_e6 INTEGER,
+    easting_dm INTEGER, northing_dm INTEGER, location_id INTEGER, outcome_id INTEGER, context TEXT,
+    source_lsoa TEXT, lsoa21_id INTEGER, lsoa11_id INTEGER, ward_id INTEGER, ward_pre2023_id INTEGER,
+    in_area INTEGER NOT NULL, attrs TEXT);
+CREATE TABLE rejects (id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, path TEXT NOT NULL, row_no INTEGER NOT NULL,
+    column_name TEXT, reason TEXT NOT NULL, raw TEXT, ingest_id INTEGER NOT NULL, UNIQUE (sha256, row_no));
+CREATE VIEW incidents_geocoded AS SELECT i.key, i.crime_id, i.month, i.date, c.slug AS category
+    FROM incidents i JOIN categories c ON c.id = i.category_id;
+INSERT INTO meta VALUES ('schema_version', '2'), ('key_scheme', 'hex64-or-siphash64-v2');
+INSERT INTO ingests (id, path, sha256, format, started_at) VALUES (1, 'old.csv', 'abc', 'police-csv', '2026-01-01');
+INSERT INTO categories VALUES (1, 'robbery', 'Robbery');
+INSERT INTO incidents (key, crime_id, ingest_id, row_no, month, date, category_id, in_area)
+    VALUES (42, 'old1', 1, 1, '2024-01', NULL, 1, 1);
+"""
+
+
+def test_v2_store_is_migrated_and_keeps_its_incidents(gridtown, tmp_path):
+    """A store written by schema v2 opens: it gains the time column (NULL for its incidents), the view
+    is rebuilt with it, its incidents are still there, and new ingests add to it."""
+    _, config = gridtown
+    config.db_path.parent.mkdir(parents=True, exist_ok=True)
+    old = sqlite3.connect(config.db_path)
+    old.executescript(V2_INCIDENTS)
+    old.close()
+    con = store.connect(config.db_path)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(store.SCHEMA_VERSION),)
+    assert con.execute("SELECT crime_id, month, category, time FROM incidents_geocoded").fetchall() == [
+        ("old1", "2024-01", "robbery", None)]
+    con.close()
+    store.connect(config.db_path).close()  # opening again is a no-op
+    x, y = cell_centre(0, 0)
+    (s,) = ingest_paths(config, [write(tmp_path, "new.csv", "incident_id,date,offence,easting,northing\n"
+                                                            f"N1,2024-02-01 10:30,Robbery,{x},{y}\n")], "extract")
+    assert s.accepted == 1
+    con = sqlite3.connect(config.db_path)
+    assert con.execute("SELECT crime_id, time FROM incidents_geocoded ORDER BY crime_id").fetchall() == [
+        ("extract:N1", "10:30"), ("old1", None)]
+    con.close()
+
+
+def test_store_from_a_newer_hotspots_is_refused_untouched(tmp_path):
+    from hotspots.errors import HotspotsError
+    db = tmp_path / "instance" / "hotspots.db"
+    store.connect(db).close()
+    con = sqlite3.connect(db)
+    con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    with pytest.raises(HotspotsError, match="schema version 99 cannot be used"):
+        store.connect(db)
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("99",)
+    con.close()
+
+
+def test_json_over_its_own_limit_and_memory_errors_are_clear(seeded, tmp_path, monkeypatch):
+    """JSON has a lower limit than CSV (its Python objects are about ten times its text); and a
+    MemoryError while parsing anything becomes an IngestError naming the file, nothing written."""
+    import hotspots.ingest as ingest_module
+    lon, lat = bng_to_lonlat(*cell_centre(0, 0))
+    records = [{"id": i, "month": "2024-01", "category": "robbery",
+                "location": {"latitude": str(lat), "longitude": str(lon), "street": {"name": "X"}}}
+               for i in range(2_000)]
+    f = write(tmp_path, "big.json", json.dumps(records))
+    with pytest.raises(IngestError, match=r"\[ingest\] max_json_mb"):
+        ingest_paths(limited(seeded, max_json_mb=0.1), [f])
+    assert stored(seeded) == 3 and ingests(seeded) == 1
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(ingest_module, "parse_file", exhausted)
+    with pytest.raises(IngestError, match="out of memory while parsing") as err:
+        ingest_paths(seeded, [f])
+    assert str(f) in err.value.message
+    assert stored(seeded) == 3 and ingests(seeded) == 1
+    monkeypatch.undo()
+    (s,) = ingest_paths(seeded, [f])  # within the default limits
+    assert s.accepted == 2_000
+
+
+def test_ingest_limits_are_read_and_checked_from_the_config(gridtown, tmp_path):
+    from hotspots.config import load_config
+    from hotspots.errors import ConfigError
+    _, config = gridtown
+    base = config.source.read_text(encoding="utf-8")
+
+    def load(table: str):
+        p = tmp_path / "limits.toml"
+        p.write_text(base + "\n[ingest]\n" + table, encoding="utf-8")
+        return load_config(p, env={}, data_dir=config.data_dir, instance_dir=config.instance_dir,
+                           bundle=config.bundle)
+
+    got = load("max_rejects = 5\nmax_reject_share = 0.25\nmax_expanded_mb = 64\n").ingest
+    assert (got.max_rejects, got.max_reject_share, got.max_expanded_mb, got.max_json_mb) == (5, 0.25, 64.0, 512.0)
+    for bad, why in [("max_reject_share = 2", "at most 1"), ("max_rejects = 0", "positive integer"),
+                     ("max_rejects = 1.5", "positive integer"), ("max_expanded_mb = true", "positive number"),
+                     ("max_rows = 3", "unknown keys: max_rows")]:
+        with pytest.raises(ConfigError, match=why):
+            load(bad + "\n")

@@ -248,8 +248,36 @@ def test_non_string_arrays_are_refused():
         incident_keys(np.array(["api:1"], dtype=object))
 
 
-def test_warm_up():
-    warm_up()
+WARM_UP_PROBE = """
+import json
+from numba.core.registry import CPUDispatcher
+import pyarrow as pa
+from hotspots import keys
+entry = ("_id_keys", "_row_hashes", "_add_occurrences")
+before = {n: len(getattr(keys, n).signatures) for n in entry}
+keys.warm_up()
+after = {n: len(getattr(keys, n).signatures) for n in entry}
+ids, identity = json.loads(input())
+got = keys.incident_keys(pa.array(ids, pa.string()), pa.array(identity, pa.string())).tolist()
+print(json.dumps([before, after, got]))
+"""
+
+
+def test_warm_up_compiles_the_kernels_and_keys_stay_right():
+    """In a fresh process (earlier tests cannot have compiled anything): no kernel is ready before
+    ``warm_up``, every entry kernel has a compiled (or cache-loaded) signature after it, and keys
+    computed afterwards are the pinned ones."""
+    import json
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", WARM_UP_PROBE], input=json.dumps([KNOWN_IDS, KNOWN_IDENTITY]),
+                         capture_output=True, text=True, check=True, timeout=300)
+    before, after, got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(before.values()) == {0}
+    assert all(n >= 1 for n in after.values()), after
+    assert got == KNOWN_KEYS
+    warm_up()  # and in this process, idempotent
+    assert incident_keys(arrow(KNOWN_IDS), arrow(KNOWN_IDENTITY)).tolist() == KNOWN_KEYS
 
 
 def test_compact_identity_equals_aligned_identity():

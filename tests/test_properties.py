@@ -1,7 +1,10 @@
 """Property tests (hypothesis).
 
 Ingest parsers: arbitrary bytes never crash them (only IngestError naming the file), and every row of a
-file with junk in its cells is accounted for (rows_read == accepted + duplicates + rejected).
+file with junk in its cells is accounted for (rows_read == accepted + duplicates + rejected). Each test
+also counts what happened to its examples and asserts that some were accepted, not only refused: a
+property that holds only because every input is refused would prove nothing. Files mix junk rows with
+valid rows drawn from their own strategy, and valid rows must never be rejected.
 
 Statistics: the Gi* z-score does not change when the variable is multiplied by a positive constant;
 permutation results are reproducible by seed; permuting the order of the areas permutes the results.
@@ -14,6 +17,8 @@ import io
 import json
 import shutil
 import tempfile
+from collections import Counter
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -38,25 +43,31 @@ def _write(name: str, data: bytes) -> Path:
     return p
 
 
-def _assert_balanced(con, geocoder, path: Path, fmt: str, rows: int) -> None:
+def _assert_balanced(con, geocoder, path: Path, fmt: str, rows: int, valid: int = 0) -> str:
     """Ingest ``path``: either a clear error naming the file (e.g. a cell whose newline breaks the CSV)
-    or a summary that accounts for every row."""
+    or a summary that accounts for every row, in which none of the ``valid`` rows was rejected. Returns
+    what happened: "refused", "stored" (some rows accepted or already stored) or "all rejected"."""
     try:
         s = ingest_file(con, geocoder, path, fmt)
     except IngestError as exc:
         assert exc.path == str(path)
-        return
+        return "refused"
     assert s.rows_read == rows
     assert s.rows_read == s.accepted + s.duplicates + s.rejected
+    assert s.rejected <= rows - valid, f"a valid row was rejected: {s.rejected_by_reason}"
+    return "stored" if s.accepted + s.duplicates > s.already_rejected else "all rejected"
 
 
-def _only_ingest_errors(fn, path: Path) -> None:
+def _only_ingest_errors(fn, path: Path) -> str:
+    """Parse ``path``: "parsed", or "refused" with an IngestError naming the file."""
     try:
         fn(path)
     except IngestError as exc:
         assert exc.path == str(path), f"error does not name the file: {exc.message}"
         assert exc.reason
+        return "refused"
     # Anything else propagates and fails the test with its traceback.
+    return "parsed"
 
 
 # Bytes that look a little like the real thing, so the parsers get past their first checks often.
@@ -78,22 +89,40 @@ json_like = st.one_of(
 )
 
 
-@settings(max_examples=300, **SETTINGS)
-@given(data=csv_like)
-def test_police_csv_arbitrary_bytes(data):
-    _only_ingest_errors(parse_police_csv, _write("x.csv", data))
+def test_police_csv_arbitrary_bytes():
+    seen: Counter = Counter()
+
+    @settings(max_examples=300, **SETTINGS)
+    @given(data=csv_like)
+    def prop(data):
+        seen[_only_ingest_errors(parse_police_csv, _write("x.csv", data))] += 1
+
+    prop()
+    assert seen["parsed"] > 0 and seen["refused"] > 0, seen
 
 
-@settings(max_examples=300, **SETTINGS)
-@given(data=csv_like)
-def test_extract_arbitrary_bytes(data):
-    _only_ingest_errors(lambda p: parse_extract(p, ExtractMapping()), _write("x.csv", data))
+def test_extract_arbitrary_bytes():
+    seen: Counter = Counter()
+
+    @settings(max_examples=300, **SETTINGS)
+    @given(data=csv_like)
+    def prop(data):
+        seen[_only_ingest_errors(lambda p: parse_extract(p, ExtractMapping()), _write("x.csv", data))] += 1
+
+    prop()
+    assert seen["parsed"] > 0 and seen["refused"] > 0, seen
 
 
-@settings(max_examples=300, **SETTINGS)
-@given(data=json_like, name=st.sampled_from(["x.json", "x.jsonl", "x.json.gz"]))
-def test_police_json_arbitrary_bytes(data, name):
-    _only_ingest_errors(parse_police_json, _write(name, data))
+def test_police_json_arbitrary_bytes():
+    seen: Counter = Counter()
+
+    @settings(max_examples=300, **SETTINGS)
+    @given(data=json_like, name=st.sampled_from(["x.json", "x.jsonl", "x.json.gz"]))
+    def prop(data, name):
+        seen[_only_ingest_errors(parse_police_json, _write(name, data))] += 1
+
+    prop()
+    assert seen["parsed"] > 0 and seen["refused"] > 0, seen
 
 
 def test_json_deeply_nested_is_a_clear_error():
@@ -145,22 +174,49 @@ def _no_surrogates(s: str) -> bool:
         return False
 
 
-@settings(max_examples=150, **SETTINGS)
-@given(rows=st.lists(st.tuples(ids, junk, junk, junk, junk), min_size=1, max_size=25))
-def test_police_csv_rows_balanced(rows, geocoder, con):
-    assume(all(_no_surrogates(c) for r in rows for c in r))
-    body = [[cid, month, "Force", "Force", lon, lat, "On or near X", "", "", cat, "", ""]
-            for cid, month, lon, lat, cat in rows]
-    path = _write("rows.csv", _csv_bytes(POLICE_CSV_COLUMNS, body))
-    _assert_balanced(con, geocoder, path, "police-csv", len(rows))
+# Valid values, drawn on their own: rows made of them must be stored (accepted or duplicates).
+good_lon = st.floats(-2.16, -2.08).map(lambda v: f"{v:.6f}")
+good_lat = st.floats(52.55, 52.62).map(lambda v: f"{v:.6f}")
+good_category = st.sampled_from(["Violence and sexual offences", "Anti-social behaviour", "Burglary", "robbery"])
+good_month = st.dates(min_value=date(2010, 1, 1), max_value=date(2025, 12, 31))
+#: (is valid, row) pairs: junk rows, or valid rows (id, month, lon, lat, category)
+police_rows = st.lists(st.one_of(
+    st.tuples(st.just(False), st.tuples(ids, junk, junk, junk, junk)),
+    st.tuples(st.just(True), st.tuples(ids, good_month.map(lambda d: d.strftime("%Y-%m")), good_lon, good_lat,
+                                       good_category))), min_size=1, max_size=25)
+extract_rows = st.lists(st.one_of(
+    st.tuples(st.just(False), st.tuples(ids, junk, junk, junk, junk)),
+    st.tuples(st.just(True), st.tuples(st.text("abcdef0123", min_size=1, max_size=6),
+                                       good_month.map(lambda d: d.isoformat()), good_category, good_lon, good_lat))),
+    min_size=1, max_size=25)
 
 
-@settings(max_examples=150, **SETTINGS)
-@given(rows=st.lists(st.tuples(ids, junk, junk, junk, junk), min_size=1, max_size=25))
-def test_extract_rows_balanced(rows, geocoder, con):
-    assume(all(_no_surrogates(c) for r in rows for c in r))
-    path = _write("extract.csv", _csv_bytes(["incident_id", "date", "offence", "longitude", "latitude"], rows))
-    _assert_balanced(con, geocoder, path, "extract", len(rows))
+def _csv_rows_stored(geocoder, con, rows_strategy, name: str, header, fmt: str, to_row) -> Counter:
+    """Property: a CSV of generated rows (junk and valid, ``to_row`` making each one CSV row) is
+    accounted for and loses no valid row; returns the outcomes seen."""
+    seen: Counter = Counter()
+
+    @settings(max_examples=150, **SETTINGS)
+    @given(rows=rows_strategy)
+    def prop(rows):
+        assume(all(_no_surrogates(c) for _, r in rows for c in r))
+        path = _write(name, _csv_bytes(header, [to_row(r) for _, r in rows]))
+        seen[_assert_balanced(con, geocoder, path, fmt, len(rows), sum(ok for ok, _ in rows))] += 1
+
+    prop()
+    return seen
+
+
+def test_police_csv_rows_balanced(geocoder, con):
+    seen = _csv_rows_stored(geocoder, con, police_rows, "rows.csv", POLICE_CSV_COLUMNS, "police-csv",
+                            lambda r: [r[0], r[1], "Force", "Force", r[2], r[3], "On or near X", "", "", r[4], "", ""])
+    assert seen["stored"] > 0, seen
+
+
+def test_extract_rows_balanced(geocoder, con):
+    seen = _csv_rows_stored(geocoder, con, extract_rows, "extract.csv",
+                            ["incident_id", "date", "offence", "longitude", "latitude"], "extract", list)
+    assert seen["stored"] > 0, seen
 
 
 json_scalar = st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats() | junk
@@ -176,11 +232,26 @@ crime = st.fixed_dictionaries({}, optional={
     "outcome_status": json_value, "context": json_value, "location_type": json_value})
 
 
-@settings(max_examples=150, **SETTINGS)
-@given(records=st.lists(st.one_of(crime, json_value), min_size=1, max_size=12))
-def test_police_json_records_balanced(records, geocoder, con):
-    path = _write("crimes.json", json.dumps(records).encode())
-    _assert_balanced(con, geocoder, path, "police-api-json", len(records))
+good_crime = st.fixed_dictionaries({
+    "id": st.integers(1, 10**9), "month": good_month.map(lambda d: d.strftime("%Y-%m")),
+    "category": st.sampled_from(["violent-crime", "anti-social-behaviour", "burglary"]),
+    "location": st.fixed_dictionaries({"latitude": good_lat, "longitude": good_lon,
+                                       "street": st.fixed_dictionaries({"name": st.text(max_size=10)})})})
+
+
+def test_police_json_records_balanced(geocoder, con):
+    seen: Counter = Counter()
+
+    @settings(max_examples=150, **SETTINGS)
+    @given(records=st.lists(st.one_of(st.tuples(st.just(False), st.one_of(crime, json_value)),
+                                      st.tuples(st.just(True), good_crime)), min_size=1, max_size=12))
+    def prop(records):
+        path = _write("crimes.json", json.dumps([r for _, r in records]).encode())
+        seen[_assert_balanced(con, geocoder, path, "police-api-json", len(records),
+                              sum(ok for ok, _ in records))] += 1
+
+    prop()
+    assert seen["stored"] > 0, seen
 
 
 @pytest.mark.parametrize("records", [[{"persistent_id": [None]}], [{}, {"persistent_id": [None]}],

@@ -175,7 +175,11 @@ def test_against_pygeoda_on_wolverhampton(wolverhampton_imd):
 
 def _libpysal_weights(gal: str):
     import libpysal
-    return libpysal.io.open(libpysal.examples.get_path(gal)).read()
+    f = libpysal.io.open(libpysal.examples.get_path(gal))
+    try:  # closed: warnings (an unclosed file) are errors here
+        return f.read()
+    finally:
+        f.close()
 
 
 def test_moran_stl_published_values():
@@ -183,7 +187,11 @@ def test_moran_stl_published_values():
     I = 0.24365582621771659, E[I] = −0.012987012987012988, two-tailed p_norm = 0.00027147862770937614."""
     import libpysal
     lw = _libpysal_weights("stl.gal")
-    y = np.array(libpysal.io.open(libpysal.examples.get_path("stl_hom.txt")).by_col["HR8893"])
+    f = libpysal.io.open(libpysal.examples.get_path("stl_hom.txt"))
+    try:
+        y = np.array(f.by_col["HR8893"])
+    finally:
+        f.close()
     m = stats.moran_global(y, from_matrix(lw.sparse), permutations=0)
     assert m["I"] == pytest.approx(0.24365582621771659, abs=1e-12)
     assert m["EI"] == pytest.approx(-0.012987012987012988, abs=1e-15)
@@ -195,7 +203,11 @@ def test_moran_sids_published_values():
     two-tailed p_norm = 0.0001158330781489969."""
     import libpysal
     lw = _libpysal_weights("sids2.gal")
-    y = np.array(libpysal.io.open(libpysal.examples.get_path("sids2.dbf")).by_col("SIDR74"))
+    f = libpysal.io.open(libpysal.examples.get_path("sids2.dbf"))
+    try:
+        y = np.array(f.by_col("SIDR74"))
+    finally:
+        f.close()
     m = stats.moran_global(y, from_matrix(lw.sparse), permutations=0)
     assert m["I"] == pytest.approx(0.24772519320480135, abs=1e-12)
     assert m["p_norm"] == pytest.approx(0.0001158330781489969, rel=1e-9)

@@ -225,14 +225,14 @@ def incidents():
     (an LSOA 2021 or ward code); ``limit``/``offset`` page through them; ``format=csv`` downloads them
     (formula-safe CSV)."""
     from hotspots import store
-    from hotspots.request import _number
+    from hotspots.request import number
     config = get_config()
     req = parse("count")
     area = (request.args.get("area") or "").strip()
     if area and not (len(area) <= 16 and area.isalnum()):
         raise HotspotsError(f"area must be an LSOA or ward code, got {area[:20]!r}", column="area")
-    limit = int(_number(request.args, "limit", 1000, 1, MAX_INCIDENTS))
-    offset = int(_number(request.args, "offset", 0, 0, 1e12))
+    limit = int(number(request.args, "limit", 1000, 1, MAX_INCIDENTS))
+    offset = int(number(request.args, "offset", 0, 0, 1e12))
     fmt = request.args.get("format") or "json"
     if fmt not in ("json", "csv"):
         raise HotspotsError(f"format must be json or csv, got {fmt[:20]!r}", column="format")
@@ -370,3 +370,19 @@ def openapi_document() -> dict:
                                      "status": {"type": "integer"}, "column": {"type": "string"},
                                      "row": {"type": "integer"}}}}},
     }
+
+
+@bp.get("/series")
+def series():
+    """One area's counts per time step, its trend and Gi* class per step (the side panel's chart)."""
+    code = (request.args.get("code") or "").strip()
+    if not code:
+        raise HotspotsError("give the area's code, e.g. series?code=E01010520", column="code")
+    req = parse("emerging")
+    return ok(**pipeline.series(get_config(), req, code, audience()))
+
+
+FILTERS += [("step", "Time step of the time layers: month | quarter | year"),
+            ("time_neighbours", "Emerging hot spots: time steps back in a bin's neighbourhood, 1 to 3")]
+ROUTES.append({"path": "/api/v1/series", "summary": "One area's counts per time step, trend and Gi* class per step",
+               "filters": True, "params": [("code", "LSOA 2021 or ward code of the area")]})

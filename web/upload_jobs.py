@@ -211,7 +211,8 @@ def ingest_one(config: Config) -> IngestFn:
         con = store.connect(config.db_path)
         try:
             record_areas(con, geocoder)
-            return ingest_file(con, geocoder, path, fmt, config, progress=progress)
+            return ingest_file(con, geocoder, path, fmt, config, progress=progress,
+                               allowed_roots=[config.instance_dir / "uploads"])
         finally:
             con.close()
     return run

@@ -4,7 +4,7 @@ reads the same ``hotspots.pipeline.build_layer`` as every download. The page's s
 """
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request, url_for
+from flask import Blueprint, Response, render_template, request, url_for
 
 from hotspots import maps, pipeline
 from hotspots.errors import NotFoundError
@@ -13,7 +13,7 @@ from hotspots.layers import CRIME_TITLES
 from hotspots.request import CLASS_SCHEMES, SIGNIFICANCE, VARIABLES, WEIGHTS_MENU
 
 from . import get_config
-from .api import GEOGRAPHY_LABELS, audience_for_layers, categories_for_user, check_layer_access, parse
+from .api import GEOGRAPHY_LABELS, audience, audience_for_layers, categories_for_user, check_layer_access, layer, parse
 from .security import nonced
 
 bp = Blueprint("views", __name__)
@@ -32,7 +32,7 @@ def _page(template: str, printable: bool):
     bad = [s for s in show if s not in names]
     if bad:
         raise NotFoundError(f"unknown layer {', '.join(b[:40] for b in bad)} in 'show' (have: {', '.join(names)})",
-                            column="show")
+                            column="show")  # names: the layers this user may see
     for s in show:
         check_layer_access(s)
     if not show:
@@ -79,3 +79,22 @@ def index():
 @bp.get("/print")
 def printable():
     return _page("print.html", printable=True)
+
+
+@bp.get("/briefing.<fmt>")
+def briefing(fmt: str):
+    """The briefing pack (A4 PDF) or the map as a PNG for slides, for this view's parameters and the user's
+    audience (viewers get the protected, suppressed figures of their map). ``marking`` from the form, else
+    the configuration's; ``organisation`` (at most 80 characters) else the area's name."""
+    from hotspots import briefing as pack
+    if fmt not in ("pdf", "png"):
+        raise NotFoundError(f"unknown briefing format {fmt[:10]!r} (use pdf or png)", column="format")
+    config = get_config()
+    req = parse("gistar")
+    layer(req)  # the analysis through the bounded pool; the briefing then reads the cached layers
+    b = pack.compose(config, req, audience(), marking=request.args.get("marking") or None,
+                     organisation=(request.args.get("organisation") or "")[:80] or None)
+    body = pack.briefing_pdf(b) if fmt == "pdf" else pack.briefing_png(b)
+    resp = Response(body, mimetype="application/pdf" if fmt == "pdf" else "image/png")
+    resp.headers["Content-Disposition"] = f'attachment; filename="briefing_{req.month_from}_{req.month_to}.{fmt}"'
+    return resp

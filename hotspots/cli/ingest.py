@@ -38,8 +38,14 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, from_bun
     summaries = ingest_paths(config, targets, fmt, show_progress=True,
                              on_error=report if keep_going else None)
     _print_summary(summaries)
+    useless = [s for s in summaries if s.all_rejected]
+    for s in useless:
+        when = " (when this same file was first ingested)" if s.already_rejected else ""
+        click.echo(f"error: {s.path}: every row ({s.rows_read:,}) was rejected{when}; nothing of it was stored. "
+                   "The reasons are above and each row is in the rejects table.", err=True)
     if failures:
         click.echo(f"{len(failures)} file(s) could not be ingested (nothing of them was written).", err=True)
+    if failures or useless:
         ctx.exit(1)
 
 
@@ -53,7 +59,8 @@ def _print_summary(summaries) -> None:
     reasons: dict[str, int] = {}
     for s in summaries:
         agree = f"{s.lsoa_agree:,}/{s.lsoa_checked:,}" if s.lsoa_checked else "-"
-        t.add_row(s.path.rsplit("/", 1)[-1], s.format, f"{s.rows_read:,}", f"{s.accepted:,}", f"{s.duplicates:,}",
+        dup = f"{s.duplicates:,}" + (f" ({s.already_rejected:,} rejected before)" if s.already_rejected else "")
+        t.add_row(s.path.rsplit("/", 1)[-1], s.format, f"{s.rows_read:,}", f"{s.accepted:,}", dup,
                   f"{s.rejected:,}", f"{s.outside_area:,}", agree)
         tot["read"] += s.rows_read; tot["acc"] += s.accepted; tot["dup"] += s.duplicates
         tot["rej"] += s.rejected; tot["out"] += s.outside_area

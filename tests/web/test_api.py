@@ -161,7 +161,8 @@ def test_downloads_carry_filters_attribution_and_metadata(client):
     import pyogrio
     gp = client.get(f"/api/v1/downloads/lisa.gpkg?{q}")
     path = __import__("tempfile").mktemp(suffix=".gpkg")
-    open(path, "wb").write(gp.data)
+    with open(path, "wb") as fh:
+        fh.write(gp.data)
     layers = [name for name, _ in pyogrio.list_layers(path)]
     assert "metadata" in layers
     g = gpd.read_file(path, layer=[n for n in layers if n != "metadata"][0])

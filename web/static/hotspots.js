@@ -12,7 +12,7 @@
   state.layers.forEach(function (l) { catalogue[l.name] = l; });
   var entries = {};   // name -> {group, legend, loadedKey, loading}
   var pending = 0;
-  var CRIME = ["count", "rate", "eb_rate", "gistar", "lisa", "change"];
+  var CRIME = ["count", "rate", "eb_rate", "gistar", "lisa", "change", "emerging", "trend"];
   var HATCH = "url(#hs-hatch-suppressed)";  // the SVG pattern defined once in the page (_patterns.html)
   var phone = window.matchMedia("(max-width: 480px)");
   // tablets (up to 1024 px wide) collapse the layer list behind Leaflet's layers button
@@ -214,6 +214,7 @@
             lyr.bindPopup(function () {
               return toElement(tooltipHTML(fc, f.properties) + '<p class="pop-code">' + esc(f.properties.code) + "</p>");
             });
+            if (CRIME.indexOf(name) >= 0) lyr.on("click", function () { showSeries(f.properties.code); });
             lyr.on("mouseover", function () { lyr.setStyle({weight: 2.5, color: "#000"}); });
             lyr.on("mouseout", function () { gj.resetStyle(lyr); });
           }
@@ -387,8 +388,24 @@
       return "<li" + (hatch ? " class='suppressed-item'" : "") + ">" + sw + words + "</li>";
     });
     return '<div class="legend"><h3>' + esc(leg.title) + "</h3>" +
-      (leg.explain ? '<p class="legend-explain">' + esc(leg.explain) + "</p>" : "") + "<ul>" + items.join("") + "</ul>" +
+      (leg.explain ? '<p class="legend-explain">' + esc(leg.explain) + "</p>" : "") + bivariateSquare(leg.bivariate) +
+      "<ul" + (leg.bivariate ? ' class="bivariate-items"' : "") + ">" + items.join("") + "</ul>" +
       (leg.note ? '<p class="legend-note">' + esc(leg.note) + "</p>" : "") + "</div>";
+  }
+  /* The bivariate legend square: crime rises to the right, the second variable upwards; each cell is its
+   * class's colour with the number of areas in it. */
+  function bivariateSquare(b) {
+    if (!b || !b.grid) return "";
+    var rows = [2, 1, 0].map(function (y) {
+      return "<tr><th scope='row'>" + esc(b.levels[y]) + "</th>" + [0, 1, 2].map(function (x) {
+        return "<td><span class='swatch bv-cell' data-colour='" + esc(b.grid[y][x]) + "' title='" +
+          esc("Crime " + b.levels[x] + ", " + b.levels[y] + " " + b.y) + "'><span class='bv-n'>" + esc(String(b.n[y][x])) +
+          "</span></span></td>";
+      }).join("") + "</tr>";
+    });
+    return "<table class='bivariate-square'><caption>" + esc(b.y) + " (up) against " + esc(b.x) + " (right)</caption>" +
+      rows.join("") + "<tr><td></td>" + [0, 1, 2].map(function (x) { return "<th scope='col'>" + esc(b.levels[x]) + "</th>"; }).join("") +
+      "</tr></table>";
   }
   function renderLegends() {
     var html = visible.filter(function (n) { return entries[n] && entries[n].legend && map.hasLayer(entries[n].group); })
@@ -407,7 +424,7 @@
     if (!el) return;
     var top = s.top.length ? "<ol class='top'>" + s.top.map(function (r) {
       var count = typeof r.count === "number" ? plural(r.count, "incident") : esc(fmt(r.count)) + " incidents";
-      return "<li><strong>" + esc(r.name) + "</strong> (" + esc(r.code) + ")" + (r.ward ? ", " + esc(r.ward) + " ward" : "") +
+      return "<li><strong>" + esc(r.name) + "</strong> (" + esc(r.code) + ")" + (r.place ? ", " + esc(r.place) : r.ward ? ", " + esc(r.ward) + " ward" : "") +
         ": " + count + " here, z = " + esc(fmt(r.z)) + " <span class='cls'>" + esc(r["class"]) + "</span></li>";
     }).join("") + "</ol>" : "<p>No area is a significant Gi* hot spot with these settings.</p>";
     el.innerHTML = "<h2>Top hot spots</h2><p class='muted'>" + esc(s.title) + "</p>" +
@@ -434,14 +451,17 @@
     var emptyBaseline = c.total_before === 0;
     var rows = c.rows.filter(function (r) { return r.change !== 0; }).slice(0, 15).map(function (r) {
       // against an empty baseline a change is not an increase: show the server's class label instead
-      var change = emptyBaseline ? esc(r.class_label || "no data in the baseline") :
+      var change = emptyBaseline ? esc(r.change_class || r.class_label || "no data in the baseline") :
         (typeof r.change === "number" && r.change > 0 ? "+" : "") + esc(fmt(r.change));
       return "<tr><td>" + esc(r.name) + "</td><td>" + esc(r.ward_name || "") + "</td><td>" + esc(fmt(r.count_before)) +
-        "</td><td>" + esc(fmt(r.count_after)) + "</td><td>" + change + "</td></tr>";
+        "</td><td>" + esc(fmt(r.count_after)) + "</td><td>" + change + "</td><td>" + esc(r.change_class || "") +
+        (typeof r.ci_low === "number" && typeof r.ci_high === "number" ? " (" + esc(fmt(r.ci_low)) + " to " +
+          esc(fmt(r.ci_high)) + " %)" : "") + "</td></tr>";
     });
     el.innerHTML = "<h2>Period comparison</h2><p id='compare-sentence'>" + esc(c.sentence) + "</p>" +
-      "<table class='cmp'><thead><tr><th>Area</th><th>Ward</th><th>Before</th><th>After</th><th>Change</th></tr></thead><tbody>" +
-      (rows.join("") || "<tr><td colspan='5'>No area changed.</td></tr>") + "</tbody></table>" +
+      "<table class='cmp'><thead><tr><th>Area</th><th>Ward</th><th>Before</th><th>After</th><th>Change</th>" +
+      "<th>Tested change (confidence interval of the %)</th></tr></thead><tbody>" +
+      (rows.join("") || "<tr><td colspan='6'>No area changed.</td></tr>") + "</tbody></table>" +
       "<p class='muted'>Largest increases first; areas with no change left out.</p>";
   }
   function refreshPanel() {
@@ -464,6 +484,77 @@
     } else if (cmp) { cmp.hidden = true; }
   }
 
+  // -- an area's time series (counts per step, Gi* class per step, Sen's trend line) ----------------
+  var SVGNS = "http://www.w3.org/2000/svg";
+  var GI_BIN_COLOURS = {"3": "#b2182b", "2": "#d6604d", "1": "#f4a582", "0": "#bdbdbd", "-1": "#92c5de",
+                        "-2": "#4393c3", "-3": "#2166ac"};
+  function svg(tag, attrs, parent) {
+    var el = document.createElementNS(SVGNS, tag);
+    Object.keys(attrs).forEach(function (k) { el.setAttribute(k, attrs[k]); });
+    if (parent) parent.appendChild(el);
+    return el;
+  }
+  function seriesChart(s) {
+    var W = 300, H = 150, L = 34, B = 28, T = 8, n = s.counts.length;
+    var nums = s.counts.map(function (c) { return typeof c === "number" ? c : null; });
+    var max = Math.max.apply(null, nums.concat([5]).filter(function (v) { return v !== null; }));
+    var bw = (W - L - 4) / Math.max(n, 1);
+    var y = function (v) { return T + (H - T - B) * (1 - v / max); };
+    var root = svg("svg", {viewBox: "0 0 " + W + " " + H, width: "100%", role: "img", "class": "series-chart",
+                           "aria-label": "Incidents per " + s.step + " in " + s.name});
+    svg("line", {x1: L, x2: W - 4, y1: y(0), y2: y(0), stroke: "#555"}, root);
+    [0, max].forEach(function (v) {
+      var t = svg("text", {x: L - 4, y: y(v) + 4, "text-anchor": "end", "font-size": "10"}, root);
+      t.textContent = String(v);
+    });
+    s.counts.forEach(function (c, i) {
+      var v = nums[i], x = L + i * bw + 1;
+      var h = v === null ? 4 : v;  // a suppressed step: a stub, labelled
+      var r = svg("rect", {x: x, width: Math.max(bw - 2, 1), y: y(h), height: Math.max(y(0) - y(h), 0.5)}, root);
+      var bin = s.gi_bin ? String(s.gi_bin[i]) : null;
+      r.style.fill = v === null ? "#d9d9d9" : (bin ? GI_BIN_COLOURS[bin] : "#737373");
+      var tip = svg("title", {}, r);
+      tip.textContent = s.steps[i] + ": " + c + (bin && bin !== "0" ? " (Gi* " + (bin > 0 ? "hot" : "cold") + " spot)" : "");
+    });
+    if (s.trend) {
+      var line = svg("line", {x1: L + bw / 2, x2: L + (n - 0.5) * bw, y1: y(Math.max(s.trend.intercept, 0)),
+                              y2: y(Math.max(s.trend.intercept + s.trend.sens_slope * (n - 1), 0)),
+                              "stroke-width": "2", "stroke-dasharray": "4 3"}, root);
+      line.style.stroke = "#000";
+    }
+    [0, n - 1].forEach(function (i) {
+      var t = svg("text", {x: L + (i + 0.5) * bw, y: H - 10, "text-anchor": i ? "end" : "start", "font-size": "10"}, root);
+      t.textContent = s.steps[i];
+    });
+    return root;
+  }
+  function showSeries(code) {
+    var box = document.getElementById("series");
+    if (!box) {
+      box = document.createElement("section");
+      box.id = "series"; box.className = "series"; box.setAttribute("aria-live", "polite");
+      var after = document.getElementById("comparison") || document.getElementById("summary");
+      if (!after) return;
+      after.parentNode.insertBefore(box, after.nextSibling);
+    }
+    busy(1);
+    getJSON(API + "/series?" + qs(Object.assign({}, params, {code: code}))).then(function (s) {
+      var words = s.trend ? "Trend: " + (s.trend.trend > 0 ? "significant increase" : s.trend.trend < 0 ?
+        "significant decrease" : "no significant trend") + " (Sen's slope " + fmt(s.trend.sens_slope) + " per " + s.step +
+        ", p = " + fmt(s.trend.p) + "; dashed line)." : "";
+      box.innerHTML = "<h2>" + esc(s.name) + " over time</h2><p class='muted'>Incidents per " + esc(s.step) +
+        (s.computed_from === "protected table" ? " (protected figures; a light grey stub is a small number, " +
+        "hidden)" : "") + ".</p>" +
+        "<div class='series-plot'></div><p>" + esc(words) + "</p>" +
+        (s.category ? "<p>Emerging hot spot analysis: <strong>" + esc(s.category) + "</strong>; bars coloured by " +
+          "each step's Gi* class (reds hot, blues cold, grey not significant).</p>" :
+          "<p class='muted'>" + esc(s.emerging_note || "") + "</p>");
+      box.querySelector(".series-plot").appendChild(seriesChart(s));
+    }).catch(function (e) {
+      box.innerHTML = "<p class='warn'>Time series unavailable: " + esc(e.message) + "</p>";
+    }).finally(function () { busy(-1); });
+  }
+
   // -- URL state, downloads ---------------------------------------------------------------------------
   function pageQuery() { return qs(Object.assign({}, params, {show: visible.join(",")})); }
   function syncURL(push) {
@@ -473,6 +564,12 @@
     if (share) share.href = url;
     var pr = document.getElementById("print-link");
     if (pr) pr.href = pr.href.split("?")[0] + "?" + pageQuery();
+    var mk = document.getElementById("briefing-marking");
+    ["briefing-link", "briefing-png-link"].forEach(function (id) {
+      var a = document.getElementById(id);
+      if (a) a.href = a.href.split("?")[0] + "?" + qs(Object.assign({}, params, mk ? {marking: mk.value} : {}));
+    });
+    if (mk && !mk.dataset.bound) { mk.dataset.bound = "1"; mk.addEventListener("change", function () { syncURL(false); }); }
     var dl = document.getElementById("download-links");
     if (dl) {
       var q = qs(params);

@@ -1,0 +1,83 @@
+"""Place names people know for small areas: "St Peters ward, north-east part, by Heath Town".
+
+Why: LSOA names such as "Wolverhampton 020H" mean nothing to officers (issue 13). The bundle has no
+locality names below the ward, so the label is built from what it has: the best-fit ward (the same one
+as the counts' ``ward_name``), which part of that ward the area lies in (compass direction of its
+centroid from the ward's centroid, "central" near the middle) and, for an area on the ward's edge, the
+neighbouring ward it shares the longest border with. Computed from the boundaries in EPSG:27700.
+"""
+from __future__ import annotations
+
+import math
+
+import geopandas as gpd
+import shapely
+
+from .aggregate import best_fit_wards
+from .bundle import load_boundary
+from .cache import cached
+from .config import Config
+
+#: an area whose centroid lies within this share of the ward's "radius" (sqrt(area / pi)) is "central"
+CENTRAL_SHARE = 0.3
+#: a shared border shorter than this (metres) is a corner touch, not "by" that ward
+MIN_SHARED_BORDER_M = 50.0
+COMPASS = ("east", "north-east", "north", "north-west", "west", "south-west", "south", "south-east")
+
+
+def compass_word(dx: float, dy: float) -> str:
+    """One of eight compass directions for an offset in easting/northing."""
+    angle = math.degrees(math.atan2(dy, dx)) % 360.0
+    return COMPASS[int(((angle + 22.5) % 360.0) // 45.0)]
+
+
+def place_names(config: Config, role: str) -> dict[str, str]:
+    """area code -> "<ward> ward, <part>[, by <neighbouring ward>]" for areas below ward level; ``{}`` for
+    wards themselves (their name already is the place)."""
+    if role == "ward":
+        return {}
+    return cached(config, ("place-names", role), lambda: _place_names(config, role))
+
+
+def _place_names(config: Config, role: str) -> dict[str, str]:
+    areas = load_boundary(config, role)
+    wards = load_boundary(config, "ward")
+    fit = best_fit_wards(config, role).set_index("code")
+    wgeom = dict(zip(wards["code"], wards.geometry))
+    wname = dict(zip(wards["code"], wards["name"]))
+    tree = shapely.STRtree(wards.geometry.boundary.to_numpy())
+    out: dict[str, str] = {}
+    for code, geom in zip(areas["code"], areas.geometry):
+        wc = fit["ward_code"].get(code)
+        if not isinstance(wc, str) or wc not in wgeom:
+            continue
+        ward = wgeom[wc]
+        c, wcent = geom.centroid, ward.centroid
+        radius = math.sqrt(ward.area / math.pi)
+        dx, dy = c.x - wcent.x, c.y - wcent.y
+        part = "central part" if math.hypot(dx, dy) < CENTRAL_SHARE * radius else f"{compass_word(dx, dy)} part"
+        out[code] = f"{wname[wc]} ward, {part}" + _by(geom, wc, wards, tree)
+    return out
+
+
+def _by(geom, own: str, wards: gpd.GeoDataFrame, tree: shapely.STRtree) -> str:
+    """", by <ward>" for the other ward sharing the longest border with ``geom``, else ""."""
+    edge = geom.boundary
+    best, best_len = None, MIN_SHARED_BORDER_M
+    for i in tree.query(geom.buffer(1.0)):
+        code = wards["code"].iat[int(i)]
+        if code == own:
+            continue
+        shared = edge.intersection(wards.geometry.iat[int(i)].buffer(1.0)).length
+        if shared > best_len:
+            best, best_len = wards["name"].iat[int(i)], shared
+    return f", by {best}" if best else ""
+
+
+def label(name: str, code: str, place: str | None) -> str:
+    """"Wolverhampton 020H (E01010520): St Peters ward, north part" — the official name, code and place."""
+    head = f"{name} ({code})" if name and name != code else code
+    return f"{head}: {place}" if place else head
+
+
+__all__ = ["place_names", "label", "compass_word"]
