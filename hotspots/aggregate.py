@@ -199,3 +199,79 @@ def _population(config: Config, role: str, frame: pd.DataFrame) -> np.ndarray:
         by_ward = bf.assign(pop=pop.reindex(bf["code"]).to_numpy()).groupby("ward_code")["pop"].sum()
         return by_ward.reindex(frame["code"]).to_numpy(dtype=float)
     return np.full(len(frame), np.nan)
+
+
+# -- grids -------------------------------------------------------------------------------------------------
+#: grid shape -> the prefix of its cell codes and roles (``grid:sq250``, ``grid:hx250``)
+GRID_PREFIX = {"square": "sq", "hex": "hx"}
+
+
+def grid_role(cell_m: float, shape: str) -> str:
+    """The base-table role of a grid: its cell identity for the protected table (``grid:sq250``)."""
+    from .grid import _fmt
+    return f"grid:{GRID_PREFIX[shape]}{_fmt(float(cell_m))}"
+
+
+def study_area(config: Config):
+    """The configured area: the union of the LSOA 2021 boundaries (EPSG:27700), cached per bundle."""
+    import shapely
+    from .cache import cached
+    return cached(config, ("study-area",),
+                  lambda: shapely.union_all(load_boundary(config, "lsoa21").geometry.to_numpy()))
+
+
+def grid_cells(config: Config, cell_m: float, shape: str = "square") -> gpd.GeoDataFrame:
+    """The grid of ``cell_m`` metres covering the configured area (cached per data version); AnalysisError
+    for a size below the engine's minimum or over its cell cap."""
+    from .cache import cached
+    from .grid import make_grid
+    return cached(config, ("grid", float(cell_m), shape), lambda: make_grid(study_area(config), cell_m, shape))
+
+
+def incident_points(config: Config) -> pd.DataFrame:
+    """In-area incidents with coordinates: easting, northing, month, category (cached per data version)."""
+    from .cache import cached
+
+    def build() -> pd.DataFrame:
+        e, n, m, c = store.points(config.db_path)
+        return pd.DataFrame({"easting": np.asarray(e, dtype=float), "northing": np.asarray(n, dtype=float),
+                             "month": pd.Series(m, dtype=object), "category": pd.Series(c, dtype=object)})
+    return cached(config, ("incident-points",), build)
+
+
+def grid_base_table(config: Config, cell_m: float, shape: str, audience: Audience = Audience.ANALYST) -> BaseTable:
+    """The base cells (grid cell × month × category) of a grid, exact or protected like the LSOA table:
+    incidents placed by the exact point-in-polygon rule of :func:`hotspots.grid.assign_cells`."""
+    from .cache import cached
+    from .grid import assign_cells
+    rule = effective_rule(config) if audience is Audience.VIEWER else None
+    role = grid_role(cell_m, shape)
+
+    def build() -> BaseTable:
+        grid = grid_cells(config, cell_m, shape)
+        pts = incident_points(config)
+        idx = assign_cells(pts["easting"].to_numpy(), pts["northing"].to_numpy(), grid)
+        inside = idx >= 0
+        cells = pd.DataFrame({"code": grid["code"].to_numpy()[idx[inside]], "month": pts["month"].to_numpy()[inside],
+                              "category": pts["category"].to_numpy()[inside]})
+        cells = cells.groupby(["code", "month", "category"], sort=False).size().rename("n").reset_index()
+        key = perturbation_key(config) if rule is not None else None
+        return build_base(cells, role, rule, key)
+    return cached(config, ("base", role, audience.value, None if rule is None else rule.name), build)
+
+
+def grid_counts(config: Config, cell_m: float, shape: str = "square", categories=None, month_from: str | None = None,
+                month_to: str | None = None, audience: Audience = Audience.ANALYST) -> gpd.GeoDataFrame:
+    """Counts per grid cell (every cell, zeros included), EPSG:27700: code, share_inside, partial, ix, iy,
+    count, clipped and geometry (the full cell). Viewers get sums of protected cells."""
+    month_from, month_to = check_period(month_from, month_to)
+    cats = normalise_categories(categories)
+    _check_categories(config, cats)
+    grid = grid_cells(config, cell_m, shape)
+    base = grid_base_table(config, cell_m, shape, audience)
+    out = grid[["code", "ix", "iy", "share_inside", "partial", "clipped", "geometry"]].copy()
+    out.insert(5, "count", base.totals(list(out["code"]), cats, month_from, month_to,
+                                       protected=audience is Audience.VIEWER))
+    out.attrs.update({"cell_m": float(cell_m), "shape": shape, "categories": cats, "month_from": month_from,
+                      "month_to": month_to, "audience": audience.value, "role": grid_role(cell_m, shape)})
+    return out

@@ -174,6 +174,8 @@ class Config:
     source: Path | None = None
     #: protective marking printed on the print view and briefings (Government Security Classifications)
     marking: str = "OFFICIAL"
+    #: smallest KDE bandwidth (metres) published to viewers: below it a surface can locate one incident
+    kde_min_bandwidth_m: float = 250.0
 
     # -- derived paths -------------------------------------------------------------------------
     @property
@@ -300,6 +302,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         disclosure=dict(raw.get("disclosure") or {"rule": "default"}),
         datasets=datasets, extract=extract, ingest=ingest_limits, source=path,
         marking=str((raw.get("report") or {}).get("marking", "OFFICIAL")),
+        kde_min_bandwidth_m=float(analysis.get("kde_min_bandwidth_m", 250.0)),
     )
     for var, fld in ENV_OVERRIDES.items():
         if env.get(var):

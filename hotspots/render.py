@@ -40,6 +40,10 @@ DISPLAY_DECIMALS = 5
 #: Flask adds "; charset=utf-8" to a text/* mimetype itself: naming it here doubled it in the header
 DOWNLOAD_TYPES = {"geojson": "application/geo+json", "csv": "text/csv",
                   "zip": "application/zip", "gpkg": "application/geopackage+sqlite3"}
+#: layers whose frame carries its geometry (no boundary file of that role): grids and incident points
+OWN_GEOMETRY_ROLES = ("grid:", "points")
+#: raster downloads, for layers that are a surface on a square grid (the KDE)
+RASTER_TYPES = {"tif": "image/tiff"}
 WEIGHTS_WORDS = {"queen": "queen contiguity (areas sharing a border or a corner are neighbours)",
                  "rook": "rook contiguity (areas sharing a border are neighbours)"}
 
@@ -70,10 +74,19 @@ def _round(v: Any) -> Any:
     return v
 
 
+def own_geometries(r: Published) -> dict[str, str]:
+    """code -> GeoJSON geometry text of a layer that carries its own geometry (grid cells, incident points):
+    WGS84, quantised like the boundaries; grid cells are not simplified (their edges are straight)."""
+    g = r.frame.geometry.to_crs(WGS84).to_numpy()
+    g = shapely.orient_polygons(shapely.set_precision(g, 10 ** -DISPLAY_DECIMALS), exterior_cw=False)
+    return {code: shapely.to_geojson(geom) for code, geom in zip(r.frame["code"], g)}
+
+
 def display_geojson(config: Config, r: Published) -> bytes:
     """The map's GeoJSON: simplified geometry, compact numbers, legend and fields as foreign members."""
     if "display" not in r.renders:
-        geoms = display_geometries(config, r.role)
+        own = r.role.startswith(OWN_GEOMETRY_ROLES)
+        geoms = own_geometries(r) if own else display_geometries(config, r.role)
         props = pd.DataFrame(r.frame.drop(columns="geometry"))
         parts = []
         for rec in props.to_dict(orient="records"):
@@ -98,6 +111,11 @@ def download(config: Config, r: Published, fmt: str) -> tuple[bytes, str, str]:
     """(body, mimetype, filename): full-resolution geometry and typed columns in every format; attribution
     and metadata (incl. global Moran's I at full precision) as the GeoJSON ``metadata`` member, the GeoPackage
     ``metadata`` table, or ``metadata.json`` in the zip; the ``.csv`` is data only."""
+    if fmt in RASTER_TYPES and "raster" in r.summary:
+        key = "download-" + fmt
+        if key not in r.renders:
+            r.renders[key] = _raster(r)
+        return r.renders[key]
     if fmt not in DOWNLOAD_TYPES:
         raise NotFoundError(f"unknown format {fmt[:20]!r} (use one of: {', '.join(DOWNLOAD_TYPES)})", column="format")
     key = "download-" + fmt
@@ -124,6 +142,17 @@ def download_metadata(config: Config, r: Published) -> dict:
     """Everything a download says about itself: provenance, parameters, disclosure, method, Moran's I."""
     return {"name": r.filename, "title": r.title, **r.metadata, "attribution": config.attributions(),
             "note": POLICE_NOTE}
+
+
+def _raster(r: Published) -> tuple[bytes, str, str]:
+    """A GeoTIFF (EPSG:27700) of a surface layer's values, its tags saying what they are."""
+    from .kde import write_geotiff
+    raster = r.summary["raster"]
+    name = f"{r.filename}.tif"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_geotiff(raster["value"].to_numpy(), raster, Path(tmp) / name,
+                             tags={**r.summary.get("raster_tags", {}), "title": r.title})
+        return path.read_bytes(), RASTER_TYPES["tif"], name
 
 
 def _download(config: Config, r: Published, fmt: str) -> tuple[bytes, str, str]:

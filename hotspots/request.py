@@ -33,6 +33,14 @@ K_RANGE = (3, 7)
 #: time layers: steps of the space-time cube (month or coarser, for every audience) and time neighbours
 STEPS = ("month", "quarter", "year")
 TIME_NEIGHBOURS_MENU = (1, 2, 3)
+#: grids and kernel density (hotspots.kinds_grid): the geography name, its layers, and the web's menus
+GRID = "grid"
+GRID_LAYERS = ("grid_count", "grid_gistar", "kde")
+GRID_EQUIVALENT = {"count": "grid_count", "gistar": "grid_gistar"}
+GRID_CELL_MENU = (100, 250, 500, 1000)
+GRID_SHAPES = ("square", "hex")
+BANDWIDTH_MENU = (100, 150, 200, 250, 300, 400, 500, 750, 1000, 1500, 2000)
+KDE_KERNELS = ("quartic", "gaussian")
 #: months before this are refused (police.uk street-level data starts in 2010; extracts go back further)
 FIRST_MONTH = "2001-01"
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -134,6 +142,12 @@ class LayerRequest:
     #: the bivariate layer's second variable: a deprivation domain of the LSOA 2021 index ("imd") or a
     #: risk-factor overlay ("overlay-<id>")
     against: str = "imd"
+    # -- grids and kernel density (hotspots.kinds_grid) --
+    cell: float = 250.0
+    shape: str = "square"
+    bandwidth: float = 400.0
+    kernel: str = "quartic"
+    optimized: bool = False
 
     def query(self, **changes: Any) -> dict[str, str]:
         """The URL query string that reproduces this request (shareable link)."""
@@ -143,7 +157,8 @@ class LayerRequest:
              "significance": p.significance, "alpha": f"{p.alpha:g}", "classes": p.classes, "k": str(p.k),
              "domain": p.domain, "compare_from": p.compare_from or "", "compare_to": p.compare_to or "",
              "permutations": str(p.permutations), "step": p.step, "time_neighbours": str(p.time_neighbours),
-             "against": p.against if p.against != "imd" else ""}
+             "against": p.against if p.against != "imd" else "", "cell": f"{p.cell:g}", "shape": p.shape,
+             "bandwidth": f"{p.bandwidth:g}", "kernel": p.kernel, "optimized": "1" if p.optimized else ""}
         return {k: v for k, v in q.items() if v != ""}
 
     @property
@@ -223,7 +238,7 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
         listed = [n for n in catalog.layers if n not in catalog.private]
         raise NotFoundError(f"unknown layer {str(layer)[:40]!r} (have: {', '.join(listed)})", column="layer")
     geography = _first(args, "geography", "lsoa")
-    if geography not in GEOGRAPHIES:
+    if geography not in GEOGRAPHIES and geography != GRID:
         raise NotFoundError(f"unknown geography {geography[:40]!r} (use one of: {', '.join(GEOGRAPHIES)})",
                             column="geography")
     cats = _categories(args)
@@ -271,10 +286,36 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
                             "overlay as overlay-<id>)", column="against")
     if layer != "bivariate":
         against = "imd"  # does not apply to this layer: neither cached apart nor echoed
+    # -- grids and kernel density (hotspots.kinds_grid): cell, shape, bandwidth, kernel, optimized --------
+    cell = _menu_number(args, "cell", 250.0, GRID_CELL_MENU, free, 0 if free else 100, 1e6 if free else 1000)
+    shape = _choice(args, "shape", GRID_SHAPES, "square")
+    bandwidth = _menu_number(args, "bandwidth", 400.0, BANDWIDTH_MENU, free, 0 if free else 100,
+                             1e6 if free else 2000)
+    for name, metres in (("cell", cell), ("bandwidth", bandwidth)):
+        if not metres > 0:
+            raise HotspotsError(f"{name} size must be a finite number of metres > 0, got {metres:g}", column=name)
+    kernel = _choice(args, "kernel", KDE_KERNELS, "quartic")
+    optimized = _choice(args, "optimized", ("0", "1", "false", "true"), "0") in ("1", "true")
+    if geography == GRID and layer not in GRID_LAYERS and (catalog.group(layer) != "crime" or layer == "points"):
+        geography = "lsoa"  # a layer without a geography (wards, deprivation, overlays, points): grid does not apply
+    elif geography == GRID or layer in GRID_LAYERS:
+        if geography == GRID and layer in GRID_EQUIVALENT:
+            layer = GRID_EQUIVALENT[layer]
+        if layer not in GRID_LAYERS:
+            raise HotspotsError(f"geography=grid is offered by the layers {', '.join(GRID_LAYERS)}, not "
+                                f"{layer[:40]!r}", column="geography")
+        if layer not in catalog.layers:
+            raise NotFoundError(f"unknown layer {layer!r}", column="layer")
+        geography = GRID
+        if _first(args, "weights") is None:  # a grid's default band: two cells (the 8 or 12 nearest cells)
+            weights = _weights(f"distance:{2 * cell:g}", True)
+        if _first(args, "significance") is None:  # many cells: FDR by default, as the issue asks
+            significance = "fdr"
     return LayerRequest(layer=layer, geography=geography, categories=tuple(sorted(set(cats))), month_from=month_from,
                         month_to=month_to, variable=variable, weights=weights, significance=significance,
                         alpha=alpha, classes=classes, k=k, domain=domain, compare_from=cf, compare_to=ct,
-                        permutations=perms, step=step, time_neighbours=int(time_neighbours), against=against)
+                        permutations=perms, step=step, time_neighbours=int(time_neighbours), against=against,
+                        cell=cell, shape=shape, bandwidth=bandwidth, kernel=kernel, optimized=optimized)
 
 
 def _weights(value: str, free: bool) -> str:

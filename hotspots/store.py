@@ -334,3 +334,20 @@ def upload_report(db_path: Path, ingest_id: int, max_rejects: int) -> dict | Non
             "accepted": g[5] if g[5] is not None else stored, "duplicates": g[6], "outside_area": g[7],
             "stored": stored, "rejected": n_rej,
             "rejects": [{"row": r[0], "column": r[1], "reason": r[2], "raw": r[3]} for r in rej]}
+
+
+# -- points --------------------------------------------------------------------------------------------
+def points(db_path: Path) -> "tuple[list[float], list[float], list[str], list[str]]":
+    """Eastings, northings (EPSG:27700, metres), months and category slugs of every in-area incident with
+    coordinates: what grid cells are counted from (a grid is not an area stored with the incidents)."""
+    con = _read(db_path)
+    try:
+        rows = con.execute("SELECT i.easting_dm, i.northing_dm, i.month, c.slug FROM incidents i "
+                           "JOIN categories c ON c.id = i.category_id WHERE i.in_area = 1 AND "
+                           "i.easting_dm IS NOT NULL AND i.northing_dm IS NOT NULL").fetchall()
+    finally:
+        con.close()
+    if not rows:
+        return [], [], [], []
+    e, n, m, c = zip(*rows)
+    return [v / 10.0 for v in e], [v / 10.0 for v in n], list(m), list(c)

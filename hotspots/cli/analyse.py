@@ -10,6 +10,8 @@ Two sources of areas:
 
 Outputs use the download field names (``code``, ``name``, ``ward_code``, ``ward_name``, ``count``, ...;
 ``--areas`` keeps the user's id column name).
+* ``--level grid --cell METRES [--shape hex] [--optimized]``: Gi* on a grid over the configured area, through
+  the layer pipeline (the ``grid_gistar`` layer of :mod:`hotspots.kinds_grid`, exact counts).
 """
 from __future__ import annotations
 
@@ -33,7 +35,12 @@ def _config_or_none(ctx: click.Context):
 
 
 @cli.command()
-@click.option("--level", type=click.Choice(["lsoa", "ward"]), help="Analyse incident counts at this level.")
+@click.option("--level", type=click.Choice(["lsoa", "ward", "grid"]), help="Analyse incident counts at this level.")
+@click.option("--cell", type=float, default=None, help="Grid cell size in metres (--level grid; default 250).")
+@click.option("--shape", type=click.Choice(["square", "hex"]), default="square", show_default=True,
+              help="Grid cell shape (--level grid).")
+@click.option("--optimized", is_flag=True,
+              help="--level grid: choose the distance band from the first peak of incremental spatial autocorrelation.")
 @click.option("--category", "categories", multiple=True, help="Incident category (repeatable; default all).")
 @click.option("--from", "month_from", metavar="YYYY-MM", help="First month (inclusive).")
 @click.option("--to", "month_to", metavar="YYYY-MM", help="Last month (inclusive).")
@@ -59,9 +66,9 @@ def _config_or_none(ctx: click.Context):
 @click.option("--out", "out", type=click.Path(dir_okay=False), required=True,
               help="Output FILE.csv, FILE.geojson or FILE.gpkg.")
 @click.pass_context
-def analyse(ctx: click.Context, level, categories, month_from, month_to, areas_path, id_col, value_col, name_col,
-            population_col, crs, stat, weights, permutations, seed, alpha, fdr, significance, variable,
-            out) -> None:
+def analyse(ctx: click.Context, level, cell, shape, optimized, categories, month_from, month_to, areas_path, id_col,
+            value_col, name_col, population_col, crs, stat, weights, permutations, seed, alpha, fdr, significance,
+            variable, out) -> None:
     """Find hot and cold spots (Gi*), clusters and outliers (local Moran) and overall clustering."""
     from ..analysis import analyse_areas, read_areas
 
@@ -70,6 +77,15 @@ def analyse(ctx: click.Context, level, categories, month_from, month_to, areas_p
         raise AnalysisError(f"unknown output format {out_path.suffix!r}: use .csv, .geojson or .gpkg", path=out_path)
     if bool(level) == bool(areas_path):
         raise click.UsageError("give either --level or --areas (exactly one)")
+    if level != "grid" and (cell is not None or optimized or shape != "square"):
+        raise click.UsageError("--cell, --shape and --optimized go with --level grid")
+    if level == "grid":
+        from .grid_layers import write_grid_layer
+        opts = {"cell": cell if cell is not None else 250, "shape": shape, "category": list(categories),
+                "from": month_from, "to": month_to, "optimized": "1" if optimized else None, "weights": weights,
+                "permutations": permutations, "alpha": alpha, "significance": "fdr" if fdr else None}
+        write_grid_layer(get_config(ctx), "grid_gistar", opts, out_path)
+        return
     config = _config_or_none(ctx) if areas_path else get_config(ctx)
     seed = seed if seed is not None else (config.seed if config else 12345)
     alpha = alpha if alpha is not None else (config.alpha if config else 0.05)

@@ -199,8 +199,12 @@
     }).then(function (fc) {
       if (e.loadingKey !== key) return e;  // superseded by a newer request
       e.group.clearLayers();
+      var points = fc.features.length && fc.features[0].geometry && fc.features[0].geometry.type === "Point";
       var gj = L.geoJSON(fc, {
         style: styleFor(name),
+        pointToLayer: function (f, latlng) {  // incident points (analysts): small circles, clustered below
+          return L.circleMarker(latlng, {radius: 6});
+        },
         onEachFeature: function (f, lyr) {
           if (name === "wards") {
             lyr.bindTooltip(esc(f.properties.name), {permanent: true, direction: "center", className: "ward-label"});
@@ -216,7 +220,15 @@
           }
         }
       });
-      gj.addTo(e.group);
+      if (points && L.markerClusterGroup) {  // vendored leaflet.markercluster (web/static/vendor/markercluster)
+        // without a tile layer the map has no maxZoom, which the clusterer needs (it throws otherwise)
+        if (!isFinite(map.getMaxZoom())) map.setMaxZoom(19);
+        var clusters = L.markerClusterGroup({chunkedLoading: true, showCoverageOnHover: false, maxClusterRadius: 50});
+        clusters.addLayer(gj);
+        clusters.addTo(e.group);
+      } else {
+        gj.addTo(e.group);
+      }
       e.legend = fc.legend; e.title = fc.title; e.count = fc.features.length;
       e.loadedKey = key; e.loadingKey = null;
       if (name === "wards") e.group.bringToFront();
@@ -227,7 +239,8 @@
       return e;
     }).catch(function (err) {
       e.loadingKey = null;
-      showError(catalogue[name] ? catalogue[name].title + ": " + err.message : err.message);
+      var msg = (err && err.message) || String(err);
+      showError(catalogue[name] ? catalogue[name].title + ": " + msg : msg);
     }).finally(function () { busy(-1); });
   }
 

@@ -1,0 +1,277 @@
+"""Patrol-scale layer kinds (issue 11): grid counts, grid Gi*, kernel density and incident points.
+
+Why a module of its own: a grid is one more geography, so its kinds plug into the registry of
+:mod:`hotspots.layers` like the area kinds, and the CLI, the API, downloads and the map pick them up. The
+engine pieces are :mod:`hotspots.grid` (cells), :mod:`hotspots.kde` (densities) and :mod:`hotspots.scale`
+(the optimized distance band); the counts come from the grid base table of :mod:`hotspots.aggregate`, so a
+viewer's figures are sums of protected cells like every other viewer figure, and a viewer's KDE is
+smoothed from those protected cell counts at the cell centroids, never from the incidents' locations.
+"""
+from __future__ import annotations
+
+import re
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from . import maps
+from .aggregate import grid_counts, incident_points, normalise_categories
+from .bundle import BNG
+from .cache import cached
+from .categories import category_label
+from .config import Config
+from .errors import AnalysisError, ForbiddenError
+from .layers import (Analysed, LayerKind, filters_text, gi_note, register, style, subject)
+from .request import Audience, LayerRequest
+
+GRID_FIELDS = [["code", "Cell"], ["count", "Incidents"], ["share_inside", "Share of cell inside the area"]]
+GRID_COLUMNS = ("code", "count", "share_inside", "partial")
+GRID_GI = ("value", "gi_z", "gi_p", "gi_p_sim", "gi_bin", "gi_label", "n_neighbours")
+KDE_COLUMNS = ("code", "density", "share_inside", "partial")
+POINT_COLUMNS = ("code", "crime_id", "category", "category_label", "month", "date", "location", "outcome",
+                 "lsoa21", "ward_name")
+#: most incidents drawn as points in one layer: beyond it the filters are too wide for a marker map
+MAX_POINTS = 50_000
+POINT_COLOUR = "#b2182b"
+SHAPE_WORDS = {"square": "square", "hex": "hexagonal"}
+
+
+def grid_words(req: LayerRequest) -> str:
+    return f"{req.cell:g} m {SHAPE_WORDS[req.shape]} grid"
+
+
+def grid_filename(req: LayerRequest, *extra: str) -> str:
+    parts = ["hotspots", req.layer, f"{'sq' if req.shape == 'square' else 'hx'}{req.cell:g}",
+             "+".join(req.categories) or "all", f"{req.month_from}_{req.month_to}", *extra]
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", "_".join(x for x in parts if x))
+
+
+def cell_counts(config: Config, req: LayerRequest, audience: Audience) -> gpd.GeoDataFrame:
+    """Counts per cell for the request's filters (cached): exact for analysts, protected for viewers."""
+    return cached(config, ("grid-counts", req.cell, req.shape, req.categories, req.month_from, req.month_to,
+                           audience.value),
+                  lambda: grid_counts(config, req.cell, req.shape, list(req.categories), req.month_from,
+                                      req.month_to, audience))
+
+
+def _display(g: pd.DataFrame) -> gpd.GeoDataFrame:
+    """The frame with the clipped cell as its geometry (what is drawn and downloaded)."""
+    out = pd.DataFrame(g.drop(columns=["geometry", "clipped", "ix", "iy"], errors="ignore"))
+    return gpd.GeoDataFrame(out, geometry=gpd.GeoSeries(g["clipped"].to_numpy(), crs=BNG), crs=BNG)
+
+
+def _no_incidents(req: LayerRequest, g: pd.DataFrame) -> None:
+    if int(g["count"].sum()) == 0:
+        raise AnalysisError(f"no incidents in this period ({filters_text(req)}) inside the {grid_words(req)}: "
+                            "choose another period or category", column="from")
+
+
+# -- grid counts -------------------------------------------------------------------------------------------
+
+#: the smallest grid cell published to viewers: a cell's count (0 or "<5") says whether an incident lies in
+#: it, so cells smaller than this would place an incident within a few streets (KDE smooths over at least
+#: ``[analysis] kde_min_bandwidth_m`` and may use finer cells)
+VIEWER_MIN_CELL_M = 250.0
+
+
+def _viewer_cell_floor(req: LayerRequest, audience: Audience) -> None:
+    if audience is Audience.VIEWER and req.cell < VIEWER_MIN_CELL_M:
+        raise AnalysisError(f"{req.cell:g} m cells are for analysts: a cell this small could place a single incident; "
+                            f"viewers can choose {VIEWER_MIN_CELL_M:g} m or larger", column="cell")
+
+
+def _grid_count(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
+    _viewer_cell_floor(req, audience)
+    g = cell_counts(config, req, audience)
+    _no_incidents(req, g)
+    st = maps.classify(g["count"], req.classes, req.k, integer=True, title="Incident count per cell")
+    title = f"Incident count per cell ({grid_words(req)}): {filters_text(req)}"
+    meta = {"grid": _grid_meta(req, g), "classification": req.classes, "classes": req.k}
+    return Analysed("grid_count", title, style(_display(g), st), st.legend, GRID_FIELDS, meta, g.attrs["role"],
+                    grid_filename(req))
+
+
+def _grid_meta(req: LayerRequest, g: pd.DataFrame) -> dict:
+    return {"cell_m": req.cell, "shape": req.shape, "cells": len(g), "partial_cells": int(g["partial"].sum()),
+            "rule": f"{grid_words(req)} aligned to the national grid origin, covering the union of the LSOA 2021 "
+                    "boundaries; cells cut by the boundary kept with their share inside; incidents placed by the "
+                    "exact point-in-polygon rule (a point on a shared edge goes to the cell with the smallest code)",
+            "crs": "EPSG:27700"}
+
+
+# -- grid Gi* ------------------------------------------------------------------------------------------------
+
+def grid_analysis(config: Config, req: LayerRequest, audience: Audience):
+    _viewer_cell_floor(req, audience)
+    """Gi* on the cell counts (full cells: every centroid on the lattice), with the optimized band when asked:
+    (analysis result, the scale choice or None). Cached per request and audience."""
+    key = ("grid-analysis", req.cell, req.shape, req.categories, req.month_from, req.month_to, req.weights,
+           req.significance, req.alpha, req.permutations, req.optimized, audience.value)
+
+    def run():
+        from .analysis import analyse_areas
+        from .scale import optimized_distance
+        from .weights import build_weights, parse_spec
+        g = cell_counts(config, req, audience)
+        _no_incidents(req, g)
+        frame = gpd.GeoDataFrame(pd.DataFrame(g.drop(columns=["geometry", "clipped"])),
+                                 geometry=g.geometry.to_numpy(), crs=BNG)
+        weights, choice = req.weights, None
+        if req.optimized:
+            c = frame.geometry.centroid
+            choice = optimized_distance(frame["count"].to_numpy(float), np.column_stack([c.x, c.y]))
+            weights = f"distance:{choice.distance_m:.3f}".rstrip("0").rstrip(".")
+        w = build_weights(frame, parse_spec(weights), id_col="code", cache_dir=config.cache_dir)
+        if len(w.islands) == w.n:
+            raise AnalysisError(f"with {weights} weights no cell of the {grid_words(req)} has a neighbour: use a "
+                                f"distance band of at least {req.cell:g} m or k nearest neighbours",
+                                column="weights")
+        res = analyse_areas(frame, "code", "count", stats=("gistar", "moran"), weights=weights,
+                            permutations=req.permutations, seed=config.seed, alpha=req.alpha,
+                            significance=req.significance, cache_dir=config.cache_dir,
+                            metadata={"categories": list(req.categories), "from": req.month_from,
+                                      "to": req.month_to, "geography": "grid", "subject": subject(req),
+                                      "computed_from": "protected table" if audience is Audience.VIEWER
+                                      else "exact counts"})
+        return res, choice
+    return cached(config, key, run)
+
+
+def _grid_gistar(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
+    a, choice = grid_analysis(config, req, audience)
+    g = cell_counts(config, req, audience).copy()
+    t = pd.DataFrame(a.table.drop(columns="geometry")).set_index("area_code")
+    for c in GRID_GI:
+        g[c] = t[c].reindex(g["code"]).to_numpy()
+    cut = a.metadata["cutoffs"]
+    note = gi_note(cut) + f"; {a.metadata['weights']} weights"
+    if choice is not None:
+        note += "; " + choice.text
+    st = maps.style_gi(g["gi_bin"].where(~g["gi_label"].isin(["No neighbours", "Undefined"])), note=note)
+    fields = GRID_FIELDS + [["gi_z", "Gi* z-score"], ["gi_p", "p (two-sided)"], ["gi_p_sim", "p (permutation)"],
+                            ["gi_label", "Class"], ["n_neighbours", "Neighbouring cells"]]
+    meta = {"grid": _grid_meta(req, g), "method": {k: v for k, v in a.metadata.items() if k not in ("moran", "cutoffs")},
+            "cutoffs": cut, "moran": a.metadata["moran"]}
+    if choice is not None:
+        meta["optimized_distance"] = {"distance_m": choice.distance_m, "why": choice.text,
+                                      "table": choice.table.to_dict("records")}
+    title = f"Gi* hot and cold spots ({grid_words(req)}): {filters_text(req)}"
+    extra = ("optimized",) if req.optimized else (req.weights.replace(":", ""),)
+    return Analysed("grid_gistar", title, style(_display(g), st), st.legend, fields, meta, g.attrs["role"],
+                    grid_filename(req, *extra, req.significance))
+
+
+# -- kernel density -----------------------------------------------------------------------------------------
+
+def kde_surface(config: Config, req: LayerRequest, audience: Audience) -> tuple[gpd.GeoDataFrame, np.ndarray, str]:
+    """(cells, density per km² at each cell centroid, what it was computed from). Analysts: from the incidents'
+    coordinates; viewers: from the protected cell counts placed at the cell centroids, and only at a bandwidth of
+    at least the configured minimum."""
+    from .kde import kde
+    if audience is Audience.VIEWER and req.bandwidth < config.kde_min_bandwidth_m:
+        raise AnalysisError(f"bandwidth {req.bandwidth:g} m is below the {config.kde_min_bandwidth_m:g} m minimum "
+                            "published to viewers: a narrower kernel could locate a single incident; choose "
+                            f"{config.kde_min_bandwidth_m:g} m or more", column="bandwidth")
+    g = cell_counts(config, req, audience)
+    _no_incidents(req, g)
+    c = g.geometry.centroid
+    targets = np.column_stack([c.x.to_numpy(), c.y.to_numpy()])
+    if audience is Audience.VIEWER:
+        w = g["count"].to_numpy(float)
+        dens = kde(targets[w > 0], targets, req.bandwidth, req.kernel, weights=w[w > 0], cell_m=req.cell)
+        source = "protected cell counts at the cell centroids"
+    else:
+        pts = _filtered_points(config, req)
+        dens = kde(pts[["easting", "northing"]].to_numpy(float), targets, req.bandwidth, req.kernel, cell_m=req.cell)
+        source = "incident locations"
+    return g, dens, source
+
+
+def _filtered_points(config: Config, req: LayerRequest) -> pd.DataFrame:
+    pts = incident_points(config)
+    keep = np.ones(len(pts), dtype=bool)
+    cats = normalise_categories(list(req.categories))
+    if cats:
+        keep &= pts["category"].isin(cats).to_numpy()
+    if req.month_from:
+        keep &= (pts["month"] >= req.month_from).to_numpy()
+    if req.month_to:
+        keep &= (pts["month"] <= req.month_to).to_numpy()
+    return pts[keep]
+
+
+def _kde(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
+    g, dens, source = kde_surface(config, req, audience)
+    out = g.drop(columns=["count"]).copy()
+    out.insert(5, "density", dens)
+    note = f"{req.kernel} kernel, bandwidth {req.bandwidth:g} m, at the centroids of a {grid_words(req)}"
+    if audience is Audience.VIEWER:
+        note += (f"; no single incident can be located: bandwidth ≥ {config.kde_min_bandwidth_m:g} m, smoothed "
+                 "from protected cell counts")
+    st = maps.classify(out["density"], req.classes, req.k, title="Incidents per km²", note=note)
+    title = f"Kernel density, incidents per km² ({req.kernel}, {req.bandwidth:g} m): {filters_text(req)}"
+    tags = {"units": "incidents per km²", "bandwidth_m": f"{req.bandwidth:g}", "kernel": req.kernel,
+            "cell_m": f"{req.cell:g}", "filters": filters_text(req), "computed_from": source,
+            "crs": "EPSG:27700"}
+    meta = {"grid": _grid_meta(req, g), "kde": {"units": "incidents per km²", "bandwidth_m": req.bandwidth,
+            "kernel": req.kernel, "computed_from": source,
+            "kernel_formula": "quartic: 3/π·(1−u²)²/h² (ArcGIS, Silverman 1986 eq. 4.5)" if req.kernel == "quartic"
+            else "gaussian: exp(−u²/2)/(2π h²), h the standard deviation"}}
+    raster = pd.DataFrame({"ix": g["ix"].to_numpy(), "iy": g["iy"].to_numpy(), "value": dens})
+    raster.attrs.update({"cell_m": req.cell, "shape": req.shape})
+    fields = [["code", "Cell"], ["density", "Incidents per km²"], ["share_inside", "Share of cell inside the area"]]
+    return Analysed("kde", title, style(_display(out), st), st.legend, fields, meta, g.attrs["role"],
+                    grid_filename(req, req.kernel, f"bw{req.bandwidth:g}"),
+                    summary={"raster": raster, "raster_tags": tags})
+
+
+# -- incident points (analysts only) --------------------------------------------------------------------
+
+def _points(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
+    from . import store
+    if audience is Audience.VIEWER:  # checked before any work (publish refuses too)
+        raise ForbiddenError("incident points are for analysts: sign in with an analyst account", column="layer")
+    total, rows = store.incidents(config.db_path, list(req.categories), req.month_from, req.month_to, None,
+                                  MAX_POINTS, 0)
+    if total == 0:
+        raise AnalysisError(f"no incidents in this period ({filters_text(req)}): choose another period or category",
+                            column="from")
+    if total > MAX_POINTS:
+        raise AnalysisError(f"{total:,} incidents match ({filters_text(req)}), more than the {MAX_POINTS:,} a point "
+                            "map draws: choose fewer categories or a shorter period", column="category")
+    f = pd.DataFrame(rows)
+    f = f[f["easting"].notna() & f["northing"].notna()].reset_index(drop=True)
+    f.insert(0, "code", [f"p{i}" for i in range(len(f))])
+    f["category_label"] = [category_label(c) for c in f["category"]]
+    geom = gpd.points_from_xy(f["easting"], f["northing"], crs=BNG)
+    g = gpd.GeoDataFrame(f[list(POINT_COLUMNS)], geometry=geom, crs=BNG)
+    g["class_label"], g["fill"] = "Incident", POINT_COLOUR
+    legend = {"title": "Incidents (clustered markers)", "items": [{"label": f"Incidents ({len(g):,})",
+              "colour": POINT_COLOUR, "n": len(g)}],
+              "note": "police.uk locations are snapped to a nearby street point, not the exact address"}
+    fields = [["category_label", "Category"], ["month", "Month"], ["date", "Date"], ["location", "Location"],
+              ["outcome", "Outcome"], ["ward_name", "Ward"]]
+    return Analysed("points", f"Incident points: {filters_text(req)}", g, legend, fields,
+                    {"points": len(g), "without_coordinates": total - len(g)}, "points",
+                    _points_filename(req))
+
+
+def _points_filename(req: LayerRequest) -> str:
+    parts = ["hotspots", "points", "+".join(req.categories) or "all", f"{req.month_from}_{req.month_to}"]
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", "_".join(parts))
+
+
+_GRID_USES = ("layer", "geography", "categories", "month_from", "month_to", "cell", "shape")
+register(LayerKind("grid_count", "Incident count per grid cell", "crime", _grid_count, _GRID_USES + ("classes", "k"),
+                   {Audience.ANALYST: GRID_COLUMNS, Audience.VIEWER: GRID_COLUMNS}, counts=("count",),
+                   reclassify="count"))
+register(LayerKind("grid_gistar", "Gi* hot and cold spots on a grid", "crime", _grid_gistar,
+                   _GRID_USES + ("weights", "significance", "alpha", "permutations", "optimized"),
+                   {Audience.ANALYST: GRID_COLUMNS + GRID_GI, Audience.VIEWER: GRID_COLUMNS + GRID_GI},
+                   counts=("count",), redact=("value", "gi_z", "gi_p", "gi_p_sim")))
+register(LayerKind("kde", "Kernel density (incidents per km²)", "crime", _kde,
+                   _GRID_USES + ("bandwidth", "kernel", "classes", "k"),
+                   {Audience.ANALYST: KDE_COLUMNS, Audience.VIEWER: KDE_COLUMNS}))
+register(LayerKind("points", "Incident points", "crime", _points, ("layer", "categories", "month_from", "month_to"),
+                   {Audience.ANALYST: POINT_COLUMNS}, analyst_only=True))

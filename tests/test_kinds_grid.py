@@ -1,0 +1,300 @@
+"""Grid layers, KDE and incident points through the layer pipeline and the CLI, checked against independent
+computations: a brute-force point-in-polygon count, esda's Gi*, a direct kernel sum, and the protected table."""
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from click.testing import CliRunner
+
+from hotspots import pipeline, render
+from hotspots.aggregate import grid_base_table, grid_cells, incident_points
+from hotspots.cli import cli
+from hotspots.errors import AnalysisError, ForbiddenError, HotspotsError
+from hotspots.kde import kde
+from hotspots.request import Audience
+from synthetic_bundle import build, cell_centre, police_csv
+
+VIOLENCE = "Violence and sexual offences"
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    """Gridtown (2 km × 2 km) with 600 violent incidents clustered in the south-west LSOAs in January, 200
+    burglaries spread evenly in February, and a few incidents exactly on 250 m cell edges."""
+    from hotspots.bundle import install_bundle
+    from hotspots.config import load_config
+    from hotspots.ingest import ingest_paths
+    tmp = tmp_path_factory.mktemp("patrol")
+    b = build(tmp)
+    rnd = random.Random(11)
+    rows = []
+    for n in range(600):
+        x, y = cell_centre(rnd.randrange(2), rnd.randrange(2))
+        rows.append((f"a{n}", "2024-01", round(x + rnd.uniform(-240, 240), 1), round(y + rnd.uniform(-240, 240), 1),
+                     VIOLENCE))
+    for n in range(200):
+        rows.append((f"b{n}", "2024-02", round(400_005 + rnd.uniform(0, 1990), 1),
+                     round(300_005 + rnd.uniform(0, 1990), 1), "Burglary"))
+    rows += [(f"e{n}", "2024-01", 400_500.0, 300_250.0 + 250 * n, VIOLENCE) for n in range(4)]  # on edges
+    (b.root / "bundle" / "crime" / "p.csv").write_text(police_csv(rows))
+    config = load_config(b.config_path, env={}, data_dir=b.data_dir, instance_dir=b.instance_dir,
+                         bundle=b.root / "bundle")
+    install_bundle(config)
+    ingest_paths(config, [b.root / "bundle" / "crime"])
+    return b, config
+
+
+def layer(config, args, audience=Audience.ANALYST):
+    return pipeline.build_layer(config, pipeline.parse(config, args), audience)
+
+
+def brute_force_counts(grid, pts) -> dict[str, int]:
+    """Every point against every clipped cell; a point on a shared edge goes to the smallest code."""
+    codes = grid["code"].to_numpy()
+    geoms = grid["clipped"].to_numpy()
+    out: dict[str, int] = {}
+    for x, y in zip(pts["easting"], pts["northing"]):
+        p = shapely.Point(x, y)
+        hits = sorted(c for c, g in zip(codes, geoms) if g.intersects(p))
+        if hits:
+            out[hits[0]] = out.get(hits[0], 0) + 1
+    return out
+
+
+@pytest.mark.parametrize("shape", ["square", "hex"])
+def test_grid_counts_equal_a_brute_force_point_in_polygon_count(city, shape):
+    _, config = city
+    r = layer(config, {"layer": "grid_count", "cell": "250", "shape": shape, "category": "violent-crime",
+                       "from": "2024-01", "to": "2024-02"})
+    pts = incident_points(config)
+    expected = brute_force_counts(grid_cells(config, 250, shape), pts[pts["category"] == "violent-crime"])
+    got = dict(zip(r.frame["code"], r.frame["count"]))
+    assert {k: v for k, v in got.items() if v} == expected
+    assert sum(expected.values()) == int((pts["category"] == "violent-crime").sum()) >= 604 and r.frame.crs.to_epsg() == 27700
+    gj = json.loads(render.display_geojson(config, r))
+    assert len(gj["features"]) == len(r.frame) and gj["features"][0]["geometry"]["type"] == "Polygon"
+
+
+def test_viewer_grid_counts_are_protected(city):
+    _, config = city
+    with pytest.raises(HotspotsError, match="for analysts"):  # 100 m cells could place a single incident
+        layer(config, {"layer": "grid_count", "cell": "100", "category": "violent-crime"}, Audience.VIEWER)
+    args = {"layer": "grid_count", "cell": "250", "category": "violent-crime"}
+    exact = layer(config, args)
+    viewer = layer(config, args, Audience.VIEWER)
+    shown = [v for v in viewer.frame["count"] if not isinstance(v, str)]
+    assert not any(1 <= v <= 4 for v in shown)
+    # (this city has no small 250 m cell; small cells are labelled as for areas: tests/web/test_grid_api.py)
+    base = grid_base_table(config, 250, "square", Audience.VIEWER)
+    assert (base.protected != base.exact).any()
+    ex = dict(zip(exact.frame["code"], exact.frame["count"]))
+    big = [(ex[c], v) for c, v in zip(viewer.frame["code"], viewer.frame["count"]) if not isinstance(v, str) and v > 4]
+    assert big and any(a != b for a, b in big)
+    assert viewer.metadata["disclosure"]["protection"]["version"] == "cellkey-1"
+
+
+def test_grid_gistar_equals_esda_and_defaults_to_fdr(city):
+    from esda.getisord import G_Local
+    from libpysal.weights import DistanceBand
+    _, config = city
+    r = layer(config, {"layer": "grid_gistar", "cell": "250", "permutations": "99"})
+    assert r.metadata["parameters"]["significance"] == "fdr" and r.metadata["parameters"]["weights"] == "distance:500"
+    cells = grid_cells(config, 250, "square")
+    c = cells.geometry.centroid
+    counts = pd.Series(r.frame["count"].to_numpy(float), index=r.frame["code"]).reindex(cells["code"]).to_numpy()
+    w = DistanceBand(np.column_stack([c.x, c.y]), threshold=500 * (1 + 1e-9), binary=True, silence_warnings=True)
+    ref = G_Local(counts, w, transform="B", star=True, permutations=0)
+    ours = pd.Series(r.frame["gi_z"].to_numpy(float), index=r.frame["code"]).reindex(cells["code"]).to_numpy()
+    np.testing.assert_allclose(ours, ref.Zs, rtol=1e-9, atol=1e-12)
+    hot = r.frame.loc[r.frame["gi_bin"] == 3, "code"]
+    assert len(hot) and all(int(code.split("_E")[1].split("_")[0]) < 401_000 for code in hot)
+
+
+def test_optimized_grid_gistar_states_the_chosen_distance(city):
+    from hotspots.scale import optimized_distance
+    _, config = city
+    r = layer(config, {"layer": "grid_gistar", "cell": "100", "optimized": "1", "permutations": "99"})
+    od = r.metadata["optimized_distance"]
+    cells = grid_cells(config, 100, "square")
+    c = cells.geometry.centroid
+    counts = pd.Series(r.frame["count"].to_numpy(float), index=r.frame["code"]).reindex(cells["code"]).to_numpy()
+    ref = optimized_distance(counts, np.column_stack([c.x, c.y]))
+    assert od["distance_m"] == pytest.approx(ref.distance_m)
+    assert f"{ref.distance_m:,.0f} m" in r.legend["note"] and "ArcGIS" in od["why"]
+    assert r.metadata["method"]["weights"].startswith("distance:")
+
+
+def quartic_direct(points, targets, h):
+    d2 = ((targets[:, None, :] - points[None, :, :]) ** 2).sum(axis=-1)
+    u2 = d2 / (h * h)
+    k = np.where(u2 < 1, 3 / math.pi * (1 - u2) ** 2, 0.0)
+    return k.sum(axis=1) / (h * h) * 1e6
+
+
+def test_kde_layer_equals_a_direct_sum_for_analysts_and_protected_cells_for_viewers(city):
+    _, config = city
+    args = {"layer": "kde", "cell": "100", "bandwidth": "400", "category": "violent-crime"}
+    r = layer(config, args)
+    cells = grid_cells(config, 100, "square")
+    c = cells.geometry.centroid
+    targets = np.column_stack([c.x, c.y])
+    pts = incident_points(config)
+    pts = pts[pts["category"] == "violent-crime"][["easting", "northing"]].to_numpy(float)
+    ours = pd.Series(r.frame["density"].to_numpy(float), index=r.frame["code"]).reindex(cells["code"]).to_numpy()
+    np.testing.assert_allclose(ours, quartic_direct(pts, targets, 400.0), rtol=1e-9, atol=1e-9)
+    assert "Incidents per km²" == r.legend["title"] and "quartic" in r.legend["note"]
+    v = layer(config, args, Audience.VIEWER)
+    base = grid_base_table(config, 100, "square", Audience.VIEWER)
+    w = base.totals(list(cells["code"]), ["violent-crime"], None, None, protected=True).astype(float)
+    expected = kde(targets[w > 0], targets, 400.0, "quartic", weights=w[w > 0])
+    got = pd.Series(v.frame["density"].to_numpy(float), index=v.frame["code"]).reindex(cells["code"]).to_numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert not np.allclose(got, ours)
+    assert "no single incident can be located: bandwidth ≥ 250 m" in v.legend["note"]
+
+
+def test_kde_geotiff_download(city, tmp_path):
+    import rasterio
+    _, config = city
+    r = layer(config, {"layer": "kde", "cell": "250", "bandwidth": "500", "kernel": "gaussian"})
+    body, mimetype, name = render.download(config, r, "tif")
+    assert mimetype == "image/tiff" and name.endswith(".tif")
+    (tmp_path / name).write_bytes(body)
+    with rasterio.open(tmp_path / name) as src:
+        assert src.crs.to_epsg() == 27700 and src.res == (250.0, 250.0)
+        tags = src.tags()
+        band = src.read(1)
+    assert tags["kernel"] == "gaussian" and tags["bandwidth_m"] == "500"
+    assert np.nanmax(band) == pytest.approx(float(np.max(r.frame["density"])))
+
+
+def test_viewer_kde_bandwidth_minimum_and_bad_input(city):
+    _, config = city
+    with pytest.raises(AnalysisError, match="below the 250 m minimum published to viewers"):
+        layer(config, {"layer": "kde", "cell": "100", "bandwidth": "200"}, Audience.VIEWER)
+    assert layer(config, {"layer": "kde", "cell": "100", "bandwidth": "200"}).name == "kde"  # analysts may
+    with pytest.raises(AnalysisError, match="smaller than the cell size"):
+        layer(config, {"layer": "kde", "cell": "500", "bandwidth": "250"})
+    with pytest.raises(HotspotsError, match="cell must be between 100 and 1000"):
+        pipeline.parse(config, {"layer": "grid_count", "cell": "50"})
+    with pytest.raises(HotspotsError, match="cell must be one of 100, 250, 500, 1000"):
+        pipeline.parse(config, {"layer": "grid_count", "cell": "300"})
+    with pytest.raises(AnalysisError, match="no incidents in this period"):
+        layer(config, {"layer": "grid_count", "category": "burglary", "from": "2024-01", "to": "2024-01"})
+    with pytest.raises(AnalysisError, match="no cell of the 250 m square grid has a neighbour"):
+        pipeline.build_layer(config, pipeline.parse(config, {"layer": "grid_gistar", "weights": "distance:100",
+                                                             "permutations": "99"}, free=True), Audience.ANALYST)
+    with pytest.raises(HotspotsError, match="geography=grid is offered by the layers"):
+        pipeline.parse(config, {"layer": "lisa", "geography": "grid"})
+
+
+def test_points_for_analysts_only(city):
+    _, config = city
+    r = layer(config, {"layer": "points", "category": "violent-crime"})
+    pts = incident_points(config)
+    assert len(r.frame) == int((pts["category"] == "violent-crime").sum()) and {"category_label", "month", "location", "outcome"} <= set(r.frame.columns)
+    gj = json.loads(render.display_geojson(config, r))
+    assert gj["features"][0]["geometry"]["type"] == "Point"
+    with pytest.raises(ForbiddenError):
+        layer(config, {"layer": "points"}, Audience.VIEWER)
+    names = [e["name"] for e in pipeline.layer_catalogue(config, Audience.VIEWER)]
+    assert "points" not in names and {"grid_count", "grid_gistar", "kde"} <= set(names)
+
+
+def run_cli(b, *args):
+    return CliRunner(env=b.env()).invoke(cli, list(args), obj={}, catch_exceptions=False)
+
+
+def test_cli_grid_analyse_and_kde(city, tmp_path):
+    b, _ = city
+    out = tmp_path / "gi.geojson"
+    r = run_cli(b, "analyse", "--level", "grid", "--cell", "250", "--shape", "hex", "--category", "violent-crime",
+                "--permutations", "99", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    fc = json.loads(out.read_text())
+    assert fc["features"] and "gi_z" in fc["features"][0]["properties"] and "hexagonal" in r.output
+    tif = tmp_path / "k.tif"
+    r = run_cli(b, "kde", "--cell", "100", "--bandwidth", "400", "--kernel", "gaussian", "--out", str(tif))
+    assert r.exit_code == 0, r.output
+    assert tif.read_bytes()[:2] in (b"II", b"MM")
+    r = run_cli(b, "kde", "--cell", "100", "--bandwidth", "400", "--out", str(tmp_path / "k.csv"))
+    assert r.exit_code == 0 and "density" in (tmp_path / "k.csv").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("analyse", "--level", "grid", "--cell", "0"), "cell size must be a finite number of metres > 0, got 0"),
+    (("analyse", "--level", "grid", "--cell", "2"), "below the minimum of 5 m"),
+    (("kde", "--cell", "250", "--bandwidth", "100"), "smaller than the cell size"),
+    (("kde", "--from", "2023-01", "--to", "2023-02"), "no incidents in this period"),
+])
+def test_cli_bad_input_exits_1(city, tmp_path, args, message):
+    b, _ = city
+    out = tmp_path / "x.geojson"
+    r = run_cli(b, *args, "--out", str(out))
+    assert r.exit_code == 1 and message in r.output and not out.exists()
+
+
+# -- disclosure: two worlds one incident apart, in a grid cell that already holds a small number --------
+
+@pytest.fixture(scope="module")
+def grid_worlds(tmp_path_factory):
+    """World A: a cluster of violence and small groups of 2 incidents in 100 m cells; world B: the same plus
+    one incident 3 m from one of the pairs (the same 100 m and 250 m cell, 2 → 3)."""
+    from hotspots.bundle import install_bundle
+    from hotspots.config import load_config
+    from hotspots.ingest import ingest_paths
+    tmp = tmp_path_factory.mktemp("grid-worlds")
+    b = build(tmp)
+    rnd = random.Random(5)
+    rows = [(f"c{n}", "2024-01", round(400_130 + rnd.uniform(0, 220), 1), round(300_130 + rnd.uniform(0, 220), 1),
+             VIOLENCE) for n in range(120)]
+    pairs = [(401_140.0, 301_160.0), (401_640.0, 300_660.0), (400_640.0, 301_640.0), (401_360.0, 300_340.0)]
+    for k, (x, y) in enumerate(pairs):
+        rows += [(f"s{k}a", "2024-01", x, y, VIOLENCE), (f"s{k}b", "2024-01", x + 20, y + 15, VIOLENCE)]
+    planted = tmp / "planted.csv"
+    planted.write_text(police_csv(rows))
+    worlds = []
+    for name, extra in (("a", []), ("b", [("x1", "2024-01", pairs[0][0] + 3, pairs[0][1] + 2, VIOLENCE)])):
+        c = load_config(b.config_path, env={}, data_dir=b.data_dir, instance_dir=tmp / name, bundle=b.root / "bundle")
+        if not (b.data_dir / "bundle.lock.json").exists():
+            install_bundle(c)
+        files = [planted]
+        if extra:
+            (tmp / "extra.csv").write_text(police_csv(extra))
+            files.append(tmp / "extra.csv")
+        ingest_paths(c, files)
+        worlds.append(c)
+    return worlds
+
+
+def _no_times(x):
+    if isinstance(x, dict):
+        return {k: _no_times(v) for k, v in x.items() if k != "generated_at"}
+    if isinstance(x, list):
+        return [_no_times(v) for v in x]
+    return x
+
+
+def _viewer_outputs(config, args, audience=Audience.VIEWER):
+    r = layer(config, args, audience)
+    return [render.rows(r), render.display_geojson(config, r), r.legend, _no_times(r.metadata)]
+
+
+@pytest.mark.parametrize("args", [
+    {"layer": "grid_count", "cell": "250"}, {"layer": "grid_count", "cell": "250", "shape": "hex"},
+    {"layer": "grid_gistar", "cell": "250", "permutations": "99"},
+    {"layer": "grid_gistar", "cell": "250", "optimized": "1", "permutations": "99"},
+    {"layer": "kde", "cell": "100", "bandwidth": "250"}, {"layer": "kde", "cell": "100", "bandwidth": "400",
+                                                           "kernel": "gaussian"},
+])
+def test_viewer_grid_outputs_do_not_tell_the_worlds_apart(grid_worlds, args):
+    a, b = grid_worlds
+    q = {**args, "category": "violent-crime", "from": "2024-01", "to": "2024-01"}
+    assert _viewer_outputs(a, q) == _viewer_outputs(b, q)
+    assert _viewer_outputs(a, q, Audience.ANALYST) != _viewer_outputs(b, q, Audience.ANALYST)
