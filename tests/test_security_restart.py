@@ -46,13 +46,16 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        self.port = _free_port()  # a fresh port: the killed server's may still be held by the kernel
         self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen(_cli() + ["serve", "--host", "127.0.0.1", "--port", str(self.port),
                                                "--no-warm-up", "--threads", "2"],
                                      env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 60
         while time.time() < deadline:
-            assert self.proc.poll() is None, self.log_path.read_text()
+            if self.proc.poll() is not None:
+                self.log.close()
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n" + self.log_path.read_text())
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
                 return

@@ -136,7 +136,8 @@ def test_compare_two_periods(page):
     page.page.wait_for_selector("#compare-sentence")
     sentence = page.page.inner_text("#compare-sentence")
     assert "2018-05" in sentence and "2018-06" in sentence and "%" in sentence
-    assert "Change in count" in _legend_titles(page)
+    assert "Change between periods" in _legend_titles(page)  # classed by the test of change (issue 10)
+    assert "95 % CI" in sentence and ("p =" in sentence or "p <" in sentence)
     rows = page.page.evaluate("document.querySelectorAll('table.cmp tbody tr').length")
     assert rows >= 5
     _shot(page, "05-period-comparison")
