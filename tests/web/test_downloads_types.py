@@ -162,7 +162,7 @@ def test_every_layer_types_every_column(who, tmp_path):
         with sqlite3.connect(path) as db:  # a TEXT column holds words (labels, classes, names), never numbers
             for col in text - TEXT_COLUMNS:
                 values = [r[0] for r in db.execute(f'SELECT "{col}" FROM "{layer}" WHERE "{col}" IS NOT NULL')]
-                assert values and pd.to_numeric(pd.Series(values), errors="coerce").isna().all(), (name, col)
+                assert pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").isna().all(), (name, col)
         df = pd.read_csv(io.BytesIO(get(c, name, "csv")))
         assert list(df.columns) == list(fields), name
         for col, kind in fields.items():
