@@ -171,9 +171,10 @@ def _restyle(g: gpd.GeoDataFrame, st: maps.Styled, suppressed: np.ndarray, rule:
     if n:
         g.loc[suppressed, "class_label"] = SUPPRESSED_LABEL
         g.loc[suppressed, "fill"] = SUPPRESSED_COLOUR
+        shown = g["class_label"].value_counts()  # each class counts the areas that still show it
         for i in legend["items"]:
-            if i["label"] == "No data":
-                i["n"] -= n
+            if "n" in i:
+                i["n"] = int(shown.get(i["label"], 0))
         legend["items"] = [i for i in legend["items"] if not (i["label"] == "No data" and i["n"] <= 0)]
         legend["items"].append({"label": SUPPRESSED_LABEL, "colour": SUPPRESSED_COLOUR, "n": n, "suppressed": True})
     legend["note"] = ((legend.get("note") or "") + ("; " if legend.get("note") else "")

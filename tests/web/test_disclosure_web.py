@@ -181,3 +181,16 @@ def test_config_disclosure_rule_parsed(tmp_path):
     p.write_text(text.replace('rule = "hospital"', 'rule = "nope"'))
     with pytest.raises(ConfigError):
         load_config(p, env={})
+
+
+@pytest.mark.parametrize("layer", ["count", "change"])
+def test_legend_counts_add_up_to_the_areas_shown(viewer_client, layer):
+    """Each legend class counts the areas drawn in it, the suppressed class included (no area twice)."""
+    body = viewer_client.get(f"/api/v1/layers/{layer}?from=2024-02&to=2024-02&category=violent-crime").get_json()
+    drawn = {}
+    for r in body["rows"]:
+        drawn[r["class_label"]] = drawn.get(r["class_label"], 0) + 1
+    for item in body["legend"]["items"]:
+        if "n" in item:
+            assert item["n"] == drawn.get(item["label"], 0), item
+    assert sum(i.get("n", 0) for i in body["legend"]["items"]) == len(body["rows"])
