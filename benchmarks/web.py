@@ -36,7 +36,7 @@ WATCH = """
 (() => {
   window.__bench = {};
   const t = setInterval(() => {
-    const n = document.querySelectorAll('.leaflet-overlay-pane path').length;
+    const n = document.querySelectorAll('path.leaflet-interactive').length;
     if (n >= %d && !window.__bench.polygons) { window.__bench.polygons = performance.now(); window.__bench.n = n; }
     if (window.__bench.polygons && document.body && document.body.dataset.state === 'ready') {
       window.__bench.ready = performance.now(); clearInterval(t);
@@ -55,7 +55,7 @@ def _free_port() -> int:
 def start_server(bundle: Path) -> tuple[subprocess.Popen, str, Path]:
     root = Path(tempfile.mkdtemp(prefix="hotspots-bench-"))
     env = {**os.environ, "HOTSPOTS_DATA_DIR": str(root / "data"), "HOTSPOTS_INSTANCE_DIR": str(root / "inst"),
-           "HOTSPOTS_TILES": "none"}
+           "HOTSPOTS_TILES": "none", "HOTSPOTS_PUBLIC": "1"}  # the map as a public visitor sees it
     exe = str(Path(sys.executable).with_name("hotspots"))
     subprocess.run([exe, "data", "install", str(bundle)], env=env, check=True, capture_output=True)
     subprocess.run([exe, "ingest", str(bundle / "crime" / "wolverhampton-police-api-2018-06")], env=env, check=True,

@@ -62,6 +62,12 @@ def analyse(config: Config, req: LayerRequest, audience: Audience, stats: tuple[
                                  cache_dir=config.cache_dir)
 
 
+def keep_layer(config: Config, req: LayerRequest, audience: Audience, layer: Published) -> Published:
+    """Cache a layer built elsewhere (the analysis process) under the key ``build_layer`` would use."""
+    kind = layers.get(config, req.layer)
+    return cached(config, ("layer", kind.normalise(req), audience.value), lambda: layer)
+
+
 def is_cached(config: Config, req: LayerRequest, audience: Audience) -> bool:
     from .cache import peek
     kind = layers.get(config, req.layer)

@@ -54,20 +54,16 @@ def check_layer_access(name: str) -> None:
 
 def layer(req: LayerRequest):
     """The one engine call for a layer (bounded: uncached analyses queue in the analysis pool)."""
+    import functools
     config = get_config()
     aud = audience()
-    return _bounded(("layer", req, aud.value), lambda: pipeline.build_layer(config, req, aud),
-                    pipeline.is_cached(config, req, aud))
-
-
-def _bounded(key, fn, cached: bool):
-    if cached:
-        return fn()
-    try:
-        from .limits import bounded
-    except ImportError:  # the pool is optional in tests that build a bare app
-        return fn()
-    return bounded(key, fn)
+    if pipeline.is_cached(config, req, aud):
+        return pipeline.build_layer(config, req, aud)
+    from .limits import bounded
+    # picklable, so that with [server] analysis_processes = true it runs in the analysis process (off this
+    # server's GIL) and the result is cached here; otherwise it runs on a pool thread
+    fn = functools.partial(pipeline.build_layer, config, req, aud)
+    return bounded(("layer", req, aud.value), fn, then=lambda value: pipeline.keep_layer(config, req, aud, value))
 
 
 @bp.get("/")
