@@ -92,12 +92,14 @@ def register(kind: LayerKind) -> LayerKind:
 
 def kinds(config: Config) -> list[LayerKind]:
     """Every kind available with this configuration, in layer-control order (crime, deprivation, wards,
-    overlays)."""
-    out = [k for k in _KINDS.values() if k.group == "crime"]
-    out += deprivation_kinds(config)
-    out += [k for k in _KINDS.values() if k.group == "boundary"]
-    out += overlay_kinds(config)
-    return out
+    overlays). Cached per data version: every request looks its kind up, and the overlays come from a file."""
+    def build() -> list[LayerKind]:
+        out = [k for k in _KINDS.values() if k.group == "crime"]
+        out += deprivation_kinds(config)
+        out += [k for k in _KINDS.values() if k.group == "boundary"]
+        out += overlay_kinds(config)
+        return out
+    return cached(config, ("kinds", tuple(_KINDS)), build)
 
 
 def get(config: Config, name: str) -> LayerKind:
@@ -186,11 +188,14 @@ def imd_deciles(config: Config, role: str) -> pd.Series | None:
     return pd.Series(g["decile"].to_numpy(), index=g["code"])
 
 
-def analysis(config: Config, req: LayerRequest, audience: Audience):
+def analysis(config: Config, req: LayerRequest, audience: Audience, stats: tuple[str, ...] = ("gistar", "lisa", "moran"),
+             seed: int | None = None):
     """Step 2 for gistar/lisa: Gi*, local and global Moran on the counts, once per (filters, variable,
-    weights, significance, permutations, audience): the gistar and lisa layers and the panel share it."""
+    weights, significance, permutations, audience): the gistar and lisa layers, the panel and the CLI share it
+    (the CLI may ask for fewer statistics or another seed)."""
+    seed = config.seed if seed is None else seed
     key = ("analysis", req.geography, req.categories, req.month_from, req.month_to, req.variable, req.weights,
-           req.significance, req.alpha, req.permutations, audience.value)
+           req.significance, req.alpha, req.permutations, audience.value, tuple(stats), seed)
 
     def run():
         from .analysis import analyse_areas
@@ -203,8 +208,8 @@ def analysis(config: Config, req: LayerRequest, audience: Audience):
             raise AnalysisError(f"no incidents in this period ({filters_text(req)}), so nothing to analyse: choose "
                                 "another period or category", column="from")
         return analyse_areas(frame, "code", "count", name_col="name", ward_cols=("ward_code", "ward_name"),
-                             stats=("gistar", "lisa", "moran"), weights=req.weights, permutations=req.permutations,
-                             seed=config.seed, alpha=req.alpha, significance=req.significance,
+                             stats=stats, weights=req.weights, permutations=req.permutations,
+                             seed=seed, alpha=req.alpha, significance=req.significance,
                              variable=req.variable, population_col="population" if req.variable != "count" else None,
                              metadata={"categories": list(req.categories), "from": req.month_from,
                                        "to": req.month_to, "geography": req.geography, "subject": subject(req),

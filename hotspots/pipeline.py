@@ -41,25 +41,10 @@ def build_layer(config: Config, req: LayerRequest, audience: Audience) -> Publis
 
 def analyse(config: Config, req: LayerRequest, audience: Audience, stats: tuple[str, ...] | None = None,
             seed: int | None = None):
-    """Counts and the full statistics table (Gi*, LISA, global Moran) for ``req``: the CLI's ``analyse
-    --level``. The default statistics and seed share the layers' cached analysis."""
-    from .analysis import STATS, analyse_areas
-    counts = layers.counts(config, req, audience)
-    if tuple(stats or STATS) == STATS and seed in (None, config.seed):
-        return counts, layers.analysis(config, req, audience)
-    from .errors import AnalysisError
-    if int(counts["count"].sum()) == 0:
-        raise AnalysisError(f"no incidents in this period ({layers.filters_text(req)}), so nothing to analyse: "
-                            "choose another period or category, or ingest that period first", column="from")
-    return counts, analyse_areas(counts, "code", "count", name_col="name", ward_cols=("ward_code", "ward_name"),
-                                 stats=stats or STATS, weights=req.weights, permutations=req.permutations,
-                                 seed=config.seed if seed is None else seed, alpha=req.alpha,
-                                 significance=req.significance, variable=req.variable,
-                                 population_col="population" if req.variable != "count" else None,
-                                 metadata={"categories": list(req.categories), "from": req.month_from,
-                                           "to": req.month_to, "geography": req.geography,
-                                           "subject": layers.subject(req)},
-                                 cache_dir=config.cache_dir)
+    """Counts and the statistics table (Gi*, LISA, global Moran) for ``req``: the CLI's ``analyse --level``,
+    through the layers' cached analysis step."""
+    from .analysis import STATS
+    return layers.counts(config, req, audience), layers.analysis(config, req, audience, tuple(stats or STATS), seed)
 
 
 def keep_layer(config: Config, req: LayerRequest, audience: Audience, layer: Published) -> Published:
