@@ -102,12 +102,84 @@ class ExtractMapping:
     #: (YYYY-MM-DD, optionally followed by T or a space and HH:MM[:SS]). The time of day is kept when the
     #: pattern (or the ISO value) has one.
     date_format: str = ""
+    #: ``[extract.categories]``: local offence names and Home Office offence codes -> police.uk category slug,
+    #: keys normalised by :func:`offence_key` (case and spacing do not matter). Pairs, so the mapping is hashable.
+    categories: tuple[tuple[str, str], ...] = ()
+    #: what happens to an offence the mapping does not name: "reject" (the row, with the known names) or
+    #: "keep" (stored under its own slugified name); "" = "reject" when a mapping is given, else "keep"
+    unmapped: str = ""
+    #: ``[extract.extras]`` as a table: extra column -> type (text, bool, int, number); a plain list of
+    #: ``extras`` declares text columns. Typed values are stored typed and can be filtered on (``--where``).
+    extra_types: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         fmt = self.date_format
         if fmt and not ("%d" in fmt and ("%m" in fmt or "%b" in fmt or "%B" in fmt) and "%Y" in fmt):
             raise ConfigError(f"[extract] date_format {fmt!r} must name the day (%d), month (%m, %b or %B) and "
                               "four-digit year (%Y): a date without them is ambiguous")
+        if self.unmapped not in ("", "keep", "reject"):
+            raise ConfigError(f"[extract] unmapped must be \"keep\" or \"reject\", got {self.unmapped!r}")
+        for name, kind in self.extra_types:
+            if kind not in EXTRA_TYPES:
+                raise ConfigError(f"[extract.extras] {name} has type {kind!r}; use one of {', '.join(EXTRA_TYPES)}")
+
+    @property
+    def category_map(self) -> dict[str, str]:
+        return dict(self.categories)
+
+    @property
+    def keep_unmapped(self) -> bool:
+        return self.unmapped == "keep" or (self.unmapped == "" and not self.categories)
+
+    @property
+    def declared_extras(self) -> dict[str, str]:
+        """Extra column -> type, for every declared extra (a plain list's columns are text)."""
+        types = dict(self.extra_types)
+        return {name: types.get(name, "text") for name in self.extras}
+
+
+#: types an extra column may be declared with
+EXTRA_TYPES = ("text", "bool", "int", "number")
+
+
+def offence_key(name: str) -> str:
+    """How a local offence name or Home Office code is matched: case-folded, runs of spaces made one."""
+    return " ".join(str(name).split()).casefold()
+
+
+def _extract_mapping(ext: dict, path: Path) -> ExtractMapping:
+    """``[extract]`` with its ``categories`` table (checked against the police.uk categories) and ``extras``
+    as a list (text) or a table of types."""
+    from .categories import POLICE_CATEGORIES, normalise_category
+    values = dict(ext)
+    unknown = set(values) - set(ExtractMapping.__dataclass_fields__) - {"extras"}
+    if unknown or "extra_types" in values:
+        raise ConfigError(f"[extract] has unknown keys: {', '.join(sorted(unknown | ({'extra_types'} & set(values))))}",
+                          path=path)
+    extras = values.pop("extras", ())
+    if isinstance(extras, dict):
+        values["extra_types"] = tuple((str(k), str(v)) for k, v in extras.items())
+    values["extras"] = tuple(str(x) for x in extras)
+    cats = values.pop("categories", {}) or {}
+    if not isinstance(cats, dict):
+        raise ConfigError("[extract.categories] must be a table of offence name or code = police.uk category",
+                          path=path)
+    pairs: dict[str, str] = {}
+    for local, target in cats.items():
+        slug = normalise_category(str(target))
+        if slug not in POLICE_CATEGORIES:
+            raise ConfigError(f"[extract.categories] {local!r} maps to {target!r}, which is not a police.uk "
+                              f"category (use one of: {', '.join(POLICE_CATEGORIES)})", path=path)
+        key = offence_key(local)
+        if key in pairs and pairs[key] != slug:
+            raise ConfigError(f"[extract.categories] {local!r} is mapped twice (to {pairs[key]} and {slug}) once case "
+                              "and spacing are ignored", path=path)
+        pairs[key] = slug
+    values["categories"] = tuple(sorted(pairs.items()))
+    try:
+        return ExtractMapping(**values)
+    except ConfigError as exc:
+        raise ConfigError(exc.reason, path=path) from None
 
 
 @dataclass(frozen=True)
@@ -278,8 +350,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
             if req not in spec:
                 raise ConfigError(f"[datasets.{key}] needs {req!r}", path=path)
         datasets[key] = Dataset(key=key, **spec)
-    ext = raw.get("extract", {})
-    extract = ExtractMapping(**{k: (tuple(v) if k == "extras" else v) for k, v in ext.items()})
+    extract = _extract_mapping(raw.get("extract", {}), path)
     ingest_limits = _ingest_limits(raw.get("ingest") or {}, path)
     values: dict[str, Any] = dict(
         area_name=area["name"], lad_code=area["lad_code"],

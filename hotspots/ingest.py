@@ -47,8 +47,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from . import sqlite_bulk, store
-from .categories import normalise_category
-from .config import Config, ExtractMapping, IngestLimits
+from .categories import POLICE_CATEGORIES, normalise_category
+from .config import Config, ExtractMapping, IngestLimits, offence_key
 from .errors import IngestError
 from .keys import incident_keys
 from .bundle import BNG, WGS84
@@ -106,6 +106,9 @@ class Parsed:
     column: np.ndarray
     raw: Callable[[int], dict]  # raw row by 0-based index (only called for rejects)
     time: pa.Array | None = None  # time of day (HH:MM or HH:MM:SS) where the source has it (extracts)
+    #: the category slug of a raw name (extracts with an [extract.categories] mapping); None = normalise_category
+    slug_of: Callable[[str], str] | None = None
+    subcategory: pa.Array | None = None  # the local offence a mapped category came from (extracts)
 
 
 @dataclass
@@ -580,12 +583,14 @@ def parse_extract(path: Path, mapping: ExtractMapping, namespace: str = "extract
     cat = _nullify(_strings(table, mapping.category))
     _mark(reason, column, np.asarray(cat.is_null().to_numpy(zero_copy_only=False), dtype=bool), R_NO_CATEGORY,
           mapping.category)
+    slug_of, subcategory = _map_categories(cat, mapping, reason, column)
     mapped = {mapping.id, mapping.date, mapping.month, mapping.category, mapping.longitude, mapping.latitude,
               mapping.easting, mapping.northing}
     # Named extras, or else every unmapped column: an extract's attributes are kept, not lost.
     extras = [c for c in mapping.extras if c in cols] or [c for c in cols if c not in mapped]
     if extras:
-        ex = {c: _np(_strings(table, c)) for c in extras}
+        types = mapping.declared_extras
+        ex = {c: _typed_extra(_np(_strings(table, c)), types.get(c, "text"), c, reason, column) for c in extras}
         attrs = _text([json.dumps({c: ex[c][i] for c in extras}) for i in range(n)])
     else:
         attrs = None
@@ -595,7 +600,71 @@ def parse_extract(path: Path, mapping: ExtractMapping, namespace: str = "extract
         return {c: table.column(c)[i].as_py() for c in cols}
 
     return Parsed(n, crime_id, _text(month), _text(date), cat, x, y, crs, lon, lat, None, None, None, None,
-                  attrs, None, reason, column, raw, time=time)
+                  attrs, None, reason, column, raw, time=time, slug_of=slug_of, subcategory=subcategory)
+
+
+def _map_categories(cat: pa.Array, mapping: ExtractMapping, reason: np.ndarray,
+                    column: np.ndarray) -> tuple[Callable[[str], str] | None, pa.Array | None]:
+    """Apply ``[extract.categories]``: (slug of a raw offence, the original offence of each mapped row).
+
+    A police.uk category name or slug stands for itself; any other offence the mapping does not name is
+    rejected with the known names unless ``unmapped = "keep"`` (then it is its own slugified category)."""
+    table = mapping.category_map
+    if not table:
+        return None, None
+    codes, uniques = _factorize(cat)
+    slugs: dict[str, str] = {}
+    unknown = np.zeros(len(uniques), dtype=bool)
+    mapped = np.zeros(len(uniques), dtype=bool)
+    for i, value in enumerate(uniques):
+        key = offence_key(value)
+        if key in table:
+            slugs[value], mapped[i] = table[key], True
+        elif normalise_category(value) in POLICE_CATEGORIES:
+            slugs[value] = normalise_category(value)
+        elif mapping.keep_unmapped:
+            slugs[value] = normalise_category(value)
+        else:
+            unknown[i] = True
+    if unknown.any():
+        known = sorted({k for k, _ in mapping.categories}) + sorted(v.casefold() for v in POLICE_CATEGORIES.values())
+        why = (f"offence not in [extract.categories] (known, ignoring case and spacing: {', '.join(known)}; or set "
+               "[extract] unmapped = \"keep\")")
+        _mark(reason, column, (codes >= 0) & unknown[np.clip(codes, 0, None)], why, mapping.category)
+    is_mapped = (codes >= 0) & mapped[np.clip(codes, 0, None)]
+    sub = pc.if_else(pa.array(is_mapped), pc.utf8_trim_whitespace(cat), pa.scalar(None, pa.string()))
+    return (lambda value: slugs.get(value) or normalise_category(value)), sub
+
+
+_TRUE, _FALSE = {"true", "t", "yes", "y", "1"}, {"false", "f", "no", "n", "0"}
+
+
+def _typed_extra(values: np.ndarray, kind: str, name: str, reason: np.ndarray, column: np.ndarray) -> list:
+    """An extra column's values as ``kind`` (None for blank); a value that is not of the type rejects its row."""
+    out: list = [None] * len(values)
+    bad = np.zeros(len(values), dtype=bool)
+    for i, v in enumerate(values):
+        if v is None or (isinstance(v, float) and np.isnan(v)) or not str(v).strip():
+            continue
+        text = str(v).strip()
+        if kind == "text":
+            out[i] = text
+        elif kind == "bool":
+            low = text.casefold()
+            out[i] = True if low in _TRUE else False if low in _FALSE else None
+            bad[i] = out[i] is None
+        else:
+            try:
+                num = int(text) if kind == "int" else float(text)
+                bad[i] = kind == "number" and not np.isfinite(num)
+                out[i] = None if bad[i] else num
+            except ValueError:
+                bad[i] = True
+    if bad.any():
+        what = {"bool": "true/false (also yes/no, y/n, 1/0)", "int": "a whole number",
+                "number": "a finite number"}[kind]
+        _mark(reason, column, bad, f"{name} must be {what} ([extract.extras] declares it {kind})", name)
+    return out
 
 
 #: ISO time of day after the date: "T" or a space, then HH:MM, or HH:MM:SS (anything after is ignored).
@@ -726,7 +795,8 @@ def ingest_file(con, geocoder: Geocoder, path: Path, fmt: str | None = None, con
             "month": _rows(pc.dictionary_encode(parsed.month), sel),  # a few distinct months
             "date": _rows(parsed.date, sel),
             "time": _rows(parsed.time, sel),
-            "category_id": _category_ids(con, parsed.category_raw, sel),
+            "category_id": _category_ids(con, parsed.category_raw, sel, parsed.slug_of),
+            "subcategory": _rows(parsed.subcategory, sel),
             "lon_e6": _ints(parsed.lon[sel], 1e6),
             "lat_e6": _ints(parsed.lat[sel], 1e6),
             "location_id": _text_ids(con, parsed.location, sel),
@@ -922,14 +992,14 @@ def _used(codes: np.ndarray, sel: np.ndarray, size: int) -> np.ndarray:
     return used
 
 
-def _category_ids(con, raw: pa.Array, sel: np.ndarray) -> np.ndarray:
-    """Category id of each selected row (categories are normalised once per distinct raw name)."""
+def _category_ids(con, raw: pa.Array, sel: np.ndarray, slug_of: Callable[[str], str] | None = None) -> np.ndarray:
+    """Category id of each selected row (categories are normalised, or mapped, once per distinct raw name)."""
     codes, uniques = _factorize(raw)
     used = _used(codes, sel, len(uniques))
     ids = np.full(len(uniques), -1, dtype=np.int64)
     for i in np.flatnonzero(used):
         value = uniques[i]
-        slug = normalise_category(value)
+        slug = (slug_of or normalise_category)(value)
         con.execute("INSERT OR IGNORE INTO categories (slug, raw) VALUES (?, ?)", (slug, value))
         ids[i] = con.execute("SELECT id FROM categories WHERE slug = ? AND raw = ?", (slug, value)).fetchone()[0]
     return ids[codes[sel]] if len(sel) else np.empty(0, dtype=np.int64)

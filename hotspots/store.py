@@ -17,11 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: What each version added, applied in order to an older store by ``_migrate`` (v2 stores stay usable:
 #: the new column is NULL for their incidents).
 MIGRATIONS = {
     3: ("ALTER TABLE incidents ADD COLUMN time TEXT",),  # time of day, where the source has it
+    4: ("ALTER TABLE incidents ADD COLUMN subcategory TEXT",),  # the local offence a mapped category came from
 }
 
 SCHEMA = """
@@ -63,7 +64,8 @@ CREATE TABLE IF NOT EXISTS incidents (
     ward_id INTEGER REFERENCES areas(id), ward_pre2023_id INTEGER REFERENCES areas(id),
     in_area INTEGER NOT NULL,         -- 1 if inside the configured area's LSOA 2021 coverage
     attrs TEXT,                       -- JSON of extra attributes (victim age band, weapon flag, ...)
-    time TEXT                         -- HH:MM or HH:MM:SS (as the source gives it) where it has a time
+    time TEXT,                        -- HH:MM or HH:MM:SS (as the source gives it) where it has a time
+    subcategory TEXT                  -- the local offence name or code an [extract.categories] mapping read
 );
 CREATE TABLE IF NOT EXISTS rejects (
     id INTEGER PRIMARY KEY,
@@ -87,7 +89,8 @@ SELECT i.key, i.crime_id, g.format AS source, g.path AS source_file, i.row_no, i
        i.easting_dm / 10.0 AS easting, i.northing_dm / 10.0 AS northing,
        lt.text AS location, ot.text AS outcome, i.context, i.source_lsoa,
        l21.code AS lsoa21, l21.name AS lsoa21_name, l11.code AS lsoa11,
-       w.code AS ward, w.name AS ward_name, wo.code AS ward_pre2023, i.in_area, i.attrs, i.time
+       w.code AS ward, w.name AS ward_name, wo.code AS ward_pre2023, i.in_area, i.attrs, i.time,
+       i.subcategory
 FROM incidents i
 JOIN categories c ON c.id = i.category_id
 LEFT JOIN ingests g ON g.id = i.ingest_id
@@ -117,7 +120,7 @@ INDEX_BUILD_CACHE_KIB = -4_000
 INCIDENT_COLUMNS = ("key", "crime_id", "ingest_id", "row_no", "month", "date", "category_id", "lon_e6",
                     "lat_e6", "easting_dm", "northing_dm", "location_id", "outcome_id", "context",
                     "source_lsoa", "lsoa21_id", "lsoa11_id", "ward_id", "ward_pre2023_id", "in_area", "attrs",
-                    "time")
+                    "time", "subcategory")
 AREA_ROLES = ("lsoa21", "lsoa11", "ward", "ward_pre2023")
 
 
