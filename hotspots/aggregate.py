@@ -15,13 +15,14 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from . import store
+from . import filters, store
 from .bundle import BNG, load_boundary, load_population
 from .categories import category_label, normalise_category
 from .config import Config
 from .disclosure import effective_rule
 from .protect import BaseTable, build_base, perturbation_key
 from .errors import HotspotsError, NotFoundError
+from .filters import Where
 from .request import Audience, check_month, check_period  # noqa: F401  (check_* re-exported)
 
 logger = logging.getLogger(__name__)
@@ -92,16 +93,19 @@ def available_months(config: Config) -> list[str]:
     return store.months(config.db_path)
 
 
-def base_table(config: Config, role: str, audience: Audience = Audience.ANALYST) -> BaseTable:
-    """The base cells of geography ``role`` for ``audience`` (cached per data version: one query)."""
+def base_table(config: Config, role: str, audience: Audience = Audience.ANALYST, where: Where = ()) -> BaseTable:
+    """The base cells of geography ``role`` for ``audience`` (cached per data version: one query), of the
+    incidents matching ``where`` (a filter on extras: its own protected table, see ``build_base``)."""
     from .cache import cached
     rule = effective_rule(config) if audience is Audience.VIEWER else None
 
     def build() -> BaseTable:
-        cells = pd.DataFrame(store.count_cells(config.db_path, role), columns=["code", "month", "category", "n"])
+        cells = pd.DataFrame(store.count_cells(config.db_path, role, filters.terms(config, where)),
+                             columns=["code", "month", "category", "n"])
         key = perturbation_key(config) if rule is not None else None
-        return build_base(cells, role, rule, key)
-    return cached(config, ("base", role, audience.value, None if rule is None else rule.name), build)
+        return build_base(cells, role, rule, key, filters.key_text(where))
+    return cached(config, ("base", role, audience.value, None if rule is None else rule.name)
+                  + ((where,) if where else ()), build)
 
 
 def category_totals(config: Config, audience: Audience) -> list[dict]:
@@ -134,7 +138,8 @@ def _check_categories(config: Config, cats: list[str]) -> None:
 
 
 def area_counts(config: Config, level: str = "lsoa", categories=None, month_from: str | None = None,
-                month_to: str | None = None, audience: Audience = Audience.ANALYST) -> gpd.GeoDataFrame:
+                month_to: str | None = None, audience: Audience = Audience.ANALYST,
+                where: Where = ()) -> gpd.GeoDataFrame:
     """Counts and rates per 1,000 usual residents for every area of ``level`` (EPSG:27700).
 
     Columns: code, name, ward_code, ward_name, count, population, rate_per_1000, eb_rate_per_1000,
@@ -150,14 +155,14 @@ def area_counts(config: Config, level: str = "lsoa", categories=None, month_from
     out = areas[["code", "name", "geometry"]].copy()
     protected = audience is Audience.VIEWER
     if protected and role == "ward":
-        lsoa = area_counts(config, "lsoa", cats, month_from, month_to, audience)
+        lsoa = area_counts(config, "lsoa", cats, month_from, month_to, audience, where)
         by_ward = lsoa.groupby("ward_code")["count"].sum()
         out["count"] = by_ward.reindex(out["code"]).fillna(0).astype("int64").to_numpy()
         lsoa_cells = pd.DataFrame(lsoa[["code", "ward_code", "count"]])
     else:
         if protected and role != "lsoa21":
             raise HotspotsError(f"geography {level!r} is for analysts only", column="geography")
-        base = base_table(config, role, audience)
+        base = base_table(config, role, audience, where)
         out["count"] = base.totals(list(out["code"]), cats, month_from, month_to, protected=protected)
     if role in ("ward",):
         out["ward_code"], out["ward_name"] = out["code"], out["name"]
@@ -171,7 +176,7 @@ def area_counts(config: Config, level: str = "lsoa", categories=None, month_from
     out = gpd.GeoDataFrame(out[["code", "name", "ward_code", "ward_name", "count", "population",
                                 "rate_per_1000", "eb_rate_per_1000", "geometry"]], geometry="geometry", crs=BNG)
     out.attrs.update({"level": level, "categories": cats, "month_from": month_from, "month_to": month_to,
-                      "audience": audience.value, "protected": protected})
+                      "audience": audience.value, "protected": protected, "where": filters.describe(where)})
     if lsoa_cells is not None:
         out.attrs["lsoa_counts"] = lsoa_cells
     return out
@@ -228,18 +233,20 @@ def grid_cells(config: Config, cell_m: float, shape: str = "square") -> gpd.GeoD
     return cached(config, ("grid", float(cell_m), shape), lambda: make_grid(study_area(config), cell_m, shape))
 
 
-def incident_points(config: Config) -> pd.DataFrame:
-    """In-area incidents with coordinates: easting, northing, month, category (cached per data version)."""
+def incident_points(config: Config, where: Where = ()) -> pd.DataFrame:
+    """In-area incidents with coordinates (matching ``where``): easting, northing, month, category (cached
+    per data version)."""
     from .cache import cached
 
     def build() -> pd.DataFrame:
-        e, n, m, c = store.points(config.db_path)
+        e, n, m, c = store.points(config.db_path, filters.terms(config, where))
         return pd.DataFrame({"easting": np.asarray(e, dtype=float), "northing": np.asarray(n, dtype=float),
                              "month": pd.Series(m, dtype=object), "category": pd.Series(c, dtype=object)})
-    return cached(config, ("incident-points",), build)
+    return cached(config, ("incident-points",) + ((where,) if where else ()), build)
 
 
-def grid_base_table(config: Config, cell_m: float, shape: str, audience: Audience = Audience.ANALYST) -> BaseTable:
+def grid_base_table(config: Config, cell_m: float, shape: str, audience: Audience = Audience.ANALYST,
+                    where: Where = ()) -> BaseTable:
     """The base cells (grid cell × month × category) of a grid, exact or protected like the LSOA table:
     incidents placed by the exact point-in-polygon rule of :func:`hotspots.grid.assign_cells`."""
     from .cache import cached
@@ -249,26 +256,28 @@ def grid_base_table(config: Config, cell_m: float, shape: str, audience: Audienc
 
     def build() -> BaseTable:
         grid = grid_cells(config, cell_m, shape)
-        pts = incident_points(config)
+        pts = incident_points(config, where)
         idx = assign_cells(pts["easting"].to_numpy(), pts["northing"].to_numpy(), grid)
         inside = idx >= 0
         cells = pd.DataFrame({"code": grid["code"].to_numpy()[idx[inside]], "month": pts["month"].to_numpy()[inside],
                               "category": pts["category"].to_numpy()[inside]})
         cells = cells.groupby(["code", "month", "category"], sort=False).size().rename("n").reset_index()
         key = perturbation_key(config) if rule is not None else None
-        return build_base(cells, role, rule, key)
-    return cached(config, ("base", role, audience.value, None if rule is None else rule.name), build)
+        return build_base(cells, role, rule, key, filters.key_text(where))
+    return cached(config, ("base", role, audience.value, None if rule is None else rule.name)
+                  + ((where,) if where else ()), build)
 
 
 def grid_counts(config: Config, cell_m: float, shape: str = "square", categories=None, month_from: str | None = None,
-                month_to: str | None = None, audience: Audience = Audience.ANALYST) -> gpd.GeoDataFrame:
+                month_to: str | None = None, audience: Audience = Audience.ANALYST,
+                where: Where = ()) -> gpd.GeoDataFrame:
     """Counts per grid cell (every cell, zeros included), EPSG:27700: code, share_inside, partial, ix, iy,
     count, clipped and geometry (the full cell). Viewers get sums of protected cells."""
     month_from, month_to = check_period(month_from, month_to)
     cats = normalise_categories(categories)
     _check_categories(config, cats)
     grid = grid_cells(config, cell_m, shape)
-    base = grid_base_table(config, cell_m, shape, audience)
+    base = grid_base_table(config, cell_m, shape, audience, where)
     out = grid[["code", "ix", "iy", "share_inside", "partial", "clipped", "geometry"]].copy()
     out.insert(5, "count", base.totals(list(out["code"]), cats, month_from, month_to,
                                        protected=audience is Audience.VIEWER))

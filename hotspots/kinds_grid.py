@@ -50,9 +50,9 @@ def grid_filename(req: LayerRequest, *extra: str) -> str:
 def cell_counts(config: Config, req: LayerRequest, audience: Audience) -> gpd.GeoDataFrame:
     """Counts per cell for the request's filters (cached): exact for analysts, protected for viewers."""
     return cached(config, ("grid-counts", req.cell, req.shape, req.categories, req.month_from, req.month_to,
-                           audience.value),
+                           audience.value, req.where),
                   lambda: grid_counts(config, req.cell, req.shape, list(req.categories), req.month_from,
-                                      req.month_to, audience))
+                                      req.month_to, audience, req.where))
 
 
 def _display(g: pd.DataFrame) -> gpd.GeoDataFrame:
@@ -107,7 +107,7 @@ def grid_analysis(config: Config, req: LayerRequest, audience: Audience):
     """Gi* on the cell counts (full cells: every centroid on the lattice), with the optimized band when asked:
     (analysis result, the scale choice or None). Cached per request and audience."""
     key = ("grid-analysis", req.cell, req.shape, req.categories, req.month_from, req.month_to, req.weights,
-           req.significance, req.alpha, req.permutations, req.optimized, audience.value)
+           req.significance, req.alpha, req.permutations, req.optimized, audience.value, req.where)
 
     def run():
         from .analysis import analyse_areas
@@ -189,7 +189,7 @@ def kde_surface(config: Config, req: LayerRequest, audience: Audience) -> tuple[
 
 
 def _filtered_points(config: Config, req: LayerRequest) -> pd.DataFrame:
-    pts = incident_points(config)
+    pts = incident_points(config, req.where)
     keep = np.ones(len(pts), dtype=bool)
     cats = normalise_categories(list(req.categories))
     if cats:
@@ -232,8 +232,9 @@ def _points(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
     from . import store
     if audience is Audience.VIEWER:  # checked before any work (publish refuses too)
         raise ForbiddenError("incident points are for analysts: sign in with an analyst account", column="layer")
+    from .filters import terms
     total, rows = store.incidents(config.db_path, list(req.categories), req.month_from, req.month_to, None,
-                                  MAX_POINTS, 0)
+                                  MAX_POINTS, 0, terms(config, req.where))
     if total == 0:
         raise AnalysisError(f"no incidents in this period ({filters_text(req)}): choose another period or category",
                             column="from")
@@ -262,7 +263,7 @@ def _points_filename(req: LayerRequest) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "-", "_".join(parts))
 
 
-_GRID_USES = ("layer", "geography", "categories", "month_from", "month_to", "cell", "shape")
+_GRID_USES = ("layer", "geography", "categories", "month_from", "month_to", "cell", "shape", "where")
 register(LayerKind("grid_count", "Incident count per grid cell", "crime", _grid_count, _GRID_USES + ("classes", "k"),
                    {Audience.ANALYST: GRID_COLUMNS, Audience.VIEWER: GRID_COLUMNS}, counts=("count",),
                    reclassify="count"))
@@ -273,5 +274,5 @@ register(LayerKind("grid_gistar", "Gi* hot and cold spots on a grid", "crime", _
 register(LayerKind("kde", "Kernel density (incidents per km²)", "crime", _kde,
                    _GRID_USES + ("bandwidth", "kernel", "classes", "k"),
                    {Audience.ANALYST: KDE_COLUMNS, Audience.VIEWER: KDE_COLUMNS}))
-register(LayerKind("points", "Incident points", "crime", _points, ("layer", "categories", "month_from", "month_to"),
+register(LayerKind("points", "Incident points", "crime", _points, ("layer", "categories", "month_from", "month_to", "where"),
                    {Audience.ANALYST: POINT_COLUMNS}, analyst_only=True))

@@ -144,7 +144,7 @@ def area_cube(config: Config, req: LayerRequest, audience: Audience, codes: Sequ
     protected = audience is Audience.VIEWER
     if protected and req.geography == "ward":
         lsoa = counts(config, replace(req, geography="lsoa"), audience)
-        base = base_table(config, "lsoa21", audience)
+        base = base_table(config, "lsoa21", audience, req.where)
         by_lsoa = base.by_month(list(lsoa["code"]), cats, months, protected=True)
         pos = {c: i for i, c in enumerate(codes)}
         monthly = np.zeros((len(codes), len(months)), dtype=np.int64)
@@ -152,7 +152,7 @@ def area_cube(config: Config, req: LayerRequest, audience: Audience, codes: Sequ
             if ward in pos:
                 monthly[pos[ward]] += row
     else:
-        base = base_table(config, level_role(req.geography), audience)
+        base = base_table(config, level_role(req.geography), audience, req.where)
         monthly = base.by_month(list(codes), cats, months, protected=protected)
     cube = np.stack([monthly[:, g].sum(axis=1) for g in groups], axis=1)
     return cube, labels
@@ -220,7 +220,7 @@ def emerging_result(config: Config, req: LayerRequest, audience: Audience):
     from .emerging import emerging_hotspots
     from .weights import build_weights
     key = ("emerging-result", req.geography, req.categories, req.month_from, req.month_to, req.step,
-           req.time_neighbours, req.weights, req.alpha, audience.value)
+           req.time_neighbours, req.weights, req.alpha, audience.value, req.where)
 
     def run():
         g = _areas(config, req, audience)
@@ -329,7 +329,7 @@ def _trend(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
 
 # -- registration -------------------------------------------------------------------------------------
 
-_TIME_USES = ("layer", "geography", "categories", "month_from", "month_to", "step", "alpha")
+_TIME_USES = ("layer", "geography", "categories", "month_from", "month_to", "step", "alpha", "where")
 _EMERGING = ("category", "category_code", "mk_tau", "mk_z", "mk_p", "n_hot_steps", "n_cold_steps")
 _TREND = ("mk_tau", "mk_z", "mk_p", "sens_slope", "trend_class")
 # Viewers get classes and statistics of the protected cube; the period total (a count) is for analysts only,

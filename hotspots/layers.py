@@ -17,13 +17,14 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from . import maps, overlays
+from . import filters, maps, overlays
 from .aggregate import area_counts, level_role
 from .bundle import BNG, load_boundary
 from .cache import cached
 from .categories import category_label
 from .config import Config
 from .errors import AnalysisError, HotspotsError, NotFoundError
+from .filters import describe, key_text
 from .request import SIGNIFICANCE, VARIABLES, Audience, Catalog, LayerRequest
 
 GEOGRAPHY_LABELS = {"lsoa": "LSOA (2021)", "ward": "Ward"}
@@ -123,10 +124,14 @@ def catalog(config: Config) -> Catalog:
         doms: list[str] = ["imd"]
         for d in overlays.deprivation_sets(config):
             doms += [x["slug"] for x in overlays.deprivation_domains(config, d["key"]) if x["slug"] not in doms]
+        try:
+            where_menu = filters.menu(config)
+        except _NoStore:
+            where_menu = {}
         return Catalog(layers=tuple(k.name for k in ks),
                        categories=tuple(cats), months=tuple(months), domains=tuple(doms),
                        groups={k.name: k.group for k in ks},
-                       private=tuple(k.name for k in ks if k.analyst_only))
+                       private=tuple(k.name for k in ks if k.analyst_only), filters=where_menu)
     return cached(config, ("catalog",), build)
 
 
@@ -134,7 +139,8 @@ def catalog(config: Config) -> Catalog:
 
 def filters_text(req: LayerRequest) -> str:
     cats = ", ".join(category_label(c) for c in req.categories) or "all categories"
-    return f"{cats}, {req.period_text}"
+    where = f" ({describe(req.where)})" if req.where else ""
+    return f"{cats}{where}, {req.period_text}"
 
 
 def subject(req: LayerRequest) -> str:
@@ -150,6 +156,8 @@ def filename(req: LayerRequest, group: str, extra: str = "") -> str:
             parts += [req.variable, req.weights.replace(":", ""), req.significance]
     if extra:
         parts.append(extra)
+    if req.where:
+        parts.append(key_text(req.where).replace("=", "-").replace(";", "_"))
     return re.sub(r"[^A-Za-z0-9_.+-]+", "-", "_".join(x for x in parts if x))
 
 
@@ -169,12 +177,12 @@ def counts(config: Config, req: LayerRequest, audience: Audience, month_from: st
     mf, mt = (month_from, month_to) if month_from else (req.month_from, req.month_to)
 
     def build() -> gpd.GeoDataFrame:
-        g = area_counts(config, req.geography, list(req.categories), mf, mt, audience)
+        g = area_counts(config, req.geography, list(req.categories), mf, mt, audience, req.where)
         dec = imd_deciles(config, level_role(req.geography))
         if dec is not None:
             g.insert(len(g.columns) - 1, "imd_decile", dec.reindex(g["code"]).to_numpy())
         return g
-    return cached(config, ("counts", req.geography, req.categories, mf, mt, audience.value), build)
+    return cached(config, ("counts", req.geography, req.categories, mf, mt, audience.value, req.where), build)
 
 
 def imd_deciles(config: Config, role: str) -> pd.Series | None:
@@ -195,7 +203,7 @@ def analysis(config: Config, req: LayerRequest, audience: Audience, stats: tuple
     (the CLI may ask for fewer statistics or another seed)."""
     seed = config.seed if seed is None else seed
     key = ("analysis", req.geography, req.categories, req.month_from, req.month_to, req.variable, req.weights,
-           req.significance, req.alpha, req.permutations, audience.value, tuple(stats), seed)
+           req.significance, req.alpha, req.permutations, audience.value, tuple(stats), seed, req.where)
 
     def run():
         from .analysis import analyse_areas
@@ -228,7 +236,7 @@ def gi_note(cut: dict) -> str:
 
 # -- crime kinds -----------------------------------------------------------------------------------------
 
-CRIME_USES = ("layer", "geography", "categories", "month_from", "month_to")
+CRIME_USES = ("layer", "geography", "categories", "month_from", "month_to", "where")
 
 
 def _choropleth(name: str) -> Callable[[Config, LayerRequest, Audience], Analysed]:

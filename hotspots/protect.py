@@ -192,9 +192,12 @@ class BaseTable:
         return out
 
 
-def build_base(cells: pd.DataFrame, role: str, rule: DisclosureRule | None, key: bytes | None) -> BaseTable:
+def build_base(cells: pd.DataFrame, role: str, rule: DisclosureRule | None, key: bytes | None,
+               subset: str = "") -> BaseTable:
     """A base table from ``cells`` (columns code, month, category, n: non-zero counts); protected when a
-    rule and key are given."""
+    rule and key are given. ``subset`` names a filter the cells were counted under (``--where``): it is
+    part of every cell's identity, so a filtered cell gets its own noise and differencing two filters (or
+    a filter and the whole) gives back noise, never the exact count of the rest."""
     cells = cells[cells["n"] > 0]
     codes, area_idx = np.unique(cells["code"].to_numpy(dtype=object).astype(str), return_inverse=True)
     months, month_idx = np.unique(cells["month"].to_numpy(dtype=object).astype(str), return_inverse=True)
@@ -202,7 +205,8 @@ def build_base(cells: pd.DataFrame, role: str, rule: DisclosureRule | None, key:
     exact = cells["n"].to_numpy(dtype=np.int64)
     protected = None
     if rule is not None and key is not None:
-        role_key = hashlib.blake2b(f"role|{role}".encode(), digest_size=32, key=key[:64]).digest()
+        ident = f"role|{role}" + (f"|where|{subset}" if subset else "")  # unfiltered cells: unchanged keys
+        role_key = hashlib.blake2b(ident.encode(), digest_size=32, key=key[:64]).digest()
         h = _mix(_hash64(role_key, "area", list(codes))[area_idx])
         h = _mix(h ^ _hash64(role_key, "month", list(months))[month_idx])
         h = _mix(h ^ _hash64(role_key, "category", list(cats))[cat_idx])

@@ -112,6 +112,8 @@ class Catalog:
     groups: Mapping[str, str] | None = None
     #: layers only analysts may ask for: never named in an error message (a viewer's 404 reveals nothing)
     private: tuple[str, ...] = ()
+    #: filterable names (declared extras and subcategory) -> (type, distinct values in the store)
+    filters: Mapping[str, tuple[str, tuple[str, ...]]] | None = None
 
     def group(self, layer: str) -> str:
         return (self.groups or {}).get(layer, "crime")
@@ -148,6 +150,8 @@ class LayerRequest:
     bandwidth: float = 400.0
     kernel: str = "quartic"
     optimized: bool = False
+    #: filters on an extract's declared extras and sub-category (issue 12): ((name, (value, ...)), ...), sorted
+    where: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def query(self, **changes: Any) -> dict[str, str]:
         """The URL query string that reproduces this request (shareable link)."""
@@ -158,7 +162,8 @@ class LayerRequest:
              "domain": p.domain, "compare_from": p.compare_from or "", "compare_to": p.compare_to or "",
              "permutations": str(p.permutations), "step": p.step, "time_neighbours": str(p.time_neighbours),
              "against": p.against if p.against != "imd" else "", "cell": f"{p.cell:g}", "shape": p.shape,
-             "bandwidth": f"{p.bandwidth:g}", "kernel": p.kernel, "optimized": "1" if p.optimized else ""}
+             "bandwidth": f"{p.bandwidth:g}", "kernel": p.kernel, "optimized": "1" if p.optimized else "",
+             "where": ";".join(f"{n}={','.join(v)}" for n, v in p.where)}
         return {k: v for k, v in q.items() if v != ""}
 
     @property
@@ -311,11 +316,59 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
             weights = _weights(f"distance:{2 * cell:g}", True)
         if _first(args, "significance") is None:  # many cells: FDR by default, as the issue asks
             significance = "fdr"
+    # -- filters on extract extras and the sub-category (issue 12): where NAME=V1,V2[;NAME=V] (repeatable) --
+    where = _where(args, catalog.filters or {}, free)
     return LayerRequest(layer=layer, geography=geography, categories=tuple(sorted(set(cats))), month_from=month_from,
                         month_to=month_to, variable=variable, weights=weights, significance=significance,
                         alpha=alpha, classes=classes, k=k, domain=domain, compare_from=cf, compare_to=ct,
                         permutations=perms, step=step, time_neighbours=int(time_neighbours), against=against,
-                        cell=cell, shape=shape, bandwidth=bandwidth, kernel=kernel, optimized=optimized)
+                        cell=cell, shape=shape, bandwidth=bandwidth, kernel=kernel, optimized=optimized,
+                        where=where)
+
+
+#: at most this many filter clauses and values per request (the menus are finite; this bounds a free CLI too)
+MAX_WHERE_CLAUSES, MAX_WHERE_VALUES = 8, 64
+
+
+def _where(args: Mapping, menu: Mapping[str, tuple[str, tuple[str, ...]]],
+           free: bool) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``where`` items (``NAME=V1,V2``, several joined by ``;`` or repeated; a name repeated adds values, as
+    the map form sends ``where=NAME=V1&where=NAME=V2``) checked against the filterable names; values of the
+    name's type (``free``) or from the store's distinct values (every web request)."""
+    from .filters import canonical
+    if hasattr(args, "getlist"):
+        raw = args.getlist("where")
+    else:
+        v = args.get("where")
+        raw = [v] if isinstance(v, str) else list(v or [])
+    clauses = [c.strip() for item in raw for c in str(item).split(";") if c.strip()]
+    if len(clauses) > MAX_WHERE_CLAUSES:
+        raise HotspotsError(f"where: at most {MAX_WHERE_CLAUSES} filters, got {len(clauses)}", column="where")
+    out: dict[str, tuple[str, ...]] = {}
+    for clause in clauses:
+        name, eq, values = clause.partition("=")
+        name = name.strip()
+        if not eq or not name:
+            raise HotspotsError(f"where must be NAME=VALUE[,VALUE...], got {clause[:40]!r}", column="where")
+        if name not in menu:
+            known = ", ".join(menu) or "none; declare typed extras in [extract.extras]"
+            raise NotFoundError(f"where: unknown filter {name[:40]!r} (filterable: {known})", column="where")
+        kind, allowed = menu[name]
+        picked = [v.strip() for v in values.split(",") if v.strip()]
+        if not picked or len(picked) > MAX_WHERE_VALUES:
+            raise HotspotsError(f"where: {name} needs 1 to {MAX_WHERE_VALUES} values", column="where")
+        canon = []
+        for v in picked:
+            c = canonical(kind, v)
+            if c is None or (not free and c not in allowed):
+                shown = ", ".join(allowed[:30]) + (", ..." if len(allowed) > 30 else "")
+                raise HotspotsError(f"where: {v[:40]!r} is not a value of {name} ({kind}; values: {shown or 'none'})",
+                                    column="where")
+            canon.append(c)
+        out[name] = tuple(sorted(set(canon) | set(out.get(name, ()))))
+        if len(out[name]) > MAX_WHERE_VALUES:
+            raise HotspotsError(f"where: {name} needs 1 to {MAX_WHERE_VALUES} values", column="where")
+    return tuple(sorted(out.items()))
 
 
 def _weights(value: str, free: bool) -> str:

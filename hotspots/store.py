@@ -10,6 +10,7 @@ so a crime seen again is stored once and ``INSERT OR IGNORE`` makes re-running a
 """
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import stat
@@ -249,17 +250,58 @@ def _read(db_path: Path):
     return connect(db_path, readonly=True)
 
 
-def count_cells(db_path: Path, role: str) -> "list[tuple[str, str, str, int]]":
+#: a filter for the store: ((name, (typed value, ...)), ...) from :func:`hotspots.filters.terms`
+WhereTerms = "tuple[tuple[str, tuple], ...]"
+
+
+def where_sql(where: WhereTerms, table: str = "") -> "tuple[str, list]":
+    """`` AND ...`` conditions (and their parameters) keeping the incidents that match every filter: the
+    sub-category column, or an extra's typed value in the ``attrs`` JSON (bool as 1/0). Names and values
+    are bound parameters, never SQL text."""
+    sql, args = "", []
+    for name, values in where:
+        marks = ", ".join("?" * len(values))
+        if name == "subcategory":
+            sql += f" AND {table}subcategory IN ({marks})"
+        else:
+            sql += f" AND json_extract({table}attrs, ?) IN ({marks})"
+            args.append('$."' + name.replace('"', '""') + '"')
+        args += list(values)
+    return sql, args
+
+
+def count_cells(db_path: Path, role: str, where: WhereTerms = ()) -> "list[tuple[str, str, str, int]]":
     """Non-zero counts of in-area incidents per (area code, month, category slug) of geography ``role``:
-    the base cells every count, rate, statistic and protected figure is summed from."""
+    the base cells every count, rate, statistic and protected figure is summed from (of the incidents
+    matching ``where``, when given)."""
     col = AREA_COLUMNS[role]
+    cond, args = where_sql(where)
     con = _read(db_path)
     try:  # one cell per category SLUG: several raw names (API "violent-crime", CSV "Violence and ...") share it
         return con.execute(
             f"SELECT a.code, t.month, c.slug, SUM(t.n) FROM (SELECT {col} AS area_id, month, category_id, COUNT(*) AS n "
-            f"FROM incidents WHERE in_area = 1 AND {col} IS NOT NULL GROUP BY {col}, month, category_id) t "
+            f"FROM incidents WHERE in_area = 1 AND {col} IS NOT NULL{cond} GROUP BY {col}, month, category_id) t "
             "JOIN areas a ON a.id = t.area_id JOIN categories c ON c.id = t.category_id "
-            "GROUP BY a.code, t.month, c.slug").fetchall()
+            "GROUP BY a.code, t.month, c.slug", args).fetchall()
+    finally:
+        con.close()
+
+
+def distinct_values(db_path: Path, names: "list[str]") -> "dict[str, list]":
+    """Distinct non-null values of each filterable name among in-area incidents (the viewers' menus)."""
+    con = _read(db_path)
+    try:
+        out = {}
+        for name in names:
+            if name == "subcategory":
+                cur = con.execute("SELECT DISTINCT subcategory FROM incidents WHERE in_area = 1 "
+                                  "AND subcategory IS NOT NULL")
+            else:
+                cur = con.execute("SELECT DISTINCT v FROM (SELECT json_extract(attrs, ?) AS v FROM incidents "
+                                  "WHERE in_area = 1 AND attrs IS NOT NULL) WHERE v IS NOT NULL",
+                                  ('$."' + name.replace('"', '""') + '"',))
+            out[name] = [r[0] for r in cur.fetchall()]
+        return out
     finally:
         con.close()
 
@@ -285,12 +327,13 @@ def months(db_path: Path) -> "list[str]":
 
 INCIDENT_FIELDS = ("crime_id", "month", "date", "category", "category_raw", "longitude", "latitude", "easting",
                    "northing", "location", "outcome", "context", "lsoa21", "lsoa21_name", "ward", "ward_name",
-                   "source")
+                   "source", "time", "subcategory")
 
 
 def incidents(db_path: Path, categories: "list[str]", month_from: str | None, month_to: str | None,
-              area: str | None, limit: int, offset: int) -> "tuple[int, list[dict]]":
-    """Incident-level records inside the area (analysts only): the total matching and one page of rows."""
+              area: str | None, limit: int, offset: int, filters: WhereTerms = ()) -> "tuple[int, list[dict]]":
+    """Incident-level records inside the area (analysts only): the total matching and one page of rows, each
+    with its ``extras`` (the extract's extra columns, typed as stored; {} when none)."""
     where, args = ["in_area = 1"], []
     if categories:
         where.append(f"category IN ({', '.join('?' * len(categories))})")
@@ -304,16 +347,56 @@ def incidents(db_path: Path, categories: "list[str]", month_from: str | None, mo
     if area:
         where.append("(lsoa21 = ? OR ward = ?)")
         args += [area, area]
-    sql_where = " AND ".join(where)
+    cond, more = where_sql(filters)
+    sql_where = " AND ".join(where) + cond
+    args += more
     con = _read(db_path)
     try:
         total = con.execute(f"SELECT COUNT(*) FROM incidents_geocoded WHERE {sql_where}", args).fetchone()[0]
-        cur = con.execute(f"SELECT {', '.join(INCIDENT_FIELDS)} FROM incidents_geocoded WHERE {sql_where} "
+        cur = con.execute(f"SELECT {', '.join(INCIDENT_FIELDS)}, attrs FROM incidents_geocoded WHERE {sql_where} "
                           "ORDER BY month, key LIMIT ? OFFSET ?", args + [limit, offset])
-        rows = [dict(zip(INCIDENT_FIELDS, r)) for r in cur.fetchall()]
+        rows = [dict(zip(INCIDENT_FIELDS, r), extras=json.loads(r[-1]) if r[-1] else {}) for r in cur.fetchall()]
     finally:
         con.close()
     return total, rows
+
+
+def hour_weekday(db_path: Path, role: str | None, codes: "list[str]", categories: "list[str]",
+                 month_from: str | None, month_to: str | None,
+                 where: WhereTerms = ()) -> "tuple[list[tuple[int, int, int]], int]":
+    """In-area incidents per (weekday, hour) — weekday 0 = Monday — of the areas ``codes`` of geography
+    ``role`` (all areas when ``role`` is None), the categories (all when empty), the period and the filter;
+    with the number of matching incidents that have no time of day (or no date)."""
+    cond, args = where_sql(where, "i.")
+    sql = " FROM incidents i JOIN categories c ON c.id = i.category_id"
+    if role is not None:
+        sql += f" JOIN areas a ON a.id = i.{AREA_COLUMNS[role]}"
+    sql += " WHERE i.in_area = 1"
+    pre: list = []
+    if role is not None:
+        sql += f" AND a.code IN ({', '.join('?' * len(codes))})"
+        pre += list(codes)
+    if categories:
+        sql += f" AND c.slug IN ({', '.join('?' * len(categories))})"
+        pre += list(categories)
+    if month_from:
+        sql += " AND i.month >= ?"
+        pre.append(month_from)
+    if month_to:
+        sql += " AND i.month <= ?"
+        pre.append(month_to)
+    sql += cond
+    timed = " AND i.time IS NOT NULL AND i.date IS NOT NULL"
+    con = _read(db_path)
+    try:  # strftime('%w'): 0 = Sunday, so +6 mod 7 makes Monday 0 (ISO order)
+        cells = con.execute("SELECT (CAST(strftime('%w', i.date) AS INTEGER) + 6) % 7, "
+                            "CAST(substr(i.time, 1, 2) AS INTEGER), COUNT(*)" + sql + timed + " GROUP BY 1, 2",
+                            pre + args).fetchall()
+        untimed = con.execute("SELECT COUNT(*)" + sql + " AND (i.time IS NULL OR i.date IS NULL)",
+                              pre + args).fetchone()[0]
+    finally:
+        con.close()
+    return cells, untimed
 
 
 # -- upload reports ------------------------------------------------------------------------------------
@@ -340,14 +423,16 @@ def upload_report(db_path: Path, ingest_id: int, max_rejects: int) -> dict | Non
 
 
 # -- points --------------------------------------------------------------------------------------------
-def points(db_path: Path) -> "tuple[list[float], list[float], list[str], list[str]]":
+def points(db_path: Path, where: WhereTerms = ()) -> "tuple[list[float], list[float], list[str], list[str]]":
     """Eastings, northings (EPSG:27700, metres), months and category slugs of every in-area incident with
-    coordinates: what grid cells are counted from (a grid is not an area stored with the incidents)."""
+    coordinates (matching ``where``): what grid cells are counted from (a grid is not an area stored with
+    the incidents)."""
+    cond, args = where_sql(where, "i.")
     con = _read(db_path)
     try:
         rows = con.execute("SELECT i.easting_dm, i.northing_dm, i.month, c.slug FROM incidents i "
                            "JOIN categories c ON c.id = i.category_id WHERE i.in_area = 1 AND "
-                           "i.easting_dm IS NOT NULL AND i.northing_dm IS NOT NULL").fetchall()
+                           f"i.easting_dm IS NOT NULL AND i.northing_dm IS NOT NULL{cond}", args).fetchall()
     finally:
         con.close()
     if not rows:

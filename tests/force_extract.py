@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from synthetic_bundle import CELL, N, X0, Y0
+from synthetic_bundle import CELL, N, X0, Y0, lsoa_code
 
 #: local offence names and codes (as written in the extract, odd case and spacing included) -> police.uk slug
 OFFENCES = {"Violence with injury": "violent-crime", "VIOLENCE  WITHOUT injury": "violent-crime",
@@ -46,7 +46,10 @@ def write_extract(path: Path, n: int = 302, year: int = 2018, months: tuple[int,
     frame = pd.DataFrame(rows)
     frame.to_csv(path, index=False)
     stamp = pd.to_datetime(frame["date"], format="%d/%m/%Y %H:%M")
+    i = ((frame["northing"] - Y0) // CELL).astype(int)
+    j = ((frame["easting"] - X0) // CELL).astype(int)
     return frame.assign(category=frame["offence"].map(OFFENCES), when=stamp, hour=stamp.dt.hour,
+                        lsoa21=[lsoa_code(a, b) for a, b in zip(i, j)],
                         weekday=stamp.dt.day_of_week, month=stamp.dt.strftime("%Y-%m"),
                         weapon=frame["weapon_flag"].eq("Y"))
 
@@ -68,6 +71,24 @@ beat = "text"
 [extract.categories]
 {categories}
 """
+
+
+#: the columns written to the CSV (the rest of ``write_extract``'s frame is what the tests expect)
+CSV_COLUMNS = ["incident_id", "date", "offence", "easting", "northing", "victim_age_band", "weapon_flag", "beat"]
+
+
+def ingested_extract(tmp_path, n: int = 302, year: int = 2024, months: tuple[int, ...] = (1, 2, 3)):
+    """gridtown with the force extract ingested: (config, the extract's rows)."""
+    from hotspots.bundle import install_bundle
+    from hotspots.ingest import ingest_paths
+    from synthetic_bundle import build
+    b = build(tmp_path)
+    config = extract_config(b)
+    install_bundle(config)
+    rows = write_extract(tmp_path / "force.csv", n=n, year=year, months=months, first=None)
+    (s,) = ingest_paths(config, [tmp_path / "force.csv"], "extract")
+    assert (s.accepted, s.rejected) == (n, 0)
+    return b, config, rows
 
 
 def extract_config(bundle, *, unmapped: str | None = None, **overrides):

@@ -232,15 +232,18 @@ def incidents():
     fmt = request.args.get("format") or "json"
     if fmt not in ("json", "csv"):
         raise HotspotsError(f"format must be json or csv, got {fmt[:20]!r}", column="format")
+    from hotspots.filters import terms
     total, rows = store.incidents(config.db_path, list(req.categories), req.month_from, req.month_to, area or None,
-                                  limit, offset)
+                                  limit, offset, terms(config, req.where))
     if area and total == 0 and not _area_exists(config, area):
         raise NotFoundError(f"unknown area {area!r}", column="area")
     from hotspots.layers import filename, filters_text
     if fmt == "csv":
         import pandas as pd
         from hotspots.export import safe_csv_frame
-        df = safe_csv_frame(pd.DataFrame(rows, columns=list(store.INCIDENT_FIELDS)))
+        extras = list(config.extract.declared_extras)  # one column per declared extra, typed values
+        df = safe_csv_frame(pd.DataFrame([{**r, **{e: r["extras"].get(e) for e in extras}} for r in rows],
+                                         columns=list(store.INCIDENT_FIELDS) + extras))
         body = (f"# incident-level records: {filters_text(req)}; not for publication (no disclosure control)\n"
                 f"# {POLICE_NOTE}\n" + df.to_csv(index=False, lineterminator="\n"))
         resp = Response(body.encode("utf-8"), mimetype="text/csv")
@@ -251,7 +254,7 @@ def incidents():
               next=url_for("api.incidents", **{**request.args.to_dict(flat=False), "offset": nxt})
               if nxt < total else None,  # flat=False: repeated filters (category=a&category=b) stay
               parameters={"category": list(req.categories), "from": req.month_from, "to": req.month_to,
-                          "area": area or None},
+                          "area": area or None, "where": req.query().get("where")},
               note=POLICE_NOTE, incidents=rows)
 
 
@@ -368,6 +371,7 @@ def filter_schema(name: str, catalog) -> dict:
         "step": {"type": "string", "enum": list(rq.STEPS)},
         "time_neighbours": {"type": "integer", "enum": list(rq.TIME_NEIGHBOURS_MENU)},
         "code": {"type": "string", "pattern": r"^[A-Za-z0-9]{1,16}$"},
+        "codes": {"type": "string", "pattern": r"^[A-Za-z0-9]{1,16}(,[A-Za-z0-9]{1,16}){0,499}$"},
         "against": {"type": "string", "pattern": r"^[a-z0-9_-]{1,80}$"},
     }
     return menus[name]
@@ -487,3 +491,24 @@ FILTERS += [("step", "Time step of the time layers: month | quarter | year"),
             ("against", "Bivariate layer: the second variable, a deprivation domain slug or overlay-<id>")]
 ROUTES.append({"path": "/api/v1/series", "summary": "One area's counts per time step, trend and Gi* class per step",
                "filters": True, "params": [("code", "LSOA 2021 or ward code of the area")]})
+
+
+@bp.get("/hours")
+def hours():
+    """Incidents per hour of day × day of week (issue 12) for the whole area, an area (``code``) or a set of
+    areas (``codes``, a hot spot) of ``geography``, under the usual filters. Viewers get protected counts with
+    the display rule applied per cell."""
+    from hotspots.hours import hour_weekday
+    req = parse("count")
+    code, codes = (request.args.get("code") or "").strip(), (request.args.get("codes") or "").strip()
+    if code and codes:
+        raise HotspotsError("give code (one area) or codes (several), not both", column="codes")
+    chosen = [code] if code else [c for c in codes.split(",") if c.strip()]
+    table = hour_weekday(get_config(), req, audience(), req.geography if chosen else None, chosen)
+    return ok(**table.to_dict(), parameters=req.query())
+
+
+ROUTES.append({"path": "/api/v1/hours", "summary": "Incidents per hour of day × day of week for the area, an area "
+               "or a hot spot (viewers: protected, display rule per cell)", "filters": True,
+               "params": [("code", "LSOA 2021 or ward code of one area (with geography)"),
+                          ("codes", "Comma-separated codes of several areas (a hot spot)")]})

@@ -52,7 +52,15 @@ def _page(template: str, printable: bool):
                            months=list(pipeline.catalog(config).months), geographies=GEOGRAPHY_LABELS,
                            variables=VARIABLES, significance=SIGNIFICANCE, schemes=list(CLASS_SCHEMES),
                            config=config, crime_layers=CRIME_TITLES, deprivation=dep, note=POLICE_NOTE,
-                           weights_options=list(WEIGHTS_MENU))
+                           weights_options=list(WEIGHTS_MENU), where_menu=_where_menu(config), chosen=dict(p.where))
+
+
+def _where_menu(config) -> dict:
+    """The map's filter control (issue 12): each declared extra (and the sub-category) that has values in the
+    store, with those values; empty, so no control, when the configuration declares no extras."""
+    if not config.extract.extras:
+        return {}
+    return {name: values for name, (_, values) in (pipeline.catalog(config).filters or {}).items() if values}
 
 
 _shell: dict = {}

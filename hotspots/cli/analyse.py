@@ -22,6 +22,7 @@ import click
 import geopandas as gpd
 
 from . import cli, get_config
+from .where import where_option
 from ..errors import AnalysisError, ConfigError, HotspotsError
 
 OUT_SUFFIXES = (".csv", ".geojson", ".json", ".gpkg")
@@ -65,10 +66,11 @@ def _config_or_none(ctx: click.Context):
               help="count, rate per 1,000 residents, or empirical-Bayes-smoothed rate.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), required=True,
               help="Output FILE.csv, FILE.geojson or FILE.gpkg.")
+@where_option
 @click.pass_context
 def analyse(ctx: click.Context, level, cell, shape, optimized, categories, month_from, month_to, areas_path, id_col,
             value_col, name_col, population_col, crs, stat, weights, permutations, seed, alpha, fdr, significance,
-            variable, out) -> None:
+            variable, out, where) -> None:
     """Find hot and cold spots (Gi*), clusters and outliers (local Moran) and overall clustering."""
     from ..analysis import analyse_areas, read_areas
 
@@ -79,11 +81,14 @@ def analyse(ctx: click.Context, level, cell, shape, optimized, categories, month
         raise click.UsageError("give either --level or --areas (exactly one)")
     if level != "grid" and (cell is not None or optimized or shape != "square"):
         raise click.UsageError("--cell, --shape and --optimized go with --level grid")
+    if where and not level:
+        raise click.UsageError("--where filters ingested incidents: it goes with --level")
     if level == "grid":
         from .grid_layers import write_grid_layer
         opts = {"cell": cell if cell is not None else 250, "shape": shape, "category": list(categories),
                 "from": month_from, "to": month_to, "optimized": "1" if optimized else None, "weights": weights,
-                "permutations": permutations, "alpha": alpha, "significance": "fdr" if fdr else None}
+                "permutations": permutations, "alpha": alpha, "significance": "fdr" if fdr else None,
+                "where": list(where)}
         write_grid_layer(get_config(ctx), "grid_gistar", opts, out_path)
         return
     config = _config_or_none(ctx) if areas_path else get_config(ctx)
@@ -105,7 +110,7 @@ def analyse(ctx: click.Context, level, cell, shape, optimized, categories, month
         from ..request import Audience
         opts = {"geography": level, "category": list(categories), "from": month_from, "to": month_to,
                 "weights": weights, "alpha": str(alpha), "variable": variable,
-                "significance": significance or ("fdr" if fdr else "raw")}
+                "significance": significance or ("fdr" if fdr else "raw"), "where": list(where)}
         if permutations is not None:
             opts["permutations"] = str(permutations)
         req = pipeline.parse(config, opts, "gistar", free=True)  # the web's parser, without its menus

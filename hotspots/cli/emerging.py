@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from . import cli, get_config
+from .where import where_option
 from ..errors import HotspotsError
 
 OUT_FORMATS = {".csv": "csv", ".geojson": "geojson", ".json": "geojson", ".gpkg": "gpkg"}
@@ -28,6 +29,7 @@ def time_options(f):
         click.option("--alpha", type=float, default=None, help="Significance level (default from config)."),
         click.option("--out", type=click.Path(dir_okay=False), required=True,
                      help="Output FILE.csv, FILE.geojson or FILE.gpkg."),
+        where_option,
     ]):
         f = opt(f)
     return f
@@ -40,9 +42,9 @@ def out_format(out: str) -> str:
     return fmt
 
 
-def request_options(level, categories, month_from, month_to, step, alpha, **more) -> dict:
+def request_options(level, categories, month_from, month_to, step, alpha, where=(), **more) -> dict:
     opts = {"geography": level, "category": list(categories), "from": month_from, "to": month_to, "step": step,
-            **{k: v for k, v in more.items() if v is not None}}
+            "where": list(where), **{k: v for k, v in more.items() if v is not None}}
     if alpha is not None:
         opts["alpha"] = str(alpha)
     return opts
@@ -61,14 +63,14 @@ def write_layer(config, published, out: str, fmt: str) -> None:
               help="How many time steps back a bin's neighbourhood reaches (ArcGIS's neighbourhood time step).")
 @click.option("--weights", default=None, help="queen | rook | knn:K | distance:METRES (default from config).")
 @click.pass_context
-def emerging(ctx: click.Context, level, categories, month_from, month_to, step, alpha, out, time_neighbours,
+def emerging(ctx: click.Context, level, categories, month_from, month_to, step, alpha, out, where, time_neighbours,
              weights) -> None:
     """Emerging hot spots: new, intensifying, persistent, diminishing ... hot and cold spots (ArcGIS's 17)."""
     from .. import pipeline
     from ..request import Audience
     fmt = out_format(out)
     config = get_config(ctx)
-    req = pipeline.parse(config, request_options(level, categories, month_from, month_to, step, alpha,
+    req = pipeline.parse(config, request_options(level, categories, month_from, month_to, step, alpha, where,
                                                  time_neighbours=str(time_neighbours), weights=weights),
                          "emerging", free=True)
     pub = pipeline.build_layer(config, req, Audience.ANALYST)

@@ -34,14 +34,14 @@ def baseline(compare_to: str, month_from: str, month_to: str) -> tuple[str, str]
 @click.option("--compare-to", "compare_to", default=None, metavar="previous-year|YYYY-MM:YYYY-MM",
               help="Also test the change of the whole area against this period.")
 @click.pass_context
-def trend(ctx: click.Context, level, categories, month_from, month_to, step, alpha, out, significance,
+def trend(ctx: click.Context, level, categories, month_from, month_to, step, alpha, out, where, significance,
           compare_to) -> None:
     """Rising or falling? Mann-Kendall trend and Sen's slope per area and for the whole area."""
     from .. import pipeline
     from ..request import Audience
     fmt = out_format(out)
     config = get_config(ctx)
-    req = pipeline.parse(config, request_options(level, categories, month_from, month_to, step, alpha,
+    req = pipeline.parse(config, request_options(level, categories, month_from, month_to, step, alpha, where,
                                                  significance=significance), "trend", free=True)
     pub = pipeline.build_layer(config, req, Audience.ANALYST)
     click.echo(pub.metadata["city_trend"]["sentence"])

@@ -659,13 +659,17 @@
     var form = document.getElementById("controls");
     if (!form) return;
     var out = {};
+    var where = [];  // the filter control: one multiple select per extra, each option "NAME=VALUE"
     Array.prototype.forEach.call(form.elements, function (el) {
       if (!el.name) return;
-      if (el.multiple) {
+      if (el.name === "where") {
+        Array.prototype.forEach.call(el.options, function (o) { if (o.selected) where.push(o.value); });
+      } else if (el.multiple) {
         out[el.name] = Array.prototype.filter.call(el.options, function (o) { return o.selected; })
           .map(function (o) { return o.value; }).join(",");
       } else { out[el.name] = el.value; }
     });
+    if (document.getElementById("where-filter")) out.where = where.join(";");
     return out;
   }
   function applyChange() {

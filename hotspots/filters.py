@@ -1,0 +1,97 @@
+"""Filters on an extract's typed extra columns and on the sub-category (issue 12): ``--where NAME=V1,V2``.
+
+Why here: a filter is parsed once into the request (``LayerRequest.where``: sorted names, each with its sorted
+canonical values, so equal filters share the cache) and then turned into typed values for the store's one SQL
+condition (:func:`hotspots.store.where_sql`). The names that can be filtered on are the extras declared in
+``[extract.extras]`` (with their types) and ``subcategory``; viewers choose values from a finite menu, the
+distinct values in the store (issue 14: bounded work per client).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .config import Config
+
+#: the built-in filter: the local offence an [extract.categories] mapping read
+SUBCATEGORY = "subcategory"
+#: a request's filter: ((name, (canonical value, ...)), ...), names and values sorted
+Where = tuple[tuple[str, tuple[str, ...]], ...]
+_TRUE, _FALSE = ("true", "t", "yes", "y", "1"), ("false", "f", "no", "n", "0")
+
+
+def declared(config: Config) -> dict[str, str]:
+    """Filterable names and their types: the declared extras, then ``subcategory`` (text)."""
+    return {**config.extract.declared_extras, SUBCATEGORY: "text"}
+
+
+def canonical(kind: str, value: Any) -> str | None:
+    """The canonical text of ``value`` as ``kind`` (None when it is not of that type): what requests, cache
+    keys and menus hold."""
+    text = str(value).strip()
+    if kind == "bool":
+        low = text.casefold()
+        return "true" if low in _TRUE else "false" if low in _FALSE else None
+    if kind == "int":
+        try:
+            return str(int(text))
+        except ValueError:
+            return None
+    if kind == "number":
+        try:
+            num = float(text)
+        except ValueError:
+            return None
+        return repr(num) if num == num and abs(num) != float("inf") else None
+    return text if text else None
+
+
+def typed(kind: str, text: str) -> Any:
+    """A canonical value as the JSON stores it (bool as 1/0, the way SQLite's json_extract returns it)."""
+    if kind == "bool":
+        return 1 if text == "true" else 0
+    if kind == "int":
+        return int(text)
+    if kind == "number":
+        return float(text)
+    return text
+
+
+def terms(config: Config, where: Where) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """The request's filter with typed values, for the store."""
+    types = declared(config)
+    return tuple((name, tuple(typed(types[name], v) for v in values)) for name, values in where)
+
+
+def menu(config: Config) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """name -> (type, distinct canonical values in the store) for every filterable name (cached per data
+    version); names with no value stored have an empty menu."""
+    from . import store
+    from .cache import cached
+    types = declared(config)
+
+    def build() -> dict[str, tuple[str, tuple[str, ...]]]:
+        raw = store.distinct_values(config.db_path, list(types))
+        out = {}
+        for name, kind in types.items():
+            vals = {canonical(kind, "true" if v is True else "false" if v is False else v) for v in raw.get(name, [])}
+            # a value holding the separators of ``where`` (``,`` ``;``) cannot be asked for: not offered
+            out[name] = (kind, tuple(sorted(v for v in vals if v is not None and "," not in v and ";" not in v)))
+        return out
+    return cached(config, ("where-menu", tuple(types.items())), build)
+
+
+def describe(where: Where) -> str:
+    """``victim age band 0-17 or 18-24; weapon flag true`` (titles and file metadata)."""
+    return "; ".join(f"{name.replace('_', ' ')} {' or '.join(values)}" for name, values in where)
+
+
+def key_text(where: Where) -> str:
+    """One line naming the filter (the protected table's cell identity, file names)."""
+    return ";".join(f"{name}={','.join(values)}" for name, values in where)
+
+
+def parse(config: Config, items, free: bool = True) -> Where:
+    """``--where`` options (or ``where`` arguments) checked as a request's are (the CLI: any value of the
+    declared type)."""
+    from .request import _where
+    return _where({"where": list(items or [])}, menu(config), free)
