@@ -94,4 +94,6 @@ def parse(config: Config, items, free: bool = True) -> Where:
     """``--where`` options (or ``where`` arguments) checked as a request's are (the CLI: any value of the
     declared type)."""
     from .request import _where
-    return _where({"where": list(items or [])}, menu(config), free)
+    if not items:
+        return ()  # no filter: nothing to check, and no store needed
+    return _where({"where": list(items)}, menu(config), free)

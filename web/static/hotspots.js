@@ -214,7 +214,7 @@
             lyr.bindPopup(function () {
               return toElement(tooltipHTML(fc, f.properties) + '<p class="pop-code">' + esc(f.properties.code) + "</p>");
             });
-            if (CRIME.indexOf(name) >= 0) lyr.on("click", function () { showSeries(f.properties.code); });
+            if (CRIME.indexOf(name) >= 0) lyr.on("click", function () { showSeries(f.properties.code); showHours(f.properties.code); });
             lyr.on("mouseover", function () { lyr.setStyle({weight: 2.5, color: "#000"}); });
             lyr.on("mouseout", function () { gj.resetStyle(lyr); });
           }
@@ -553,6 +553,57 @@
     }).catch(function (e) {
       box.innerHTML = "<p class='warn'>Time series unavailable: " + esc(e.message) + "</p>";
     }).finally(function () { busy(-1); });
+  }
+
+  // -- an area's hour of day x day of week heat grid (issue 12): inline SVG built with DOM calls ---------
+  var DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+  function pad2(h) { return (h < 10 ? "0" : "") + h; }
+  function heat(f) {  // white (0) to dark red (the largest cell)
+    var a = [255, 245, 240], b = [103, 0, 13];
+    return "rgb(" + a.map(function (x, i) { return Math.round(x + (b[i] - x) * f); }).join(",") + ")";
+  }
+  function hoursGrid(t) {
+    var C = 11, L = 28, T = 12, W = L + 24 * C + 2, H = T + 7 * C + 2;
+    var nums = [].concat.apply([], t.counts).filter(function (v) { return typeof v === "number"; });
+    var max = Math.max.apply(null, nums.concat([1]));
+    var root = svg("svg", {viewBox: "0 0 " + W + " " + H, width: "100%", role: "img", "class": "hours-grid",
+                           "aria-label": "Incidents per hour of day and day of week, " + t.scope});
+    t.counts.forEach(function (row, d) {
+      svg("text", {x: L - 3, y: T + d * C + C - 3, "text-anchor": "end", "font-size": "8"}, root).textContent = DAYS[d];
+      row.forEach(function (v, h) {
+        var r = svg("rect", {x: L + h * C, y: T + d * C, width: C - 1, height: C - 1,
+                             fill: typeof v === "number" ? heat(v / max) : "#bdbdbd"}, root);
+        svg("title", {}, r).textContent = t.weekdays[d] + " " + pad2(h) + ":00-" + pad2(h) + ":59: " + v;
+      });
+    });
+    [0, 6, 12, 18, 23].forEach(function (h) {
+      svg("text", {x: L + h * C + C / 2, y: T - 3, "text-anchor": "middle", "font-size": "8"}, root).textContent = pad2(h);
+    });
+    return root;
+  }
+  function showHours(code) {
+    if (params.geography !== "lsoa" && params.geography !== "ward") return;
+    var box = document.getElementById("hours");
+    if (!box) {
+      box = document.createElement("section");
+      box.id = "hours"; box.className = "hours"; box.setAttribute("aria-live", "polite");
+      var after = document.getElementById("series") || document.getElementById("summary");
+      if (!after) return;
+      after.parentNode.insertBefore(box, after.nextSibling);
+    }
+    getJSON(API + "/hours?" + qs(Object.assign({}, params, {code: code}))).then(function (t) {
+      if (!t.has_times) {
+        box.innerHTML = "<h2>When in the week</h2><p class='muted'>No times in this data (" + esc(t.scope) + ").</p>";
+        return;
+      }
+      box.innerHTML = "<h2>When in the week</h2><p class='muted'>Incidents per hour of day and day of week, " +
+        esc(t.scope) + (t.computed_from === "protected table" ? "; protected figures, a grey cell is a small " +
+        "number, hidden" : "") + ".</p><div class='hours-plot'></div>" +
+        (t.without_time ? "<p class='muted'>" + esc(t.without_time) + " incident(s) without a time are not shown.</p>" : "");
+      box.querySelector(".hours-plot").appendChild(hoursGrid(t));
+    }).catch(function (e) {
+      box.innerHTML = "<p class='warn'>Hours unavailable: " + esc(e.message) + "</p>";
+    });
   }
 
   // -- URL state, downloads ---------------------------------------------------------------------------
