@@ -528,15 +528,19 @@
     });
     return root;
   }
+  function panelBox(id, afterIds) {  // a side-panel section, made once, after the first of afterIds present
+    var box = document.getElementById(id);
+    if (box) return box;
+    var after = afterIds.map(function (a) { return document.getElementById(a); }).filter(Boolean)[0];
+    if (!after) return null;
+    box = document.createElement("section");
+    box.id = id; box.className = id; box.setAttribute("aria-live", "polite");
+    after.parentNode.insertBefore(box, after.nextSibling);
+    return box;
+  }
   function showSeries(code) {
-    var box = document.getElementById("series");
-    if (!box) {
-      box = document.createElement("section");
-      box.id = "series"; box.className = "series"; box.setAttribute("aria-live", "polite");
-      var after = document.getElementById("comparison") || document.getElementById("summary");
-      if (!after) return;
-      after.parentNode.insertBefore(box, after.nextSibling);
-    }
+    var box = panelBox("series", ["comparison", "summary"]);
+    if (!box) return;
     busy(1);
     getJSON(API + "/series?" + qs(Object.assign({}, params, {code: code}))).then(function (s) {
       var words = s.trend ? "Trend: " + (s.trend.trend > 0 ? "significant increase" : s.trend.trend < 0 ?
@@ -583,14 +587,8 @@
   }
   function showHours(code) {
     if (params.geography !== "lsoa" && params.geography !== "ward") return;
-    var box = document.getElementById("hours");
-    if (!box) {
-      box = document.createElement("section");
-      box.id = "hours"; box.className = "hours"; box.setAttribute("aria-live", "polite");
-      var after = document.getElementById("series") || document.getElementById("summary");
-      if (!after) return;
-      after.parentNode.insertBefore(box, after.nextSibling);
-    }
+    var box = panelBox("hours", ["series", "summary"]);
+    if (!box) return;
     getJSON(API + "/hours?" + qs(Object.assign({}, params, {code: code}))).then(function (t) {
       if (!t.has_times) {
         box.innerHTML = "<h2>When in the week</h2><p class='muted'>No times in this data (" + esc(t.scope) + ").</p>";
