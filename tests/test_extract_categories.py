@@ -76,6 +76,19 @@ def test_unmapped_keep_stores_the_offence_as_its_own_category(gridtown, tmp_path
     con.close()
 
 
+def test_cli_ingests_the_force_extract_and_exits_0(gridtown, tmp_path):
+    from click.testing import CliRunner
+
+    from hotspots.cli import cli as main
+    b, _ = gridtown
+    config = extract_config(b)
+    write_extract(tmp_path / "force.csv")
+    env = {**b.env(), "HOTSPOTS_CONFIG": str(config.source)}
+    res = CliRunner().invoke(main, ["ingest", "--format", "extract", str(tmp_path / "force.csv")], env=env)
+    assert res.exit_code == 0, res.output
+    assert "302" in res.output and "error" not in res.output.lower()
+
+
 def test_a_file_of_only_unmapped_offences_exits_1(gridtown, tmp_path):
     from click.testing import CliRunner
 

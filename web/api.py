@@ -372,6 +372,7 @@ def filter_schema(name: str, catalog) -> dict:
         "time_neighbours": {"type": "integer", "enum": list(rq.TIME_NEIGHBOURS_MENU)},
         "code": {"type": "string", "pattern": r"^[A-Za-z0-9]{1,16}$"},
         "codes": {"type": "string", "pattern": r"^[A-Za-z0-9]{1,16}(,[A-Za-z0-9]{1,16}){0,499}$"},
+        "where": {"type": "string", "pattern": WHERE_PATTERN},
         "against": {"type": "string", "pattern": r"^[a-z0-9_-]{1,80}$"},
     }
     return menus[name]
@@ -512,3 +513,8 @@ ROUTES.append({"path": "/api/v1/hours", "summary": "Incidents per hour of day ×
                "or a hot spot (viewers: protected, display rule per cell)", "filters": True,
                "params": [("code", "LSOA 2021 or ward code of one area (with geography)"),
                           ("codes", "Comma-separated codes of several areas (a hot spot)")]})
+
+FILTERS.append(("where", "Filter on an extract's declared extras or subcategory: NAME=V1,V2, several joined by ';' "
+                         "(values from the store's distinct values)"))
+#: NAME=V1,V2[;NAME=V...]: the syntax hotspots.request._where reads (names: declared extras, subcategory)
+WHERE_PATTERN = r"^[A-Za-z0-9_]{1,64}=[^;,]{1,80}(,[^;,]{1,80}){0,63}(;[A-Za-z0-9_]{1,64}=[^;,]{1,80}(,[^;,]{1,80}){0,63}){0,7}$"
