@@ -5,7 +5,8 @@ Why its own table: the protected table's cells are area × month × category and
 viewer's grid is protected here the same way (cell-key perturbation, each of the 168 cells keyed by its
 identity *and* the question's scope, so two overlapping questions do not difference into exact counts), and
 then the small-number display rule is applied cell by cell (a small count in one hour of one weekday in one
-area can identify an incident). Analysts get exact counts.
+area can identify an incident). Viewers ask about the whole area, one ward or one LSOA (finite questions);
+sets of areas (a hot spot) are for analysts. Analysts get exact counts.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from .aggregate import level_role
 from .cache import cached
 from .config import Config
 from .disclosure import effective_rule, suppress_value
-from .errors import HotspotsError, NotFoundError
+from .errors import ForbiddenError, HotspotsError, NotFoundError
 from .filters import key_text, terms
 from .request import Audience, LayerRequest
 
@@ -70,6 +71,10 @@ def hour_weekday(config: Config, req: LayerRequest, audience: Audience, geograph
     """The table for ``req``'s categories, period and filter, over the whole area (``geography`` None) or
     the areas ``codes`` of ``geography`` (lsoa or ward). Cached per data version."""
     role, codes = _scope(config, geography, codes)
+    if audience is Audience.VIEWER and len(codes) > 1:
+        # arbitrary sets would let differences of many overlapping questions average the noise away
+        raise ForbiddenError("a table for a set of areas is for analysts; viewers may ask for the whole area, one "
+                             "ward or one LSOA", column="codes")
     key = ("hours", role, codes, req.categories, req.month_from, req.month_to, req.where, audience.value)
     return cached(config, key, lambda: _build(config, req, audience, role, codes))
 

@@ -53,7 +53,7 @@ def test_table_equals_a_pandas_groupby(force):
 
 
 def test_viewer_table_is_protected_and_suppressed_per_cell(force):
-    _, config, _ = force
+    _, config, rows = force
     req = pipeline.parse(config, {"category": "violent-crime"}, "count")
     exact = hour_weekday(config, req, Audience.ANALYST)
     view = hour_weekday(config, req, Audience.VIEWER)
@@ -64,6 +64,9 @@ def test_viewer_table_is_protected_and_suppressed_per_cell(force):
     assert all((v == 0) == (e == 0) for v, e in zip(flat, exact.counts.ravel()))
     assert any("display rule" in n for n in view.notes)
     assert hour_weekday(config, req, Audience.VIEWER).shown == view.shown  # the same noise again
+    from hotspots.errors import ForbiddenError
+    with pytest.raises(ForbiddenError, match="set of areas is for analysts"):
+        hour_weekday(config, req, Audience.VIEWER, "lsoa", sorted(set(rows["lsoa21"]))[:2])
 
 
 def test_cli_hours_writes_the_table(force, tmp_path):

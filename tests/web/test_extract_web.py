@@ -101,6 +101,7 @@ def test_hours_api(analyst, viewer, force_web):
     spot = sorted(rows["lsoa21"].unique())[:2]
     hs = analyst.get(f"/api/v1/hours?geography=lsoa&codes={','.join(spot)}&category=burglary").get_json()
     assert hs["total"] == int((rows["lsoa21"].isin(spot) & rows["category"].eq("burglary")).sum())
+    assert viewer.get(f"/api/v1/hours?geography=lsoa&codes={','.join(spot)}").status_code == 403
 
 
 def test_hours_without_times_says_so(client):
