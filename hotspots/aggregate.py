@@ -20,7 +20,7 @@ from .bundle import BNG, load_boundary, load_population
 from .categories import category_label, normalise_category
 from .config import Config
 from .disclosure import effective_rule
-from .protect import BaseTable, build_base, perturbation_key
+from .protect import BaseTable, build_base, perturbation_key, sum_tables
 from .errors import HotspotsError, NotFoundError
 from .filters import Where
 from .request import Audience, check_month, check_period  # noqa: F401  (check_* re-exported)
@@ -98,6 +98,9 @@ def base_table(config: Config, role: str, audience: Audience = Audience.ANALYST,
     incidents matching ``where`` (a filter on extras: its own protected table, see ``build_base``)."""
     from .cache import cached
     rule = effective_rule(config) if audience is Audience.VIEWER else None
+    if rule is not None and filters.compound(where):  # a sum of single-value protected tables (filters.atoms)
+        return cached(config, ("base-sum", role, rule.name, where), lambda: sum_tables(
+            [base_table(config, role, audience, part) for part in filters.atoms(where)], role))
 
     def build() -> BaseTable:
         cells = pd.DataFrame(store.count_cells(config.db_path, role, filters.terms(config, where)),
@@ -253,6 +256,9 @@ def grid_base_table(config: Config, cell_m: float, shape: str, audience: Audienc
     from .grid import assign_cells
     rule = effective_rule(config) if audience is Audience.VIEWER else None
     role = grid_role(cell_m, shape)
+    if rule is not None and filters.compound(where):  # as base_table: a sum of single-value protected tables
+        return cached(config, ("base-sum", role, rule.name, where), lambda: sum_tables(
+            [grid_base_table(config, cell_m, shape, audience, part) for part in filters.atoms(where)], role))
 
     def build() -> BaseTable:
         grid = grid_cells(config, cell_m, shape)

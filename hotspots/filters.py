@@ -80,6 +80,33 @@ def menu(config: Config) -> dict[str, tuple[str, tuple[str, ...]]]:
     return cached(config, ("where-menu", tuple(types.items())), build)
 
 
+#: most single-value combinations a viewer's filter may expand to (see ``atoms``)
+MAX_ATOMS = 256
+
+
+def atoms(where: Where) -> list[Where]:
+    """The filter as its single-value parts: one value per name, every combination. An incident has one value
+    per extra, so the parts are disjoint and the filter's cells are their sums. Viewers' filtered figures are
+    summed from the parts' protected tables, so that ``{a, b}`` minus ``{b}`` is ``{a}``'s protected value
+    again, not a new noisy estimate of it (different groupings cannot be averaged)."""
+    from itertools import product
+
+    from .errors import HotspotsError
+    size = 1
+    for _, values in where:
+        size *= len(values)
+    if size > MAX_ATOMS:
+        raise HotspotsError(f"where: this filter combines {size:,} value combinations; at most {MAX_ATOMS} for a "
+                            "protected map (choose fewer values)", column="where")
+    names = [name for name, _ in where]
+    return [tuple((n, (v,)) for n, v in zip(names, combo)) for combo in product(*[values for _, values in where])]
+
+
+def compound(where: Where) -> bool:
+    """True when some name of the filter has several values (a sum of single-value parts)."""
+    return any(len(values) > 1 for _, values in where)
+
+
 def describe(where: Where) -> str:
     """``victim age band 0-17 or 18-24; weapon flag true`` (titles and file metadata)."""
     return "; ".join(f"{name.replace('_', ' ')} {' or '.join(values)}" for name, values in where)

@@ -11,7 +11,7 @@ sets of areas (a hot spot) are for analysts. Analysts get exact counts.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -23,7 +23,7 @@ from .cache import cached
 from .config import Config
 from .disclosure import effective_rule, suppress_value
 from .errors import ForbiddenError, HotspotsError, NotFoundError
-from .filters import key_text, terms
+from .filters import atoms, compound, key_text, terms
 from .request import Audience, LayerRequest
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -44,6 +44,8 @@ class HoursTable:
     computed_from: str
     rule: str | None = None
     notes: list = field(default_factory=list)
+    #: viewers: the protected count of matching incidents without a time (before the display rule)
+    untimed_protected: int = 0
 
     @property
     def has_times(self) -> bool:
@@ -116,15 +118,27 @@ def _build(config: Config, req: LayerRequest, audience: Audience, role: str | No
     if audience is Audience.ANALYST:
         return HoursTable(exact, exact.tolist(), int(untimed), int(exact.sum()), scope, "exact counts", None, notes)
     rule = effective_rule(config)
-    ident = "|".join([role or "area", ",".join(codes), ",".join(req.categories), req.month_from or "",
-                      req.month_to or "", key_text(req.where)])
-    protected = _protect(config, exact.ravel(), ident, rule).reshape(7, 24)
-    untimed_p = int(_protect(config, np.array([untimed]), ident + "|untimed", rule)[0])
+    if compound(req.where):  # a sum of the single-value parts' protected tables, as for the maps
+        parts = [hour_weekday(config, replace(req, where=part), audience, _geography(role), codes)
+                 for part in atoms(req.where)]
+        protected = np.sum([p.counts for p in parts], axis=0).astype(np.int64)
+        untimed_p = int(sum(p.untimed_protected for p in parts))
+    else:
+        ident = "|".join([role or "area", ",".join(codes), ",".join(req.categories), req.month_from or "",
+                          req.month_to or "", key_text(req.where)])
+        protected = _protect(config, exact.ravel(), ident, rule).reshape(7, 24)
+        untimed_p = int(_protect(config, np.array([untimed]), ident + "|untimed", rule)[0])
     shown = [[suppress_value(int(v), rule) for v in row] for row in protected]
     notes.append(f"protected counts (cell-key perturbation per weekday-hour cell) with the {rule.name} display rule "
                  "applied to each cell: a small count in one hour of one day can identify an incident")
-    return HoursTable(protected, shown, suppress_value(untimed_p, rule), suppress_value(int(protected.sum()), rule),
-                      scope, "protected table", rule.name, notes)
+    table = HoursTable(protected, shown, suppress_value(untimed_p, rule), suppress_value(int(protected.sum()), rule),
+                       scope, "protected table", rule.name, notes)
+    table.untimed_protected = untimed_p
+    return table
+
+
+def _geography(role: str | None) -> str | None:
+    return None if role is None else {"lsoa21": "lsoa", "ward": "ward"}[role]
 
 
 def _protect(config: Config, exact: np.ndarray, ident: str, rule) -> np.ndarray:

@@ -217,6 +217,27 @@ def build_base(cells: pd.DataFrame, role: str, rule: DisclosureRule | None, key:
                      cat_idx=cat_idx.astype(np.int64), exact=exact, protected=protected, rule=rule)
 
 
+def sum_tables(tables: Sequence[BaseTable], role: str) -> BaseTable:
+    """The cell-by-cell sum of base tables of one geography (disjoint subsets of the incidents): exact and
+    protected values both summed, so every figure of the sum is a sum of protected cells."""
+    parts = [pd.DataFrame({"code": np.asarray(t.codes, dtype=object)[t.area_idx],
+                           "month": np.asarray(t.months, dtype=object)[t.month_idx],
+                           "category": np.asarray(t.categories, dtype=object)[t.cat_idx],
+                           "exact": t.exact, "protected": t.protected}) for t in tables if len(t.exact)]
+    if not parts:
+        return build_base(pd.DataFrame({"code": [], "month": [], "category": [], "n": []}), role,
+                          tables[0].rule if tables else None, None)
+    cells = pd.concat(parts).groupby(["code", "month", "category"], as_index=False)[["exact", "protected"]].sum()
+    codes, area_idx = np.unique(cells["code"].to_numpy(dtype=object).astype(str), return_inverse=True)
+    months, month_idx = np.unique(cells["month"].to_numpy(dtype=object).astype(str), return_inverse=True)
+    cats, cat_idx = np.unique(cells["category"].to_numpy(dtype=object).astype(str), return_inverse=True)
+    return BaseTable(role=role, codes=tuple(map(str, codes)), months=tuple(map(str, months)),
+                     categories=tuple(map(str, cats)), area_idx=area_idx.astype(np.int64),
+                     month_idx=month_idx.astype(np.int64), cat_idx=cat_idx.astype(np.int64),
+                     exact=cells["exact"].to_numpy(dtype=np.int64), protected=cells["protected"].to_numpy(dtype=np.int64),
+                     rule=tables[0].rule)
+
+
 def method_metadata(rule: DisclosureRule) -> dict:
     """What exports record about the protection (beside the small-number rule)."""
     values, probs = noise_table(rule)

@@ -64,6 +64,10 @@ def test_viewer_table_is_protected_and_suppressed_per_cell(force):
     assert all((v == 0) == (e == 0) for v, e in zip(flat, exact.counts.ravel()))
     assert any("display rule" in n for n in view.notes)
     assert hour_weekday(config, req, Audience.VIEWER).shown == view.shown  # the same noise again
+    two = pipeline.parse(config, {"category": "violent-crime", "where": "victim_age_band=0-17,18-24"}, "count")
+    parts = [hour_weekday(config, pipeline.parse(config, {"category": "violent-crime", "where": f"victim_age_band={v}"},
+                                                 "count"), Audience.VIEWER) for v in ("0-17", "18-24")]
+    assert np.array_equal(hour_weekday(config, two, Audience.VIEWER).counts, parts[0].counts + parts[1].counts)
     from hotspots.errors import ForbiddenError
     with pytest.raises(ForbiddenError, match="set of areas is for analysts"):
         hour_weekday(config, req, Audience.VIEWER, "lsoa", sorted(set(rows["lsoa21"]))[:2])

@@ -143,3 +143,21 @@ def test_unfiltered_protected_table_is_unchanged():
     keyed = [build_base(cells, "lsoa21", get_rule("default"), key, f"weapon_flag={v}").protected
              for v in ("true", "false", "x", "y", "z")]
     assert any(not np.array_equal(k, plain.protected) for k in keyed)
+
+
+def test_viewer_filter_of_several_values_is_the_sum_of_its_parts(force):
+    """{a, b} for a viewer is {a} + {b} cell by cell, so {a, b} − {b} gives back {a}'s protected value, not a
+    fresh noisy estimate that could be averaged with others."""
+    _, config, _ = force
+    from hotspots.aggregate import base_table
+    codes = list(base_table(config, "lsoa21").codes)
+    both = base_table(config, "lsoa21", Audience.VIEWER, (("victim_age_band", ("0-17", "18-24")),))
+    a = base_table(config, "lsoa21", Audience.VIEWER, (("victim_age_band", ("0-17",)),))
+    b = base_table(config, "lsoa21", Audience.VIEWER, (("victim_age_band", ("18-24",)),))
+    for protected in (True, False):
+        assert np.array_equal(both.totals(codes, [], None, None, protected=protected),
+                              a.totals(codes, [], None, None, protected=protected)
+                              + b.totals(codes, [], None, None, protected=protected))
+    exact = base_table(config, "lsoa21", Audience.ANALYST, (("victim_age_band", ("0-17", "18-24")),))
+    assert np.array_equal(exact.totals(codes, [], None, None, protected=False),
+                          both.totals(codes, [], None, None, protected=False))
