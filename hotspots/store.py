@@ -182,6 +182,10 @@ def connect(db_path: Path, *, readonly: bool = False) -> sqlite3.Connection:
             raise NotFoundError("no incident store yet: run `hotspots ingest FILE...` first", path=db_path)
         con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=60, check_same_thread=False)
         con.execute("PRAGMA busy_timeout = 60000")
+        if _older(con):  # a store of an earlier schema (a server started before any ingest): migrate it once
+            con.close()
+            connect(db_path).close()
+            return connect(db_path, readonly=True)
         return con
     new = _create_private(db_path)
     con = sqlite3.connect(db_path, timeout=60, isolation_level=None, check_same_thread=False)
@@ -201,6 +205,15 @@ def connect(db_path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         con.close()
         raise
     return con
+
+
+def _older(con: sqlite3.Connection) -> bool:
+    """True when the store's schema is older than this hotspots' (its queries name newer columns)."""
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.OperationalError:  # no meta table yet: an empty file, nothing to migrate
+        return False
+    return row is not None and int(row[0]) < SCHEMA_VERSION
 
 
 def _migrate(con: sqlite3.Connection) -> None:

@@ -116,3 +116,23 @@ def test_bad_category_and_extras_config_refused(gridtown, table, message):
     path.write_text(b.config_path.read_text(encoding="utf-8") + "\n" + table, encoding="utf-8")
     with pytest.raises(ConfigError, match=message):
         load_config(path, env={})
+
+
+def test_a_v2_store_read_by_a_server_is_migrated_first(gridtown):
+    """A server started on an older store (no ingest since the upgrade) reads through read-only connections:
+    the first one migrates the store, so queries naming the sub-category work."""
+    import sqlite3
+
+    from hotspots import store
+    from test_ingest import V2_INCIDENTS
+    _, config = gridtown
+    config.db_path.parent.mkdir(parents=True, exist_ok=True)
+    old = sqlite3.connect(config.db_path)
+    old.executescript(V2_INCIDENTS)
+    old.close()
+    assert store.distinct_values(config.db_path, ["subcategory", "beat"]) == {"subcategory": [], "beat": []}
+    total, rows = store.incidents(config.db_path, [], None, None, None, 10, 0)
+    assert total == 1 and rows[0]["subcategory"] is None and rows[0]["extras"] == {}
+    con = sqlite3.connect(config.db_path)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(store.SCHEMA_VERSION),)
+    con.close()
