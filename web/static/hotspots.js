@@ -675,8 +675,15 @@
     if (CRIME.indexOf(params.layer) >= 0) {
       parts.push(categoryWords(params.category), periodWords(params.from, params.to),
                  "by " + (GEOGRAPHY_WORDS[params.geography] || params.geography));
+      if (params.where) parts.push(whereWords(params.where));
     }
     return parts.filter(Boolean).join(" · ");
+  }
+  function whereWords(where) {  // "victim_age_band=0-17,18-24;weapon_flag=true" -> "victim age band 0-17 or 18-24; ..."
+    return where.split(";").filter(Boolean).map(function (c) {
+      var at = c.indexOf("=");
+      return c.slice(0, at).replace(/_/g, " ") + " " + c.slice(at + 1).split(",").join(" or ");
+    }).join("; ");
   }
   function paramsWords() {
     var out = [];
