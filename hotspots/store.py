@@ -237,6 +237,18 @@ def transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         con.execute("COMMIT")
 
 
+@contextmanager
+def data_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction on the incident store: this process's cached layers see it at once
+    (``hotspots.cache.note_write``; other processes' writes within ``VERSION_TTL_S``)."""
+    from .cache import note_write
+    try:
+        with transaction(con):
+            yield con
+    finally:
+        note_write()
+
+
 # -- queries (the only SQL outside ingest and users) ------------------------------------------------------
 #: geography role -> the incidents column holding its area id
 AREA_COLUMNS = {"lsoa21": "lsoa21_id", "lsoa11": "lsoa11_id", "ward": "ward_id", "ward_pre2023": "ward_pre2023_id"}

@@ -17,9 +17,11 @@ key comes from ``HOTSPOTS_SECRET_KEY`` or
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
@@ -185,6 +187,31 @@ def _register_errors(app: Flask) -> None:
         return error_response(500, "internal error; the server log has the details")
 
 
+#: gzip of recent large bodies, by digest: a cached map layer (200 KB of GeoJSON) is sent many times, and
+#: compressing it took ~5 ms of CPU each time against ~0.2 ms for the digest (benchmarks/load.py --hostile)
+_GZIP_MEMO: "OrderedDict[bytes, bytes]" = OrderedDict()
+_GZIP_MEMO_SIZE = 32
+_GZIP_MEMO_MIN = 16 << 10
+_gzip_lock = threading.Lock()
+
+
+def _compressed(data: bytes) -> bytes:
+    if len(data) < _GZIP_MEMO_MIN:
+        return gzip.compress(data, compresslevel=6)
+    digest = hashlib.blake2b(data, digest_size=20).digest()
+    with _gzip_lock:
+        hit = _GZIP_MEMO.get(digest)
+        if hit is not None:
+            _GZIP_MEMO.move_to_end(digest)
+            return hit
+    out = gzip.compress(data, compresslevel=6)
+    with _gzip_lock:
+        _GZIP_MEMO[digest] = out
+        while len(_GZIP_MEMO) > _GZIP_MEMO_SIZE:
+            _GZIP_MEMO.popitem(last=False)
+    return out
+
+
 def _gzip(resp: Response) -> Response:
     """Compress text responses when the client accepts gzip (no flask-compress dependency)."""
     if (resp.status_code != 200 or "Content-Encoding" in resp.headers
@@ -195,7 +222,7 @@ def _gzip(resp: Response) -> Response:
     data = resp.get_data()
     if len(data) < MIN_GZIP_BYTES:
         return resp
-    resp.set_data(gzip.compress(data, compresslevel=6))
+    resp.set_data(_compressed(data))
     resp.headers["Content-Encoding"] = "gzip"
     resp.headers["Content-Length"] = str(len(resp.get_data()))
     resp.vary.add("Accept-Encoding")
