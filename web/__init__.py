@@ -71,6 +71,10 @@ def create_app(config: Config | None = None, test_config: dict | None = None) ->
     if app.config.get("WARM_UP"):
         from hotspots.stats import warm_up
         app.extensions["hotspots_pool"].start(warm=warm_up)  # the analysis process imports in the background
+    from .front import Front
+    # memo of anonymous views and refusals at the door (web/front.py); inside ProxyFix: it sees the client
+    app.wsgi_app = Front(app.wsgi_app, config, app.config.get("SESSION_COOKIE_NAME") or "session")  # type: ignore[method-assign]
+    app.extensions["hotspots_front"] = app.wsgi_app
     if config.trusted_proxy:
         # behind one TLS-terminating proxy: scheme, host and client address from its X-Forwarded-* headers
         # (so the Origin check, Secure cookies, HSTS and the sign-in throttle see what the browser sees)
