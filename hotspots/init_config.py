@@ -121,7 +121,8 @@ class InitPlan:
     zoom: int
     lsoa_count: int
     ward_count: int
-    #: rel path -> GeoDataFrame of area features, for boundaries that cover more and name no LAD column
+    #: dataset path -> GeoDataFrame of the area's features, for boundaries that cover more and name no LAD
+    #: column, and for shapefiles (written as GeoPackages)
     subsets: dict = field(default_factory=dict)
     uses_lad_filter: bool = False
 
@@ -232,7 +233,7 @@ def recognise(path: Path, folder: Path) -> Recognised | None:
         rec.what = "population"
     elif len({"lsoa21", "lsoa11", "ward", "lad", "rgn"} & set(codes)) >= 2:
         rec.what = "lookup"
-    return rec
+    return rec if rec.what != "other" or rec.codes else None  # a CSV with no code column is not ours
 
 
 def _pick_ci(columns: tuple[str, ...], wanted: tuple[str, ...]) -> str:
@@ -495,9 +496,13 @@ def plan_area(folder: Path, lad: list[str], region: str | None = None, name: str
             spec["lad_column"] = cov.lad_column
             lad_filter = True
             note = f"filtered by its {cov.lad_column} column"
-        elif len(cov.in_area) < cov.total:
-            subsets[cov.rec.rel] = (cov, area_features(cov))
-            note = "area subset written to the area bundle (the file names no LAD column)"
+        elif len(cov.in_area) < cov.total or cov.rec.driver_format == "shp":
+            if cov.rec.driver_format == "shp":  # `data install` copies one file: a shapefile is several
+                spec.update(path=cov.rec.rel[:-4] + ".gpkg", format="gpkg")
+                note = "shapefile written as a GeoPackage (its area's features) to the area bundle"
+            else:
+                note = "its area's features written to the area bundle (the file names no LAD column)"
+            subsets[spec["path"]] = area_features(cov)
         spec["vintage"] = vintages.get(cov.rec.rel, spec["vintage"])
         picks.append(Pick(key, spec, cov.rec, len(cov.in_area), cov.total, note))
 
@@ -742,19 +747,20 @@ def write_area(plan: InitPlan, out: Path, command: str, force: bool = False) -> 
 
 
 def _write_area_bundle(plan: InitPlan, bundle: Path) -> None:
-    """The area's features of each boundary that needed a subset, and a link to every other chosen file,
-    at the same relative paths as under the source folder (so the dataset paths are the sources')."""
+    """The area's features of each boundary that needed a subset (or a GeoPackage), and a link to every other
+    chosen file, at the same relative paths as under the source folder."""
     bundle.mkdir(parents=True, exist_ok=True)
     for pick in plan.picks:
         pattern = pick.spec["path"]
-        for src in sorted(plan.folder.glob(pattern)):
-            rel = src.relative_to(plan.folder).as_posix()
-            dest = bundle / rel
+        if pattern in plan.subsets:
+            targets = [(bundle / pattern, None)]
+        else:
+            targets = [(bundle / src.relative_to(plan.folder), src) for src in sorted(plan.folder.glob(pattern))]
+        for dest, src in targets:
             dest.parent.mkdir(parents=True, exist_ok=True)
             if dest.is_symlink() or dest.exists():
                 dest.unlink()
-            if rel in plan.subsets:
-                _, gdf = plan.subsets[rel]
-                pyogrio.write_dataframe(gdf, dest)
+            if src is None:
+                pyogrio.write_dataframe(plan.subsets[pattern], dest)
             else:
                 dest.symlink_to(src)
