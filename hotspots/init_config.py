@@ -31,7 +31,7 @@ from pyproj import Transformer
 
 from .bundle import BNG, WGS84
 from .config import config_base
-from .errors import ConfigError, HotspotsError
+from .errors import ConfigError
 
 UNKNOWN = "unknown — fill in"
 OGL = "OGL-3.0"
@@ -83,15 +83,13 @@ class Recognised:
     ward_year: int = 0  # 2000 + yy of the ward code column
     iod_year: int = 0  # 2019 or 2025 for IoD files
     driver_format: str = ""  # geojson | gpkg | shp | csv | police-csv | police-api-json
-    features: int = 0
+    #: the code and name columns, read once (a national boundary file takes seconds to parse)
+    frame: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def role(self) -> str:
-        """The geography a boundary or table is keyed on."""
-        for fam in ("lsoa21", "lsoa11", "ward"):
-            if fam in self.codes and (self.what != "lookup"):
-                return fam
-        return ""
+        """The geography a boundary is keyed on (its first of LSOA 2021, LSOA 2011, ward code columns)."""
+        return next((fam for fam in ("lsoa21", "lsoa11", "ward") if fam in self.codes), "")
 
 
 @dataclass
@@ -209,8 +207,7 @@ def recognise(path: Path, folder: Path) -> Recognised | None:
         codes, year = code_columns(cols)
         fmt = "gpkg" if low.endswith(".gpkg") else "shp" if low.endswith(".shp") else "geojson"
         if any(f in codes for f in ("lsoa21", "lsoa11", "ward")):
-            return Recognised(path, rel, "boundary", cols, codes, ward_year=year, driver_format=fmt,
-                              features=int(info["features"]))
+            return Recognised(path, rel, "boundary", cols, codes, ward_year=year, driver_format=fmt)
         return None
     if low.endswith(JSON_SUFFIXES):
         return Recognised(path, rel, "police-api-json", driver_format="police-api-json") \
@@ -258,13 +255,18 @@ def scan(folder: Path) -> list[Recognised]:
 # -- reading the code columns ------------------------------------------------------------------------------
 
 def read_columns(rec: Recognised, columns: list[str]) -> pd.DataFrame:
-    """Only ``columns`` of a table or boundary file, as strings (no geometry)."""
+    """Only ``columns`` of a table or boundary file, as strings (no geometry). Every code column and its
+    name column are read together on first use and kept with the file."""
     columns = list(dict.fromkeys(columns))
-    if rec.what == "boundary":
-        df = pyogrio.read_dataframe(rec.path, columns=columns, read_geometry=False)
-    else:
-        df = pd.read_csv(rec.path, usecols=columns, dtype=str, encoding="utf-8-sig")
-    return df[columns].astype(str)
+    if rec.frame is None or not set(columns) <= set(rec.frame.columns):
+        codes = [c for cols in rec.codes.values() for c in cols]
+        wanted = list(dict.fromkeys(columns + codes + [n for c in codes for n in [name_column(c, rec.columns)] if n]))
+        if rec.what == "boundary":
+            df = pyogrio.read_dataframe(rec.path, columns=wanted, read_geometry=False)
+        else:
+            df = pd.read_csv(rec.path, usecols=wanted, dtype=str, encoding="utf-8-sig")
+        rec.frame = df[wanted].astype(str)
+    return rec.frame[columns]
 
 
 def membership(found: list[Recognised]) -> tuple[dict[str, dict[str, set[str]]], dict[str, set[str]]]:
@@ -346,14 +348,19 @@ def _best(covers: list[_Coverage]) -> _Coverage | None:
     return max(covers, key=lambda c: (len(c.in_area), -c.total), default=None)
 
 
-def area_features(cov: _Coverage) -> "pd.DataFrame":
-    """The area's features of a boundary file in EPSG:27700 (read with a SQL filter, not the whole file)."""
-    import geopandas as gpd
+def _newest(covers: list[_Coverage]) -> _Coverage | None:
+    """Of ward files, the best of the newest year's (the wards in force for that period)."""
+    newest = max((c.rec.ward_year for c in covers), default=0)
+    return _best([c for c in covers if c.rec.ward_year == newest])
+
+
+def area_features(cov: _Coverage):
+    """The area's features of a boundary file, in its own CRS (read with a SQL filter, not the whole file)."""
     codes = ", ".join("'" + c.replace("'", "''") + "'" for c in cov.in_area)
     gdf = pyogrio.read_dataframe(cov.rec.path, where=f'"{cov.code}" IN ({codes})')
     if gdf.crs is None:
-        raise InitError("boundary file has no CRS", path=cov.rec.path)
-    return gpd.GeoDataFrame(gdf, geometry="geometry", crs=gdf.crs)
+        raise InitError("boundary file has no CRS (a shapefile needs its .prj)", path=cov.rec.path)
+    return gdf
 
 
 def centre_and_zoom(bng_bounds: tuple[float, float, float, float]) -> tuple[tuple[float, float], int]:
@@ -460,14 +467,13 @@ def plan_area(folder: Path, lad: list[str], region: str | None = None, name: str
     """Recognise the files under ``folder``, decide which belong to the area, and what is missing.
 
     :raise InitError: no LSOA 2021 boundary holds any area of the LADs (nothing would work)."""
-    import geopandas as gpd
     folder = Path(folder).expanduser().resolve()
     if not folder.is_dir():
         raise InitError("folder not found", path=folder)
     found = scan(folder)
     members, regions = membership(found)
     lads = expand_lads(lad, region, regions)
-    lad_code = region or (lad[0] if len(lad) == 1 else lads[0])
+    lad_code = region or lads[0]
     vintages = manifest_vintages(folder)
     picks: list[Pick] = []
     missing: list[str] = []
@@ -514,10 +520,8 @@ def plan_area(folder: Path, lad: list[str], region: str | None = None, name: str
     else:
         missing.append("no LSOA 2011 boundaries found: the LSOA 2011 layers and IoD2019 maps will be off")
     wards = [c for r in boundaries if r.role == "ward" for c in [boundary_coverage(r, lads, members, area_shape)] if c]
-    current = _best([c for c in wards if c.rec.ward_year >= 2023 and c.rec.ward_year == max(
-        w.rec.ward_year for w in wards)]) if wards else None
-    old = [c for c in wards if c.rec.ward_year < 2023]
-    previous = _best([c for c in old if c.rec.ward_year == max(w.rec.ward_year for w in old)]) if old else None
+    current = _newest([c for c in wards if c.rec.ward_year >= 2023])
+    previous = _newest([c for c in wards if c.rec.ward_year < 2023])
     if current:
         add_boundary("ward", "ward", current)
     else:
@@ -531,17 +535,12 @@ def plan_area(folder: Path, lad: list[str], region: str | None = None, name: str
             skipped.append(f"{r.rel}: {r.role} boundary not used (another file covers the area better, or it "
                            "holds none of its areas)")
 
-    codes = {p.spec["role"]: set(p_cov) for p, p_cov in
-             [(p, _area_codes(p, lsoa21, lsoa11)) for p in picks] if p.spec["role"] in ("lsoa21", "lsoa11")}
+    codes = {"lsoa21": set(lsoa21.in_area), **({"lsoa11": set(lsoa11.in_area)} if lsoa11 else {})}
     _add_tables(found, codes, picks, missing, skipped, vintages)
     _add_incidents(found, folder, codes, area_shape, lads, picks, missing, skipped)
     ward_pick = next((p for p in picks if p.key == "ward"), None)
     return InitPlan(folder, lads, lad_code, name or _default_name(lads, lad_code, lsoa21), picks, missing, skipped,
                     centre, zoom, len(lsoa21.in_area), ward_pick.in_area if ward_pick else 0, subsets, lad_filter)
-
-
-def _area_codes(p: Pick, lsoa21: _Coverage, lsoa11: _Coverage | None) -> list[str]:
-    return lsoa21.in_area if p.spec["role"] == "lsoa21" else (lsoa11.in_area if lsoa11 else [])
 
 
 def _default_name(lads: tuple[str, ...], lad_code: str, lsoa21: _Coverage) -> str:
@@ -594,9 +593,8 @@ def _add_tables(found: list[Recognised], codes: dict[str, set[str]], picks: list
                              for m in [_DEPRIVED_DECILE.match(c)] if m} for rec, _, _ in files}
         kept = [(rec, code, n) for rec, code, n in files
                 if not any(deciles[rec.rel] < deciles[o.rel] for o, _, _ in files)]
-        for rec, _, _ in files:
-            if (rec, ) not in [(k[0],) for k in kept]:
-                skipped.append(f"{rec.rel}: its deciles are all in another IoD{year} file that is used")
+        for rel in sorted({f[0].rel for f in files} - {k[0].rel for k in kept}):
+            skipped.append(f"{rel}: its deciles are all in another IoD{year} file that is used")
         kept.sort(key=lambda t: (-len(deciles[t[0].rel]), t[0].rel))
         for i, (rec, code, n) in enumerate(kept):
             extra = [c for c in deciles[rec.rel] if "idaci" in c or "idaopi" in c]
