@@ -653,7 +653,7 @@ def _add_incidents(found: list[Recognised], folder: Path, codes: dict[str, set[s
         else:
             skipped.append(f"{rec.rel}: police.uk API records, none inside the area")
     if not chosen:
-        missing.append(f"no police.uk CSV covers {', '.join(lads)}"
+        missing.append(f"no police.uk CSV covers {_codes_text(lads)}"
                        + ("" if api else " (and no police.uk API records either: no incidents to ingest)"))
     for fmt, files in (("police-csv", chosen), ("police-api-json", api)):
         for pattern, group in incident_globs(files, folder).items():
@@ -666,6 +666,10 @@ def _add_incidents(found: list[Recognised], folder: Path, codes: dict[str, set[s
             picks.append(Pick(key, {"kind": "incidents", "path": pattern, "format": fmt,
                                     "vintage": f"{what}, {_months(group)}", "licence": OGL,
                                     "attribution": POLICE_ATTRIBUTION}, group[0], len(group), 0))
+
+
+def _codes_text(codes: tuple[str, ...]) -> str:
+    return ", ".join(codes) if len(codes) <= 3 else f"{', '.join(codes[:3])} or the other {len(codes) - 3} LADs"
 
 
 def _months(group: list[Recognised]) -> str:

@@ -141,7 +141,7 @@ def run_init(*args: str):
     return CliRunner().invoke(cli, ["init", *args])
 
 
-def test_only_the_asked_lad_is_configured_installed_and_ingested(national, tmp_path):
+def test_only_the_asked_lad_is_configured_installed_and_ingested(national, tmp_path, monkeypatch):
     out = tmp_path / "config" / "westtown.toml"
     res = run_init("--lad", LAD_A, "--from", str(national), "--out", str(out))
     assert res.exit_code == 0, res.output
@@ -165,20 +165,24 @@ def test_only_the_asked_lad_is_configured_installed_and_ingested(national, tmp_p
     lon, lat = TO_WGS.transform(400_500, 301_000)
     assert raw["area"]["centre"] == pytest.approx([lat, lon], abs=1e-4)
 
+    for var in ("HOTSPOTS_CONFIG", "HOTSPOTS_DATA_DIR", "HOTSPOTS_INSTANCE_DIR", "HOTSPOTS_BUNDLE"):
+        monkeypatch.delenv(var, raising=False)
+    for command in (["data", "install"], ["ingest", "--bundle"]):  # as a user would, from the written file
+        res = CliRunner().invoke(cli, ["--config", str(out), *command])
+        assert res.exit_code == 0, res.output
     config = load_config(out, env={})
     assert config.bundle == out.parent.parent / "area-bundles" / "westtown"
-    install_bundle(config)
+    assert config.data_dir == tmp_path / "data-westtown"
     expected = {"lsoa21": {lsoa21(i, j) for i, j in CELLS if j < 2},
                 "lsoa11": {lsoa11(i, j) for i, j in CELLS if j < 2},
                 "ward": {ward(i, j, 2024) for i, j in CELLS if j < 2},
                 "ward_pre2023": {ward(i, j, 2019) for i, j in CELLS if j < 2}}
     for role, codes in expected.items():
         assert set(load_boundary(config, role)["code"]) == codes, role
-    summaries = ingest_paths(config, [config.bundle / "police"])
-    assert sum(s.rows_read for s in summaries) == 32 and sum(s.accepted for s in summaries) == 32
-    assert sum(s.outside_area for s in summaries) == 16  # LAD B's rows, kept and flagged
     con = sqlite3.connect(config.db_path)
-    assert con.execute("SELECT COUNT(*) FROM incidents WHERE in_area = 1").fetchone()[0] == 16
+    # both force A months, 16 rows each: LAD A's 8 inside, LAD B's kept and flagged outside; no other force
+    assert con.execute("SELECT in_area, COUNT(*) FROM incidents GROUP BY in_area").fetchall() == [(0, 16), (1, 16)]
+    assert ingest_paths(config, [config.bundle / "police"])[0].duplicates == 16  # the same files, already in
 
 
 def test_a_region_expands_to_its_lads(national, tmp_path):
@@ -246,3 +250,24 @@ def test_real_bundle_gives_the_shipped_configuration(real_bundle, tmp_path):
     assert made.bundle == real_bundle.resolve() and made.lad_code == "E08000031" and made.zoom == shipped.zoom
     assert made.centre == pytest.approx(shipped.centre, abs=0.01)
     assert "MISSING: no police.uk CSV covers E08000031" in res.output
+
+
+@pytest.mark.bundle
+def test_real_bundle_london_boroughs_give_the_shipped_london_files(real_bundle, tmp_path):
+    """A list of 25 LADs: the London files, filtered by their LADCD column, as config/london.toml has them."""
+    shipped = load_config(Path(__file__).resolve().parent.parent / "config" / "london.toml", env={})
+    out = tmp_path / "config" / "london.toml"
+    res = run_init("--lad", ",".join(shipped.lad_codes), "--from", str(real_bundle), "--out", str(out))
+    assert res.exit_code == 0, res.output
+    made = load_config(out, env={})
+    fields = ("kind", "role", "path", "format", "code", "name", "lad_column")
+    boundaries = {k: tuple(getattr(d, f) for f in fields) for k, d in shipped.datasets.items() if d.kind == "boundary"}
+    assert {k: tuple(getattr(d, f) for f in fields) for k, d in made.datasets.items()
+            if d.kind == "boundary"} == boundaries
+    assert made.lad_codes == shipped.lad_codes and made.zoom == shipped.zoom
+
+    def crime_files(config):
+        return sorted(p for d in config.datasets.values() if d.kind == "incidents" for p in real_bundle.glob(d.path))
+
+    assert len(crime_files(made)) == 12 and crime_files(made) == crime_files(shipped)
+    assert "MISSING: no Census 2021 TS001 population for the area" in res.output
