@@ -271,3 +271,9 @@ def test_real_bundle_london_boroughs_give_the_shipped_london_files(real_bundle, 
 
     assert len(crime_files(made)) == 12 and crime_files(made) == crime_files(shipped)
     assert "MISSING: no Census 2021 TS001 population for the area" in res.output
+
+
+def test_no_area_given_is_a_usage_error(national, tmp_path):
+    res = run_init("--from", str(national), "--out", str(tmp_path / "x.toml"))
+    assert res.exit_code == 2 and "give --lad" in res.output
+    assert not (tmp_path / "x.toml").exists()

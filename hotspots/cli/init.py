@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 
 import click
@@ -42,8 +41,8 @@ def init(ctx: click.Context, lad: str, region: str | None, folder: str | None, n
     target = Path(out) if out else Path("config") / f"{(region or plan.lad_codes[0]).lower()}.toml"
     if target.exists() and not force:
         raise InitError("configuration exists; pass --force to overwrite it", path=target)
-    command = "hotspots init " + " ".join(shlex.quote(a) for a in sys.argv[2:] if a) if len(sys.argv) > 1 \
-        and sys.argv[1] == "init" else f"hotspots init --lad {lad or region}"
+    options = [("--lad", lad), ("--region", region), ("--from", folder), ("--name", name), ("--out", str(target))]
+    command = " ".join(["hotspots init"] + [f"{opt} {shlex.quote(v)}" for opt, v in options if v])
     bundle = write_area(plan, target, command, force=force)
     click.echo(f"{plan.name}: {', '.join(plan.lad_codes)}; {plan.lsoa_count} LSOAs (2021), "
                f"{plan.ward_count} current wards; centre {plan.centre[0]}, {plan.centre[1]}, zoom {plan.zoom}")
