@@ -291,16 +291,19 @@ def membership(found: list[Recognised]) -> tuple[dict[str, dict[str, set[str]]],
 
 
 def expand_lads(codes: list[str], region: str | None, regions: dict[str, set[str]]) -> tuple[str, ...]:
-    """LAD codes asked for, a region (``E12...``) expanded through any file pairing region and LAD codes."""
+    """LAD codes asked for; a region (``--region``, or an ``E12...`` code among them) expanded to its LADs
+    through any file pairing region and LAD codes."""
+    asked = [(c.strip().upper(), c.strip().upper().startswith("E12")) for c in codes if c.strip()]
+    asked += [(region.strip().upper(), True)] if region else []
     out: list[str] = []
-    for code in [c.strip() for c in codes if c.strip()] + ([region] if region else []):
-        if code.upper().startswith("E12") or code == region:
-            if code not in regions:
-                raise InitError(f"region {code} cannot be expanded: no file in the folder pairs a region code "
-                                "column (RGNnnCD) with a LAD code column", column="--region")
+    for code, is_region in asked:
+        if not is_region:
+            out.append(code)
+        elif code in regions:
             out += sorted(regions[code])
         else:
-            out.append(code)
+            raise InitError(f"region {code} cannot be expanded: no file in the folder pairs a region code "
+                            "column (RGNnnCD) with a LAD code column", column="--region")
     if not out:
         raise InitError("no local authority given (use --lad CODE[,CODE...] or --region CODE)", column="--lad")
     return tuple(dict.fromkeys(out))
@@ -473,7 +476,7 @@ def plan_area(folder: Path, lad: list[str], region: str | None = None, name: str
     found = scan(folder)
     members, regions = membership(found)
     lads = expand_lads(lad, region, regions)
-    lad_code = region or lads[0]
+    lad_code = region.strip().upper() if region else lads[0]
     vintages = manifest_vintages(folder)
     picks: list[Pick] = []
     missing: list[str] = []
@@ -484,9 +487,12 @@ def plan_area(folder: Path, lad: list[str], region: str | None = None, name: str
     lsoa21 = _best([c for r in boundaries if r.role == "lsoa21"
                     for c in [boundary_coverage(r, lads, members, None)] if c])
     if lsoa21 is None:
-        have = ", ".join(r.rel for r in boundaries if r.role == "lsoa21") or "none"
-        raise InitError(f"no LSOA 2021 boundary holds any area of {', '.join(lads)} (LSOA 2021 files found: "
-                        f"{have}); nothing can be mapped without one", path=folder)
+        have = [r for r in boundaries if r.role == "lsoa21"]
+        hint = "" if not have or members["lsoa21"] or any("lad" in r.codes for r in have) else \
+            "; no file gives their LSOAs a LAD code: add the ONS LSOA 2021 to LAD lookup"
+        raise InitError(f"no LSOA 2021 boundary holds any area of {_codes_text(lads)} (LSOA 2021 files found: "
+                        f"{', '.join(r.rel for r in have) or 'none'}{hint}); nothing can be mapped without one",
+                        path=folder)
     area21 = area_features(lsoa21).to_crs(BNG)
     area_shape = shapely.union_all(area21.geometry.buffer(1.0).to_numpy())
     shapely.prepare(area_shape)

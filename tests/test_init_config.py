@@ -277,3 +277,8 @@ def test_no_area_given_is_a_usage_error(national, tmp_path):
     res = run_init("--from", str(national), "--out", str(tmp_path / "x.toml"))
     assert res.exit_code == 2 and "give --lad" in res.output
     assert not (tmp_path / "x.toml").exists()
+
+
+def test_a_region_no_file_expands_is_refused(national, tmp_path):
+    res = run_init("--region", "E12000001", "--from", str(national), "--out", str(tmp_path / "r.toml"))
+    assert res.exit_code == 1 and "region E12000001 cannot be expanded" in res.output
