@@ -4,7 +4,7 @@ A 4 x 4 grid of 500 m LSOAs in British National Grid: the west half (columns 0-1
 both in one region. Files are named to say nothing (``downloads/x1.gpkg``): init must know them by their columns.
 - LSOA 2021 boundaries: ONS national BGC layout (no LAD column), GeoPackage in EPSG:27700;
 - LSOA 2011 boundaries: a shapefile, no LAD column; their LADs come from the IoD2019 file;
-- wards 2024 (GeoJSON, WGS84) with LAD24CD; wards 2019 without any LAD column (matched through the lookup);
+- wards 2024 (GeoJSON, WGS84) with LAD24CD; wards 2019 with no LAD column and no lookup (matched by where they lie);
 - ONS lookups LSOA21 -> WD24 -> LAD24, LSOA11 -> LSOA21 -> LAD22, LAD22 -> RGN22;
 - IoD2025 File 7, IoD2019 File 2, Census 2021 TS001 (Nomis bulk layout), police.uk archive CSVs of two forces.
 """
