@@ -13,9 +13,9 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 PUBLIC ?= 1
 THREADS ?= 8
-# analyses in a child process at lower priority, off the server's GIL: cached views stay fast under a
-# flood of uncached requests (docs/deployment.md, benchmarks/load.py --hostile); 0 = on a pool thread
-ANALYSIS_PROCESSES ?= 1
+# 1 = analyses in a child process at lower priority (docs/deployment.md); 0 = on the pool's thread, which
+# measured as well in the hostile mix with 360 MB less memory (docs/benchmarks.md)
+ANALYSIS_PROCESSES ?= 0
 PYTEST_ARGS ?=
 NGINX_PORT ?= 8443
 NGINX_HTTP_PORT ?= 8080
