@@ -11,6 +11,7 @@ XSS payload (``XSS_LABEL``). Every page records Content-Security-Policy violatio
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import json
@@ -123,13 +124,48 @@ def server(tmp_path_factory):
         log.close()
 
 
-@pytest.fixture(scope="session")
-def browser(server):
+@contextlib.contextmanager
+def chromium_browser():
+    """A headless /usr/bin/chromium through Playwright (skips the test when either is missing)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api")
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="session")
+def launch_chromium():
+    """``chromium_browser`` for test modules that run their own server (tests/browser/test_time_control.py)."""
+    return chromium_browser
+
+
+def offline_only(page, base: str, external: list) -> None:
+    """Let the page reach ``base`` (and data: URLs) only; record and abort every other request."""
+    def route(r):
+        if r.request.url.startswith(base) or r.request.url.startswith("data:"):
+            r.continue_()
+        else:
+            external.append(r.request.url)
+            r.abort()
+    page.route("**/*", route)
+
+
+@pytest.fixture(scope="session")
+def offline_route():
+    """``offline_only`` for test modules that make their own pages (not importable: tests/web has a conftest too)."""
+    return offline_only
+
+
+@pytest.fixture(scope="session")
+def browser(server):
+    with chromium_browser() as b:
         yield b
-        b.close()
 
 
 class PageWatch:
@@ -185,13 +221,7 @@ def page(browser, server, request):
     pg.on("pageerror", lambda e: w.console_errors.append(str(e)))
     pg.on("requestfailed", lambda r: w.failed.append(r.url) if r.url.startswith(server["url"]) else None)
 
-    def route(r):
-        if r.request.url.startswith(server["url"]) or r.request.url.startswith("data:"):
-            r.continue_()
-        else:
-            w.external.append(r.request.url)
-            r.abort()
-    pg.route("**/*", route)
+    offline_only(pg, server["url"], w.external)
     yield w
     ARTIFACTS.mkdir(exist_ok=True)
     failed = getattr(request.node, "rep_call", None)

@@ -417,7 +417,12 @@
   }
   function renderLegends() {
     var html = visible.filter(function (n) { return entries[n] && entries[n].legend && map.hasLayer(entries[n].group); })
-      .map(function (n) { return legendHTML(entries[n].legend); }).join("");
+      .map(function (n) {
+        // a month of the time control: its legend says which month the map shows
+        var leg = entries[n].legend;
+        if (timeMonth && n === "gistar") leg = Object.assign({}, leg, {title: leg.title + " \u00b7 " + monthWords(timeMonth)});
+        return legendHTML(leg);
+      }).join("");
     var box = document.getElementById("legends");
     if (box) box.innerHTML = html;
     if (box) { paint(box); box.parentNode.classList.toggle("empty", !html); }
