@@ -11,7 +11,6 @@ XSS payload (``XSS_LABEL``). Every page records Content-Security-Policy violatio
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import glob
 import json
@@ -124,25 +123,18 @@ def server(tmp_path_factory):
         log.close()
 
 
-@contextlib.contextmanager
-def chromium_browser():
-    """A headless /usr/bin/chromium through Playwright (skips the test when either is missing)."""
+@pytest.fixture(scope="session")
+def chromium_session():
+    """One headless /usr/bin/chromium for the whole session (Playwright's sync API allows one running instance per
+    thread); test modules that run their own server (tests/browser/test_time_control.py) use it directly."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api")
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture(scope="session")
-def launch_chromium():
-    """``chromium_browser`` for test modules that run their own server (tests/browser/test_time_control.py)."""
-    return chromium_browser
+        yield b
+        b.close()
 
 
 def offline_only(page, base: str, external: list) -> None:
@@ -163,9 +155,8 @@ def offline_route():
 
 
 @pytest.fixture(scope="session")
-def browser(server):
-    with chromium_browser() as b:
-        yield b
+def browser(server, chromium_session):
+    return chromium_session
 
 
 class PageWatch:

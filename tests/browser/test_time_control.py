@@ -64,9 +64,8 @@ def gridtown_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def chromium(gridtown_server, launch_chromium):
-    with launch_chromium() as b:
-        yield b
+def chromium(gridtown_server, chromium_session):
+    return chromium_session
 
 
 class Watched:
