@@ -12,8 +12,9 @@ The pipeline (docs/methods.md, "Emerging hot spots"):
    i.e. itself and its spatial neighbours at step t and at each of the ``time_neighbours`` previous
    steps, with binary weights, against the mean and SD of the whole cube (ArcGIS's default
    "entire cube" global window). It is :func:`hotspots.stats.gi_star` on the space-time graph, so
-   the z formula, the two-sided p and the seeded conditional permutations are the ones documented
-   for Gi*.
+   the z formula and the two-sided p are the ones documented for Gi*; the optional seeded
+   conditional-permutation p comes from one shared set of draws for all bins
+   (:func:`shared_conditional_p`, docs/methods.md).
 2. Bin classes −3…+3 (ArcGIS's Gi_Bin), with the Benjamini-Hochberg cut-offs over every bin of the
    cube when ``fdr`` (ArcGIS applies FDR to the bins of EHSA).
 3. :func:`hotspots.trend.mann_kendall` of each location's series of bin z-scores.
