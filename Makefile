@@ -13,6 +13,9 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 PUBLIC ?= 1
 THREADS ?= 8
+# 1 = analyses in a child process at lower priority (docs/deployment.md); 0 = on the pool's thread, which
+# measured as well in the hostile mix with 360 MB less memory (docs/benchmarks.md)
+ANALYSIS_PROCESSES ?= 0
 PYTEST_ARGS ?=
 NGINX_PORT ?= 8443
 NGINX_HTTP_PORT ?= 8080
@@ -56,11 +59,11 @@ ingest: bundle
 	$(BIN)/hotspots ingest --bundle
 
 serve: install
-	HOTSPOTS_PUBLIC=$(PUBLIC) $(BIN)/hotspots serve --host $(HOST) --port $(PORT) --threads $(THREADS)
+	HOTSPOTS_PUBLIC=$(PUBLIC) HOTSPOTS_ANALYSIS_PROCESSES=$(ANALYSIS_PROCESSES) $(BIN)/hotspots serve --host $(HOST) --port $(PORT) --threads $(THREADS)
 
 # never debug mode: `hotspots serve` is waitress with the app's debug switched off
 run: ingest
-	HOTSPOTS_PUBLIC=$(PUBLIC) $(BIN)/hotspots serve --host $(HOST) --port $(PORT) --threads $(THREADS)
+	HOTSPOTS_PUBLIC=$(PUBLIC) HOTSPOTS_ANALYSIS_PROCESSES=$(ANALYSIS_PROCESSES) $(BIN)/hotspots serve --host $(HOST) --port $(PORT) --threads $(THREADS)
 
 # The app on loopback with trusted_proxy, nginx in front (TLS with a self-signed certificate made once,
 # per-address limits, short header timeouts); Ctrl+C stops both. Needs an installed bundle (make ingest).
@@ -70,7 +73,8 @@ serve-nginx: install nginx
 	  --cert $(NGINX_DIR)/tls/hotspots.crt --key $(NGINX_DIR)/tls/hotspots.key
 	$(BIN)/hotspots deploy nginx-config --out $(NGINX_DIR)/nginx.conf --https-port $(NGINX_PORT) \
 	  --http-port $(NGINX_HTTP_PORT) --upstream-port $(PORT)
-	HOTSPOTS_PUBLIC=$(PUBLIC) HOTSPOTS_TRUSTED_PROXY=1 $(BIN)/hotspots serve --host 127.0.0.1 --port $(PORT) \
+	HOTSPOTS_PUBLIC=$(PUBLIC) HOTSPOTS_TRUSTED_PROXY=1 HOTSPOTS_ANALYSIS_PROCESSES=$(ANALYSIS_PROCESSES) \
+	  $(BIN)/hotspots serve --host 127.0.0.1 --port $(PORT) \
 	  --threads $(THREADS) & APP=$$!; trap 'kill $$APP 2>/dev/null' EXIT INT TERM; \
 	  NGINX=$$(command -v nginx || echo /usr/sbin/nginx); \
 	  $$NGINX -p $(abspath $(NGINX_DIR))/ -c $(abspath $(NGINX_DIR))/nginx.conf -e $(abspath $(NGINX_DIR))/error.log \

@@ -136,6 +136,8 @@ def install_bundle(config: Config, source: Path | str | None = None, *, progress
     tmp = config.lock_path.with_suffix(".part")
     tmp.write_text(json.dumps(lock, indent=2), encoding="utf-8")
     tmp.replace(config.lock_path)
+    from .cache import note_write
+    note_write()
     _load_boundary_cached.cache_clear()
     _read_table_cached.cache_clear()
     logger.info("installed %d files from %s", len(installed), src)

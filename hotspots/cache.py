@@ -8,6 +8,7 @@ an ingest or an overlay change makes every older entry unreachable without any e
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from typing import Any, Callable, Hashable
 
@@ -22,8 +23,39 @@ _cache_lock = threading.Lock()
 _key_locks: dict = {}
 
 
+#: How long a data version read from the file system is trusted. Why: a cached map view looks the version up
+#: several times, and each ``stat`` releases the GIL; under load (an analysis holding the GIL) every
+#: release can cost a thread switch interval (5 ms), which made ``stat`` the largest cost of a cached view.
+#: Writes made by this process (``note_write``) are seen at once; another process's (a CLI ingest while the
+#: server runs) within this many seconds.
+VERSION_TTL_S = 0.5
+
+_version_memo: dict = {}  # (db, lock, overlays) -> (monotonic time read, version)
+_writes = 0  # bumped by note_write: part of the version, so an in-process write is seen at once
+
+
+def note_write() -> None:
+    """A write by this process (store commit, bundle install, overlay change): the data version moves now."""
+    global _writes
+    with _cache_lock:
+        _writes += 1
+        _version_memo.clear()
+
+
 def data_version(config: Config) -> tuple:
-    """Changes whenever the store, the bundle or the overlays change (a few stat calls)."""
+    """Changes whenever the store, the bundle or the overlays change (a few stat calls, at most one set
+    per ``VERSION_TTL_S``)."""
+    where = (config.db_path, config.lock_path, config.instance_dir)
+    now = time.monotonic()
+    hit = _version_memo.get(where)
+    if hit is not None and now - hit[0] < VERSION_TTL_S:
+        return hit[1]
+    version = _read_version(config) + (_writes,)
+    _version_memo[where] = (now, version)
+    return version
+
+
+def _read_version(config: Config) -> tuple:
     out: list = []
     overlays_json = config.instance_dir / "overlays" / "overlays.json"
     wal = config.db_path.with_name(config.db_path.name + "-wal")
@@ -82,6 +114,7 @@ def clear() -> None:
     """Forget everything (after an upload; tests)."""
     with _cache_lock:
         _cache.clear()
+        _version_memo.clear()
 
 
 def size() -> int:
@@ -95,4 +128,4 @@ def in_flight() -> int:
         return len(_key_locks)
 
 
-__all__ = ["cached", "clear", "data_version", "peek", "size", "in_flight", "CACHE_SIZE", "Hashable"]
+__all__ = ["cached", "clear", "data_version", "note_write", "peek", "size", "in_flight", "CACHE_SIZE", "Hashable"]

@@ -777,7 +777,7 @@ def ingest_file(con, geocoder: Geocoder, path: Path, fmt: str | None = None, con
     clock("keys")
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     # Geocoding (compiled, GIL-free) runs on the second core while this thread fills the dictionaries.
-    with ThreadPoolExecutor(1) as pool, store.transaction(con):
+    with ThreadPoolExecutor(1) as pool, store.data_transaction(con):
         placing = pool.submit(geocoder.place, parsed.x[sel], parsed.y[sel], parsed.crs)
         ingest_id = con.execute("INSERT INTO ingests (path, sha256, format, started_at) VALUES (?, ?, ?, ?)",
                                 (str(path), digest, fmt, now)).lastrowid
@@ -1036,7 +1036,7 @@ def warm_up() -> None:
 
 def record_areas(con, geocoder: Geocoder) -> None:
     """Keep the names of the areas incidents are coded to, so the store explains its own codes."""
-    with store.transaction(con):
+    with store.data_transaction(con):
         for layer in geocoder.layers.values():
             _area_ids(con, layer)
 

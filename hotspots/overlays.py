@@ -165,6 +165,8 @@ def _save_registry(config: Config, overlays: list[Overlay]) -> None:
     tmp.write_text(json.dumps({"version": 1, "overlays": [o.describe() for o in overlays]}, indent=2),
                    encoding="utf-8")
     tmp.replace(p)
+    from .cache import note_write
+    note_write()
 
 
 def read_indicator(path: Path, key: str, value: str) -> pd.DataFrame:

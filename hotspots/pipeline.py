@@ -63,7 +63,8 @@ def panel(config: Config, req: LayerRequest, audience: Audience) -> dict:
     """The side panel of the Gi* layer for ``req``."""
     from dataclasses import replace
     gi = build_layer(config, replace(req, layer="gistar"), audience)
-    return render.panel(config, req, gi)
+    # cached: the map asks for the panel with every view, and building it walks the layer's table
+    return cached(config, ("panel", req, audience.value), lambda: render.panel(config, req, gi))
 
 
 def comparison(config: Config, req: LayerRequest, audience: Audience) -> dict:
@@ -85,6 +86,10 @@ def categories(config: Config, audience: Audience) -> list[dict]:
 
 def layer_catalogue(config: Config, audience: Audience) -> list[dict]:
     """Every layer an audience may ask for, with its title and kind, in layer-control order."""
+    return cached(config, ("layer_catalogue", audience.value), lambda: _layer_catalogue(config, audience))
+
+
+def _layer_catalogue(config: Config, audience: Audience) -> list[dict]:
     from . import overlays
     out = []
     for k in layers.kinds(config):

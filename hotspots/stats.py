@@ -60,7 +60,9 @@ GI_LABELS = {3: "Hot spot 99% confidence", 2: "Hot spot 95% confidence", 1: "Hot
              -3: "Cold spot 99% confidence"}
 #: numba's parallel kernels run one at a time in a process: the "workqueue" threading layer (numba's
 #: fallback where neither OpenMP nor TBB loads) aborts when two threads (two web requests) enter
-#: parallel code at once, and on two cores two concurrent kernels gain nothing anyway.
+#: parallel code at once, and on two cores two concurrent kernels gain nothing anyway. Because this lock
+#: (not the GIL) keeps them apart, the permutation kernels are ``nogil``: a web server's other threads
+#: answer cached views while an analysis runs (benchmarks/load.py --hostile).
 _PARALLEL_LOCK = threading.Lock()
 
 LABEL_NO_NEIGHBOURS = "No neighbours"
@@ -112,7 +114,7 @@ def _next_uniform(state: np.ndarray) -> float:
     return float(_mix64(state[0]) >> np.uint64(11)) * _U53
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _draw_conditional(n_pool: int, k: int, n_perm: int, seed: np.uint64) -> np.ndarray:
     """``n_perm`` rows, each an ordered sample of ``k`` distinct ids from ``range(n_pool)``.
 
@@ -149,7 +151,7 @@ def _conditional_matrix(n_pool: int, k: int, n_perm: int, seed: int) -> np.ndarr
     return m
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _conditional_counts(x: np.ndarray, indptr: np.ndarray, indices: np.ndarray, perm: np.ndarray,
                         active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each site i: how many permuted neighbour sums are ≥ and ≤ the observed sum.
@@ -195,7 +197,7 @@ def _conditional_counts(x: np.ndarray, indptr: np.ndarray, indices: np.ndarray, 
     return ge, le
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _moran_permutations(z: np.ndarray, uptr: np.ndarray, uind: np.ndarray, udata: np.ndarray,
                         n_perm: int, seed: np.uint64) -> np.ndarray:
     """Σ_ij w_ij z_i z_j for ``n_perm`` full random permutations of z (global Moran).

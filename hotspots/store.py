@@ -108,9 +108,15 @@ LEFT JOIN areas wo ON wo.id = i.ward_pre2023_id;
 INDEXES = {
     "ix_incidents_month_category": "CREATE INDEX IF NOT EXISTS ix_incidents_month_category "
                                    "ON incidents(month, category_id)",
-    "ix_incidents_lsoa21": "CREATE INDEX IF NOT EXISTS ix_incidents_lsoa21 ON incidents(lsoa21_id)",
-    "ix_incidents_ward": "CREATE INDEX IF NOT EXISTS ix_incidents_ward ON incidents(ward_id)",
+    # covering the base-cell query (count_cells): an index-only scan in area order, no table rows read and no
+    # sort. On London's 774,312 incidents 1.4 s instead of 15.5 s through a one-column index (loaded machine)
+    "ix_incidents_lsoa21_cells": "CREATE INDEX IF NOT EXISTS ix_incidents_lsoa21_cells "
+                                 "ON incidents(lsoa21_id, month, category_id, in_area)",
+    "ix_incidents_ward_cells": "CREATE INDEX IF NOT EXISTS ix_incidents_ward_cells "
+                               "ON incidents(ward_id, month, category_id, in_area)",
 }
+#: indexes of older stores that the ones above replace (dropped when a store is opened for writing)
+RETIRED_INDEXES = ("ix_incidents_lsoa21", "ix_incidents_ward")
 
 #: Page cache for normal work, and the smaller one used while rebuilding indexes: the sorter writes a
 #: sorted run each time it fills the cache, and worker threads sort runs in parallel, so small runs keep
@@ -220,7 +226,8 @@ def _migrate(con: sqlite3.Connection) -> None:
     """Create a new store, or bring an older one (v2 onwards) up to SCHEMA_VERSION in one transaction;
     the version is read inside it, so two processes opening an old store at once migrate it once."""
     # CREATE ... IF NOT EXISTS is idempotent, so two processes opening a new store at once are safe.
-    con.executescript(SCHEMA + ";".join(INDEXES.values()) + ";")
+    con.executescript(SCHEMA + ";".join(INDEXES.values()) + ";"
+                      + "".join(f"DROP INDEX IF EXISTS {name};" for name in RETIRED_INDEXES))
     with transaction(con):
         row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if row is None:
@@ -252,6 +259,18 @@ def transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
     else:
         con.execute("COMMIT")
+
+
+@contextmanager
+def data_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction on the incident store: this process's cached layers see it at once
+    (``hotspots.cache.note_write``; other processes' writes within ``VERSION_TTL_S``)."""
+    from .cache import note_write
+    try:
+        with transaction(con):
+            yield con
+    finally:
+        note_write()
 
 
 # -- queries (the only SQL outside ingest and users) ------------------------------------------------------

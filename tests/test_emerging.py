@@ -10,9 +10,9 @@ import scipy.sparse as sp
 
 from cities import lattice
 from hotspots.emerging import (CATEGORY_CODES, MIN_STEPS, NO_PATTERN, classify_emerging, emerging_hotspots,
-                               spacetime_gistar)
+                               spacetime_gistar, spacetime_weights)
 from hotspots.errors import AnalysisError
-from hotspots.stats import LABEL_NO_NEIGHBOURS, fdr_cutoff
+from hotspots.stats import LABEL_NO_NEIGHBOURS, fdr_cutoff, gi_star
 
 pmk = pytest.importorskip("pymannkendall")
 
@@ -104,12 +104,71 @@ def test_permutation_p_is_seeded_and_sensible():
     assert not np.array_equal(p1, p3)
     assert np.nanmin(p1) >= 2 / 200 and np.nanmax(p1) <= 1
     hottest = np.unravel_index(np.nanargmax(z), z.shape)
-    assert p1[hottest] == pytest.approx(2 / 200)  # nothing random beats the strongest hot bin
+    # Nothing random beats the strongest hot bin: p = 2/(R_b + 1), R_b ≤ 199 the draws that did not
+    # pick that bin itself (shared_conditional_p drops those).
+    valid_draws = 2 / p1[hottest] - 1
+    assert valid_draws == pytest.approx(round(valid_draws)) and 190 <= round(valid_draws) <= 199
     # The two p-values tell the same story, though a small neighbourhood (a corner: 8 bins) of
     # skewed counts is less extreme under permutation than under the normal approximation.
     assert (p1[np.abs(z) > 4] <= 0.1).all()
     assert np.median(p1[np.abs(z) < 0.5]) > 0.3
     assert np.corrcoef(p_norm.ravel(), p1.ravel())[0, 1] > 0.8
+
+
+def exact_conditional_p(x: np.ndarray, a: sp.spmatrix, k: int) -> np.ndarray:
+    """The exact two-sided conditional-permutation p of every bin, by enumerating every neighbour set.
+
+    Independent of the engine's sampling: for bin b with c neighbours, every c-subset of the other
+    bins is listed (itertools) and the shares of subset sums ≥ and ≤ b's neighbour sum are counted.
+    The sampled pseudo p 2·(min tail + 1)/(R + 1) tends to min(1, 2·min share) as R grows.
+    """
+    import itertools
+    n, steps = x.shape
+    st = spacetime_weights(a, steps, k).matrix
+    flat = x.T.ravel()
+    p = np.empty(len(flat))
+    for b in range(len(flat)):
+        nb = st.indices[st.indptr[b]:st.indptr[b + 1]]
+        obs = flat[nb].sum()
+        others = np.delete(flat, b)
+        sums = np.array([sum(c) for c in itertools.combinations(others, len(nb))])
+        p[b] = min(1.0, 2 * min((sums >= obs).mean(), (sums <= obs).mean()))
+    return p.reshape(steps, n).T
+
+
+def test_permutation_p_converges_to_the_exact_conditional_p():
+    """2×2 queen areas × 4 steps, k = 1: 16 bins, neighbour sets of 3 or 7 bins (≤ 6,435 subsets each)."""
+    a = lattice(2)
+    x = np.array([[0, 1, 5, 9], [2, 0, 4, 8], [1, 1, 0, 2], [3, 0, 1, 0]], dtype=float)
+    _, _, p = spacetime_gistar(x, a, time_neighbours=1, permutations=9999, seed=11)
+    exact = exact_conditional_p(x, a, 1)
+    # Binomial sampling error of a two-sided p from ~9,999 draws: 2·sqrt(q(1 − q)/R) ≤ 0.01 (q the
+    # smaller tail share), plus the +1 in the pseudo p; 4 standard errors.
+    np.testing.assert_allclose(p, exact, atol=0.04)
+    assert np.abs(p - exact).mean() < 0.01
+
+
+def test_permutation_p_agrees_with_the_per_site_kernel():
+    """The esda-style reference: stats.gi_star's per-site conditional kernel (each site draws from the
+    n − 1 others through its own index shift) on the same space-time graph; both with 9,999 draws."""
+    a = lattice(SIDE)
+    x = planted_cube(a.shape[0])
+    _, _, p = spacetime_gistar(x, a, time_neighbours=1, permutations=9999, seed=5)
+    ref = gi_star(x.T.ravel(), spacetime_weights(a, 12, 1), permutations=9999, seed=6).p_sim
+    ref = ref.reshape(12, -1).T
+    assert np.abs(p - ref).max() < 0.08  # seeds 5 and 7: 0.029 and 0.045
+    assert np.abs(p - ref).mean() < 0.02  # seeds 5 and 7: 0.007 and 0.011
+
+
+def test_permutation_p_is_valid_under_the_null():
+    """Counts with no pattern (independent Poisson): about α of the bins have p ≤ α, never many more."""
+    a = lattice(10)
+    rng = np.random.default_rng(2024)
+    x = rng.poisson(4.0, size=(100, 10)).astype(float)
+    _, _, p = spacetime_gistar(x, a, time_neighbours=1, permutations=999, seed=3)
+    for alpha in (0.05, 0.10, 0.5):
+        share = (p <= alpha).mean()
+        assert alpha * 0.4 <= share <= alpha * 1.4, (alpha, share)
 
 
 def test_mann_kendall_of_the_z_series_equals_pymannkendall():

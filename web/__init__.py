@@ -17,9 +17,11 @@ key comes from ``HOTSPOTS_SECRET_KEY`` or
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
@@ -69,6 +71,10 @@ def create_app(config: Config | None = None, test_config: dict | None = None) ->
     if app.config.get("WARM_UP"):
         from hotspots.stats import warm_up
         app.extensions["hotspots_pool"].start(warm=warm_up)  # the analysis process imports in the background
+    from .front import Front
+    # memo of anonymous views and refusals at the door (web/front.py); inside ProxyFix: it sees the client
+    app.wsgi_app = Front(app.wsgi_app, config, app.config.get("SESSION_COOKIE_NAME") or "session")  # type: ignore[method-assign]
+    app.extensions["hotspots_front"] = app.wsgi_app
     if config.trusted_proxy:
         # behind one TLS-terminating proxy: scheme, host and client address from its X-Forwarded-* headers
         # (so the Origin check, Secure cookies, HSTS and the sign-in throttle see what the browser sees)
@@ -185,6 +191,31 @@ def _register_errors(app: Flask) -> None:
         return error_response(500, "internal error; the server log has the details")
 
 
+#: gzip of recent large bodies, by digest: a cached map layer (200 KB of GeoJSON) is sent many times, and
+#: compressing it took ~5 ms of CPU each time against ~0.2 ms for the digest (benchmarks/load.py --hostile)
+_GZIP_MEMO: "OrderedDict[bytes, bytes]" = OrderedDict()
+_GZIP_MEMO_SIZE = 32
+_GZIP_MEMO_MIN = 16 << 10
+_gzip_lock = threading.Lock()
+
+
+def _compressed(data: bytes) -> bytes:
+    if len(data) < _GZIP_MEMO_MIN:
+        return gzip.compress(data, compresslevel=6)
+    digest = hashlib.blake2b(data, digest_size=20).digest()
+    with _gzip_lock:
+        hit = _GZIP_MEMO.get(digest)
+        if hit is not None:
+            _GZIP_MEMO.move_to_end(digest)
+            return hit
+    out = gzip.compress(data, compresslevel=6)
+    with _gzip_lock:
+        _GZIP_MEMO[digest] = out
+        while len(_GZIP_MEMO) > _GZIP_MEMO_SIZE:
+            _GZIP_MEMO.popitem(last=False)
+    return out
+
+
 def _gzip(resp: Response) -> Response:
     """Compress text responses when the client accepts gzip (no flask-compress dependency)."""
     if (resp.status_code != 200 or "Content-Encoding" in resp.headers
@@ -195,7 +226,7 @@ def _gzip(resp: Response) -> Response:
     data = resp.get_data()
     if len(data) < MIN_GZIP_BYTES:
         return resp
-    resp.set_data(gzip.compress(data, compresslevel=6))
+    resp.set_data(_compressed(data))
     resp.headers["Content-Encoding"] = "gzip"
     resp.headers["Content-Length"] = str(len(resp.get_data()))
     resp.vary.add("Accept-Encoding")

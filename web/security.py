@@ -78,16 +78,18 @@ def content_security_policy(nonce: str | None, tiles: str = "none") -> str:
     ])
 
 
+#: on every response (``web.front`` sends them on the refusals it answers itself)
+BASE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY",
+                "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Resource-Policy": "same-origin",
+                "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=()"}
+
+
 def security_headers(resp: Response) -> Response:
     config = current_app.config["HOTSPOTS"]
     h = resp.headers
     h["Content-Security-Policy"] = content_security_policy(getattr(g, "csp_nonce", None), config.tiles)
-    h.setdefault("X-Content-Type-Options", "nosniff")
-    h.setdefault("Referrer-Policy", "same-origin")
-    h.setdefault("X-Frame-Options", "DENY")
-    h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    h.setdefault("Cross-Origin-Resource-Policy", "same-origin")
-    h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=()")
+    for name, value in BASE_HEADERS.items():
+        h.setdefault(name, value)
     if request.is_secure:
         h.setdefault("Strict-Transport-Security", "max-age=31536000")
     if not request.path.startswith("/static/"):

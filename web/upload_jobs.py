@@ -94,7 +94,7 @@ IngestFn = Callable[[Path, str, Callable[[int], None]], object]
 class UploadWorker:
     """A queue of upload jobs and the one thread that runs them (started on the first job)."""
 
-    def __init__(self, folder: Path, ingest: IngestFn, on_done: Callable[[Job], None]) -> None:
+    def __init__(self, folder: Path, ingest: IngestFn, on_done: Callable[[Job, bool], None]) -> None:
         self.folder = folder
         self.ingest = ingest
         self.on_done = on_done
@@ -177,23 +177,24 @@ class UploadWorker:
             job.rows_read, job.accepted, job.duplicates = s.rows_read, s.accepted, s.duplicates
             job.rejected, job.outside_area, job.ingest_id = s.rejected, s.outside_area, s.ingest_id
             job.rows_stored = max(job.rows_stored, s.accepted)
-            job.state = "done"
+            outcome = "done"
         except HotspotsError as exc:
             job.error, job.error_status = f"{job.file} was not ingested: {exc.reason}", 422
             job.error_column = exc.column or "file"
-            job.state = "failed"
+            outcome = "failed"
         except Exception:  # a bug, not bad input: the job fails, the worker lives on
             logger.exception("upload job %s (%s) failed", job.id, job.path.name)
             job.error, job.error_status, job.error_column = "internal error; the server log has the details", 500, None
-            job.state = "failed"
+            outcome = "failed"
         finally:
             job.path.unlink(missing_ok=True)  # removed once, whatever happened (see the module docstring)
             job.file_removed = True
-            job.finished = time.time()
         try:
-            self.on_done(job)
+            self.on_done(job, outcome == "done")
         except Exception:
             logger.exception("after upload job %s", job.id)
+        # only now is the job over: a client that sees "done" finds the upload recorded and the caches cleared
+        job.finished, job.state = time.time(), outcome
 
 
 def ingest_one(config: Config) -> IngestFn:

@@ -134,13 +134,14 @@ def worker(app: Flask | None = None) -> UploadWorker:
         if w is None:
             config = app.config["HOTSPOTS"]
             w = app.extensions["hotspots_uploads"] = UploadWorker(
-                uploads_dir(config), ingest_one(config), lambda job: _job_done(app, job))
+                uploads_dir(config), ingest_one(config), lambda job, ok: _job_done(app, job, ok))
     return w
 
 
-def _job_done(app: Flask, job: Job) -> None:
-    """In the worker thread, after a job: for a stored file, clear the caches and record the upload."""
-    if not job.finished_ok:
+def _job_done(app: Flask, job: Job, ok: bool) -> None:
+    """In the worker thread, after a job (before it is marked over): for a stored file, clear the caches
+    and record the upload."""
+    if not ok:
         logger.info("%s's upload %s failed: %s", job.user, job.file, job.error)
         return
     with app.app_context():

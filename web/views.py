@@ -10,7 +10,7 @@ from hotspots import maps, pipeline
 from hotspots.errors import NotFoundError
 from hotspots.export import POLICE_NOTE
 from hotspots.layers import CRIME_TITLES
-from hotspots.request import CLASS_SCHEMES, SIGNIFICANCE, VARIABLES, WEIGHTS_MENU
+from hotspots.request import CLASS_SCHEMES, SIGNIFICANCE, STEPS, TIME_NEIGHBOURS_MENU, VARIABLES, WEIGHTS_MENU
 
 from . import get_config
 from .api import GEOGRAPHY_LABELS, audience, audience_for_layers, categories_for_user, check_layer_access, layer, parse
@@ -52,7 +52,9 @@ def _page(template: str, printable: bool):
                            months=list(pipeline.catalog(config).months), geographies=GEOGRAPHY_LABELS,
                            variables=VARIABLES, significance=SIGNIFICANCE, schemes=list(CLASS_SCHEMES),
                            config=config, crime_layers=CRIME_TITLES, deprivation=dep, note=POLICE_NOTE,
-                           weights_options=list(WEIGHTS_MENU), where_menu=_where_menu(config), chosen=dict(p.where))
+                           weights_options=list(WEIGHTS_MENU), time_steps=list(STEPS),
+                           time_neighbours_menu=list(TIME_NEIGHBOURS_MENU), where_menu=_where_menu(config),
+                           chosen=dict(p.where))
 
 
 def _where_menu(config) -> dict:

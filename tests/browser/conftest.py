@@ -124,12 +124,39 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def browser(server):
+def chromium_session():
+    """One headless /usr/bin/chromium for the whole session (Playwright's sync API allows one running instance per
+    thread); test modules that run their own server (tests/browser/test_time_control.py) use it directly."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api")
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+def offline_only(page, base: str, external: list) -> None:
+    """Let the page reach ``base`` (and data: URLs) only; record and abort every other request."""
+    def route(r):
+        if r.request.url.startswith(base) or r.request.url.startswith("data:"):
+            r.continue_()
+        else:
+            external.append(r.request.url)
+            r.abort()
+    page.route("**/*", route)
+
+
+@pytest.fixture(scope="session")
+def offline_route():
+    """``offline_only`` for test modules that make their own pages (not importable: tests/web has a conftest too)."""
+    return offline_only
+
+
+@pytest.fixture(scope="session")
+def browser(server, chromium_session):
+    return chromium_session
 
 
 class PageWatch:
@@ -185,13 +212,7 @@ def page(browser, server, request):
     pg.on("pageerror", lambda e: w.console_errors.append(str(e)))
     pg.on("requestfailed", lambda r: w.failed.append(r.url) if r.url.startswith(server["url"]) else None)
 
-    def route(r):
-        if r.request.url.startswith(server["url"]) or r.request.url.startswith("data:"):
-            r.continue_()
-        else:
-            w.external.append(r.request.url)
-            r.abort()
-    pg.route("**/*", route)
+    offline_only(pg, server["url"], w.external)
     yield w
     ARTIFACTS.mkdir(exist_ok=True)
     failed = getattr(request.node, "rep_call", None)

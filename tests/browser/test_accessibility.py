@@ -79,7 +79,7 @@ def test_keyboard_reaches_every_control_with_a_visible_focus(page):
     wanted = pg.evaluate("""() => Array.from(document.querySelectorAll(
         '#panel select, #panel input, #panel a[href], #panel button, .leaflet-control-layers input, #legend-toggle,' +
         '.leaflet-control-zoom a'))
-      .filter(el => el.offsetParent !== null).map(el => el.id || el.getAttribute('class') || el.textContent.trim())""")
+      .filter(el => el.offsetParent !== null && !el.disabled).map(el => el.id || el.getAttribute('class') || el.textContent.trim())""")
     reached, rings = set(), []
     for _ in range(len(wanted) + 40):
         pg.keyboard.press("Tab")

@@ -48,3 +48,34 @@ def test_failed_build_is_retried_by_the_next_caller(config):
     assert L.cached(config, key, lambda: 42) == 42
 
 
+
+
+def test_data_version_sees_this_process_writes_at_once_and_others_within_the_ttl(config, monkeypatch):
+    """The version is memoised (each stat releases the GIL, costly under load), yet an ingest by this
+    process moves it at once and a file changed by another process within VERSION_TTL_S."""
+    import os
+
+    from hotspots import cache as L
+    from hotspots import store
+
+    v0 = L.data_version(config)
+    assert L.data_version(config) == v0  # memoised: same answer, no change
+    con = store.connect(config.db_path)
+    try:
+        with store.data_transaction(con):
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('probe', '1')")
+    finally:
+        con.close()
+    v1 = L.data_version(config)
+    assert v1 != v0  # this process's write: at once
+    # another process's write: not seen inside the TTL, seen after it
+    st = config.db_path.stat()
+    os.utime(config.db_path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    clock = [time.monotonic()]
+    monkeypatch.setattr(L.time, "monotonic", lambda: clock[0])
+    L._version_memo.clear()
+    v2 = L.data_version(config)
+    os.utime(config.db_path, ns=(st.st_atime_ns, st.st_mtime_ns + 2 * 10**9))
+    assert L.data_version(config) == v2
+    clock[0] += L.VERSION_TTL_S + 0.01
+    assert L.data_version(config) != v2

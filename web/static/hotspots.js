@@ -7,6 +7,10 @@
   var map = window[state.map];
   var API = state.api.replace(/\/$/, "");
   var params = Object.assign({}, state.params);
+  /* The time control's month (YYYY-MM) when it shows one month of the period, else null. It lives in the page
+   * URL only ("month="): the API is asked for the ordinary layer of that single month (from = to = month). */
+  var timeMonth = /^\d{4}-\d{2}$/.test(new URLSearchParams(location.search).get("month") || "") ?
+    new URLSearchParams(location.search).get("month") : null;
   var visible = state.show.slice();
   var catalogue = {};
   state.layers.forEach(function (l) { catalogue[l.name] = l; });
@@ -99,7 +103,11 @@
     div.innerHTML = html;
     return paint(div);
   }
-  function layerParams(name) { return Object.assign({}, params, {layer: name}); }
+  // what the API is asked for: the form's parameters, narrowed to the time control's month when it shows one
+  function apiParams() {
+    return timeMonth ? Object.assign({}, params, {from: timeMonth, to: timeMonth}) : Object.assign({}, params);
+  }
+  function layerParams(name) { return Object.assign(apiParams(), {layer: name}); }
   function showError(msg) {
     var el = document.getElementById("error");
     if (!el) return;
@@ -409,7 +417,12 @@
   }
   function renderLegends() {
     var html = visible.filter(function (n) { return entries[n] && entries[n].legend && map.hasLayer(entries[n].group); })
-      .map(function (n) { return legendHTML(entries[n].legend); }).join("");
+      .map(function (n) {
+        // a month of the time control: its legend says which month the map shows
+        var leg = entries[n].legend;
+        if (timeMonth && n === "gistar") leg = Object.assign({}, leg, {title: leg.title + " \u00b7 " + monthWords(timeMonth)});
+        return legendHTML(leg);
+      }).join("");
     var box = document.getElementById("legends");
     if (box) box.innerHTML = html;
     if (box) { paint(box); box.parentNode.classList.toggle("empty", !html); }
@@ -465,7 +478,7 @@
       "<p class='muted'>Largest increases first; areas with no change left out.</p>";
   }
   function refreshPanel() {
-    var q = qs(params);
+    var q = qs(apiParams());
     if (CRIME.indexOf(params.layer) >= 0 || !params.layer) {
       busy(1);
       getJSON(API + "/hotspots?" + q).then(renderSummary).catch(function (e) {
@@ -605,7 +618,7 @@
   }
 
   // -- URL state, downloads ---------------------------------------------------------------------------
-  function pageQuery() { return qs(Object.assign({}, params, {show: visible.join(",")})); }
+  function pageQuery() { return qs(Object.assign({}, params, {show: visible.join(","), month: timeMonth})); }
   function syncURL(push) {
     var url = location.pathname + "?" + pageQuery();
     if (push) history.pushState(null, "", url); else history.replaceState(null, "", url);
@@ -616,12 +629,12 @@
     var mk = document.getElementById("briefing-marking");
     ["briefing-link", "briefing-png-link"].forEach(function (id) {
       var a = document.getElementById(id);
-      if (a) a.href = a.href.split("?")[0] + "?" + qs(Object.assign({}, params, mk ? {marking: mk.value} : {}));
+      if (a) a.href = a.href.split("?")[0] + "?" + qs(Object.assign(apiParams(), mk ? {marking: mk.value} : {}));
     });
     if (mk && !mk.dataset.bound) { mk.dataset.bound = "1"; mk.addEventListener("change", function () { syncURL(false); }); }
     var dl = document.getElementById("download-links");
     if (dl) {
-      var q = qs(params);
+      var q = qs(apiParams());
       dl.innerHTML = "Current layer: " + ["geojson", "csv", "zip", "gpkg"].map(function (f) {  // zip: CSV + metadata.json + README
         return '<a class="dl dl-' + f + '" href="' + API + "/downloads/" + encodeURIComponent(params.layer) + "." + f + "?" + esc(q) +
           '" download>' + f.toUpperCase() + "</a>";
@@ -710,6 +723,8 @@
     if (["count", "rate", "eb_rate"].indexOf(l) >= 0 || kind === "overlay") on("choro");
     if (kind === "deprivation") on("dep");
     if (l === "change") on("change");
+    if (l === "emerging" || l === "trend") on("step");  // the cube's time step (issue 10)
+    if (l === "emerging") on("tn");  // how many steps back a bin's neighbourhood reaches
   }
   function readForm() {
     var form = document.getElementById("controls");
@@ -734,6 +749,7 @@
     if (next.from && next.to && next.from > next.to) { showError("'From' is after 'To'."); return; }
     showError("");
     Object.assign(params, next);
+    if (params.layer !== "gistar" || periodMonths().indexOf(timeMonth) < 0) timeMonth = null;
     if (before !== params.layer) {
       if (entries[before] && map.hasLayer(entries[before].group)) map.removeLayer(entries[before].group);
       visible = visible.filter(function (n) { return n !== before; });
@@ -741,8 +757,81 @@
     }
     visible.forEach(function (n) { if (entries[n] && !map.hasLayer(entries[n].group)) entries[n].group.addTo(map); });
     visible.forEach(function (n) { load(n); });
-    syncURL(true); showOptions(); refreshPanel();
+    syncURL(true); showOptions(); refreshPanel(); renderTime();
   }
+
+  // -- the time control: the period's monthly Gi* maps, one at a time ------------------------------------
+  /* Every month from the form's From to its To. A step shows the ordinary Gi* layer of that one month, asked
+   * for through the same parameters as any other view (so it is cached, disclosure-controlled, downloadable
+   * and shareable by URL: "month=" in the page's address). Position 0 of the slider is the whole period. */
+  function periodMonths() {
+    var a = /^(\d{4})-(\d{2})$/.exec(params.from || ""), b = /^(\d{4})-(\d{2})$/.exec(params.to || "");
+    if (!a || !b) return [];
+    var y = +a[1], m = +a[2], out = [];
+    while ((y < +b[1] || (y === +b[1] && m <= +b[2])) && out.length < 1200) {
+      out.push(y + "-" + (m < 10 ? "0" : "") + m);
+      m += 1; if (m > 12) { m = 1; y += 1; }
+    }
+    return out;
+  }
+  var playTimer = null;
+  function timeWords(k, months) {
+    return k > 0 ? "Month " + k + " of " + months.length + ": " + monthWords(months[k - 1]) :
+      "Whole period: " + periodWords(months[0], months[months.length - 1]) + " (" + months.length + " months)";
+  }
+  function renderTime() {
+    var box = document.getElementById("time-control");
+    if (!box) return;
+    var months = periodMonths(), n = months.length, k = timeMonth ? months.indexOf(timeMonth) + 1 : 0;
+    var slider = document.getElementById("time-slider"), status = document.getElementById("time-status");
+    var few = n < 2;
+    box.classList.toggle("disabled", few);
+    slider.min = "0"; slider.max = String(Math.max(n, 1)); slider.value = String(k);
+    slider.setAttribute("aria-valuetext", few ? "not available" : timeWords(k, months));
+    status.textContent = few ? "One month of data: the time control needs two or more" : timeWords(k, months);
+    document.getElementById("time-prev").disabled = few || k <= 1;
+    document.getElementById("time-next").disabled = few || k >= n;
+    document.getElementById("time-all").disabled = few || k === 0;
+    document.getElementById("time-play").disabled = few;
+    slider.disabled = few;
+    if (few || (playTimer && k >= n)) stopPlay();
+  }
+  function showMonth(k) {
+    var months = periodMonths();
+    if (months.length < 2) return;
+    k = Math.max(0, Math.min(months.length, k));
+    var layerSelect = document.getElementById("layer");
+    if (k > 0 && layerSelect && layerSelect.value !== "gistar") layerSelect.value = "gistar";  // the monthly maps are Gi*
+    timeMonth = k > 0 ? months[k - 1] : null;
+    applyChange();
+  }
+  function currentStep() { var m = periodMonths(); return timeMonth ? m.indexOf(timeMonth) + 1 : 0; }
+  function stopPlay() {
+    if (playTimer) { clearInterval(playTimer); playTimer = null; }
+    var b = document.getElementById("time-play");
+    if (b) { b.textContent = "Play"; b.setAttribute("aria-pressed", "false"); }
+  }
+  function startPlay() {
+    var months = periodMonths();
+    if (months.length < 2) return;
+    if (currentStep() === 0 || currentStep() >= months.length) showMonth(1);
+    var b = document.getElementById("time-play");
+    b.textContent = "Pause"; b.setAttribute("aria-pressed", "true");
+    playTimer = setInterval(function () {
+      var k = currentStep();
+      if (k >= periodMonths().length) { stopPlay(); return; }
+      showMonth(k + 1);
+      if (k + 1 >= periodMonths().length) stopPlay();  // stops at the end
+    }, 1500);
+  }
+  (function bindTime() {
+    if (!document.getElementById("time-control")) return;
+    document.getElementById("time-prev").addEventListener("click", function () { stopPlay(); showMonth(currentStep() - 1); });
+    document.getElementById("time-next").addEventListener("click", function () { stopPlay(); showMonth(currentStep() + 1); });
+    document.getElementById("time-all").addEventListener("click", function () { stopPlay(); showMonth(0); });
+    document.getElementById("time-play").addEventListener("click", function () { if (playTimer) stopPlay(); else startPlay(); });
+    document.getElementById("time-slider").addEventListener("input", function () { stopPlay(); showMonth(parseInt(this.value, 10)); });
+  })();
   var form = document.getElementById("controls");
   Array.prototype.forEach.call(document.querySelectorAll("#category option"), function (o) {
     categoryLabels[o.value] = o.textContent.replace(/\s*\([^)]*\)\s*$/, "");
@@ -808,8 +897,10 @@
   if (printButton) printButton.addEventListener("click", function () { window.print(); });
 
   // -- start --------------------------------------------------------------------------------------------
+  // a "month=" outside the period, or with a layer other than Gi*, is ignored (the whole period is shown)
+  if (periodMonths().indexOf(timeMonth) < 0 || params.layer !== "gistar") timeMonth = null;
   visible.forEach(function (n) { if (entries[n]) { entries[n].group.addTo(map); load(n); } });
-  syncURL(); showOptions(); refreshPanel();
+  syncURL(); showOptions(); refreshPanel(); renderTime();
   if (state.print) {
     var t = document.getElementById("print-title");
     window.hotspots.ready = new Promise(function (resolve) {
