@@ -102,15 +102,22 @@ def _grid_meta(req: LayerRequest, g: pd.DataFrame) -> dict:
 
 def _full_cells(g: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """The cells with their FULL geometry (every centroid on the lattice), as the weights are built from."""
-    return gpd.GeoDataFrame(pd.DataFrame(g.drop(columns=["geometry", "clipped"])), geometry=g.geometry.to_numpy(),
-                            crs=BNG)
+    out = gpd.GeoDataFrame(pd.DataFrame(g.drop(columns=["geometry", "clipped"])), geometry=g.geometry.to_numpy(),
+                           crs=BNG)
+    out.attrs.update(cell_m=g.attrs["cell_m"], shape=g.attrs["shape"])
+    return out
 
 
 def grid_weights(config: Config, req: LayerRequest, cells: gpd.GeoDataFrame, weights: str):
     """The grid's spatial weights (distance band or k nearest neighbours between full-cell centroids), shared by
     grid Gi* and grid emerging hot spots; refused when no cell has a neighbour."""
+    from .grid import lattice_distance_weights
     from .weights import build_weights, parse_spec
-    w = build_weights(cells, parse_spec(weights), id_col="code", cache_dir=config.cache_dir)
+    spec = parse_spec(weights)
+    if cells.attrs.get("shape") == "square" and spec.kind == "distance":  # the same graph, from the lattice
+        w = lattice_distance_weights(cells, float(spec.param))
+    else:
+        w = build_weights(cells, spec, id_col="code", cache_dir=config.cache_dir)
     if len(w.islands) == w.n:
         raise AnalysisError(f"with {weights} weights no cell of the {grid_words(req)} has a neighbour: use a "
                             f"distance band of at least {req.cell:g} m or k nearest neighbours", column="weights")
