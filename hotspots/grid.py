@@ -285,31 +285,48 @@ def _json_default(v: Any) -> Any:
     raise TypeError(f"{type(v).__name__} is not JSON serialisable")
 
 
-def cells_geojson(cells: Any, properties: dict[str, Any], decimals: int = GEOJSON_DECIMALS) -> bytes:
-    """A GeoJSON FeatureCollection (EPSG:4326, RFC 7946 winding) of ``cells`` (polygons in EPSG:27700, e.g. the
-    clipped cells of :func:`make_grid`), with ``properties`` (name -> one value per cell) in each feature.
-
-    Why: geopandas' ``to_json`` builds a Python dict per feature and coordinate; on London's 21,611 cells that
-    took longer than the whole Gi* analysis. Here the coordinates are reprojected in one pyproj call, rounded
-    to ``decimals`` (6: about 0.1 m), written by one vectorised GEOS call, and the properties are joined as text.
-    """
+def cell_geometry_texts(cells: Any, decimals: int = GEOJSON_DECIMALS) -> list[str]:
+    """The GeoJSON geometry text of each cell (polygons in EPSG:27700) in EPSG:4326, rounded to ``decimals``
+    (6: about 0.1 m), exteriors counter-clockwise (RFC 7946): one pyproj call for every coordinate and one
+    vectorised GEOS writer call. A grid's texts depend on the grid only, so a caller may keep them."""
     from pyproj import Transformer
     geoms = np.asarray(cells, dtype=object)
-    for name, values in properties.items():
-        if len(values) != len(geoms):
-            raise AnalysisError(f"property {name!r} has {len(values)} values for {len(geoms)} cells")
     to_wgs = Transformer.from_crs(BNG_EPSG, 4326, always_xy=True)
 
     def reproject(xy: np.ndarray) -> np.ndarray:
         lon, lat = to_wgs.transform(xy[:, 0], xy[:, 1])
         return np.round(np.column_stack([lon, lat]), decimals)
-    wgs = shapely.orient_polygons(shapely.transform(geoms, reproject), exterior_cw=False)
-    gtext = shapely.to_geojson(wgs).tolist()
+    wgs = shapely.transform(geoms, reproject)
+    # make_grid's whole cells are already counter-clockwise (and the projection keeps the winding): only the
+    # cells cut by the boundary, whose winding GEOS's intersection decides, need orienting
+    cw = np.flatnonzero(~shapely.is_ccw(shapely.get_exterior_ring(wgs)) | (shapely.get_num_interior_rings(wgs) > 0)
+                        | (shapely.get_type_id(wgs) != 3))
+    if len(cw):
+        wgs[cw] = shapely.orient_polygons(wgs[cw], exterior_cw=False)
+    return shapely.to_geojson(wgs).tolist()
+
+
+def cells_geojson(cells: Any, properties: dict[str, Any], decimals: int = GEOJSON_DECIMALS,
+                  geometry_texts: list[str] | None = None) -> bytes:
+    """A GeoJSON FeatureCollection (EPSG:4326, RFC 7946 winding) of ``cells`` (polygons in EPSG:27700, e.g. the
+    clipped cells of :func:`make_grid`), with ``properties`` (name -> one value per cell) in each feature.
+
+    Why: geopandas' ``to_json`` builds a Python dict per feature and coordinate; on London's 21,611 cells that
+    took longer than the whole Gi* analysis. Here the geometries are written by :func:`cell_geometry_texts`
+    (or given, as kept for the grid: ``geometry_texts``) and the properties are joined as text.
+    """
+    n = len(cells)
+    for name, values in properties.items():
+        if len(values) != n:
+            raise AnalysisError(f"property {name!r} has {len(values)} values for {n} cells")
+    gtext = cell_geometry_texts(cells, decimals) if geometry_texts is None else geometry_texts
+    if len(gtext) != n:
+        raise AnalysisError(f"{len(gtext)} geometry texts for {n} cells")
     keys = [json.dumps(str(k), ensure_ascii=False) + ":" for k in properties]
     cols = [_json_column(v) for v in properties.values()]
     head = '{"type":"Feature","properties":{'
     feats = [head + ",".join(k + v for k, v in zip(keys, row)) + '},"geometry":' + g + "}"
-             for row, g in zip(zip(*cols) if cols else ([()] * len(geoms)), gtext)]
+             for row, g in zip(zip(*cols) if cols else ([()] * n), gtext)]
     return ('{"type":"FeatureCollection","features":[' + ",".join(feats) + "]}").encode("utf-8")
 
 

@@ -22,7 +22,7 @@ from .cache import cached
 from .categories import category_label
 from .config import Config
 from .errors import AnalysisError, ForbiddenError
-from .layers import (Analysed, LayerKind, filters_text, gi_note, register, style, subject)
+from .layers import (CRIME_TITLES, Analysed, LayerKind, filters_text, gi_note, register, style, subject)
 from .request import Audience, LayerRequest, month_range
 
 GRID_FIELDS = [["code", "Cell"], ["count", "Incidents"], ["share_inside", "Share of cell inside the area"]]
@@ -348,6 +348,9 @@ register(LayerKind("grid_gistar", "Gi* hot and cold spots on a grid", "crime", _
 register(LayerKind("kde", "Kernel density (incidents per km²)", "crime", _kde,
                    _GRID_USES + ("bandwidth", "kernel", "classes", "k"),
                    {Audience.ANALYST: KDE_COLUMNS, Audience.VIEWER: KDE_COLUMNS}))
+# the map's layer menu lists the grid layers with the area layers (their grid controls: web/static/hotspots.js)
+CRIME_TITLES.update(grid_count="Incident count per grid cell", grid_gistar="Gi* hot and cold spots on a grid",
+                    kde="Kernel density (incidents per km²)", grid_emerging="Emerging hot spots on a grid (over time)")
 _EMERGING_COLUMNS = ("category", "category_code", "mk_tau", "mk_z", "mk_p", "n_hot_steps", "n_cold_steps")
 # Viewers get the outcome classes and statistics of the protected cube; the period total is for analysts only.
 register(LayerKind("grid_emerging", "Emerging hot spots on a grid", "crime", _grid_emerging,

@@ -187,10 +187,11 @@ def test_lattice_distance_weights_equal_the_geometric_weights(band):
         lattice_distance_weights(make_grid(AREA, 250, "hex"), band)
 
 
-def test_cells_geojson_equals_geopandas_to_json():
+@pytest.mark.parametrize("shape", ["square", "hex"])
+def test_cells_geojson_equals_geopandas_to_json(shape):
     import json
-    from hotspots.grid import cells_geojson
-    g = make_grid(AREA, 250)
+    from hotspots.grid import cell_geometry_texts, cells_geojson
+    g = make_grid(AREA, 250, shape)
     n = len(g)
     z = np.linspace(-3, 3, n)
     z[2] = np.nan
@@ -204,5 +205,8 @@ def test_cells_geojson_equals_geopandas_to_json():
         pa, pb = shapely.geometry.shape(a["geometry"]), shapely.geometry.shape(b["geometry"])
         assert pa.is_valid and shapely.is_ccw(pa.exterior)  # RFC 7946: exteriors counter-clockwise
         assert pa.equals_exact(shapely.orient_polygons(pb), 1e-6)  # 6 decimals of a degree
+    kept = cell_geometry_texts(g["clipped"].to_numpy())
+    assert cells_geojson(g["clipped"].to_numpy(), props, geometry_texts=kept) == \
+        cells_geojson(g["clipped"].to_numpy(), props)
     with pytest.raises(AnalysisError, match="values for"):
         cells_geojson(g["clipped"].to_numpy(), {"count": [1, 2]})
