@@ -175,7 +175,8 @@ def bench_gi(db: Path, area) -> None:
     request = (sum(r[1] for r in rows), sum(r[2] for r in rows))
     both = sum(t for _, t in shared)
     print(f"(ours only, once per grid: the cells' geometry as GeoJSON text {t_texts:.3f} s, counted in the whole "
-          f"process; written without it the GeoJSON step takes {t_j_all:.3f} s, identical bytes: {ours_all == ours_text})")
+          f"process; written without it the GeoJSON step takes {t_j_all:.3f} s, identical bytes: "
+          f"{ours_all == ours_text})")
     print(f"{'step':52} {'hotspots s':>11} {'sjoin+libpysal+esda s':>22} {'ratio':>7}")
     for name, t in shared:
         print(f"{name:52} {t:11.3f} {t:22.3f} {1:6.1f}×")

@@ -286,13 +286,16 @@ def _viewer_outputs(config, args, audience=Audience.VIEWER):
     return [render.rows(r), render.display_geojson(config, r), r.legend, _no_times(r.metadata)]
 
 
-@pytest.mark.parametrize("args", [
+GRID_WORLD_ARGS = [
     {"layer": "grid_count", "cell": "250"}, {"layer": "grid_count", "cell": "250", "shape": "hex"},
     {"layer": "grid_gistar", "cell": "250", "permutations": "99"},
     {"layer": "grid_gistar", "cell": "250", "optimized": "1", "permutations": "99"},
     {"layer": "kde", "cell": "100", "bandwidth": "250"}, {"layer": "kde", "cell": "100", "bandwidth": "400",
                                                            "kernel": "gaussian"},
-])
+]
+
+
+@pytest.mark.parametrize("args", GRID_WORLD_ARGS)
 def test_viewer_grid_outputs_do_not_tell_the_worlds_apart(grid_worlds, args):
     a, b = grid_worlds
     q = {**args, "category": "violent-crime", "from": "2024-01", "to": "2024-01"}
@@ -431,3 +434,10 @@ def test_cli_emerging_on_a_grid(year_worlds, tmp_path):
     assert gj["features"] and gj["features"][0]["properties"]["code"].startswith("hx250_")
     bad = CliRunner(env=env).invoke(cli, ["emerging", "--cell", "250", "--out", str(tmp_path / "x.csv")], obj={})
     assert bad.exit_code == 1 and "--level grid" in bad.output and not (tmp_path / "x.csv").exists()
+
+
+def test_every_grid_kind_is_attacked_by_a_two_worlds_test():
+    """tests/test_attacks.py leaves grid kinds to this module: each must be in one of its two-worlds tests (the
+    one-month worlds above, or the twelve-month worlds of grid_emerging)."""
+    from hotspots.request import GRID_LAYERS
+    assert {a["layer"] for a in GRID_WORLD_ARGS} | {"grid_emerging"} == set(GRID_LAYERS)
