@@ -61,6 +61,12 @@ def test_grid_controls_follow_the_layer_and_round_trip_in_the_url(page):
     pg.select_option("#grid-kernel", "gaussian")
     pg.wait_for_function(drawn("kde", "cell=250", "bandwidth=500", "kernel=gaussian"), timeout=60000)
     assert pg.locator(".leaflet-overlay-pane canvas").count() >= 1  # grid cells on one canvas, not as SVG paths
+    # a cell under the pointer shows its tooltip (bound once to the layer, found by the canvas's hit test)
+    box = pg.locator(".leaflet-overlay-pane canvas").first.bounding_box()
+    pg.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    pg.mouse.move(box["x"] + box["width"] / 2 + 3, box["y"] + box["height"] / 2 + 3)
+    pg.wait_for_selector(".area-tooltip", timeout=10000)
+    assert "Incidents per km²" in pg.inner_text(".area-tooltip") and "Cell" in pg.inner_text(".area-tooltip")
     shared = pg.url
     assert all(p in shared for p in ("layer=kde", "cell=250", "bandwidth=500", "kernel=gaussian"))
     # the URL is the state: opening it again restores every grid control

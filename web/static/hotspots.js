@@ -206,7 +206,7 @@
         pointToLayer: function (f, latlng) {  // incident points (analysts): small circles, clustered below
           return L.circleMarker(latlng, {radius: 6});
         },
-        onEachFeature: function (f, lyr) {
+        onEachFeature: isGrid(name) ? null : function (f, lyr) {
           if (name === "wards") {
             lyr.bindTooltip(esc(f.properties.name), {permanent: true, direction: "center", className: "ward-label"});
           } else {
@@ -221,6 +221,7 @@
           }
         }
       });
+      if (isGrid(name)) bindGridCells(gj, fc);
       if (points && L.markerClusterGroup) {  // vendored leaflet.markercluster (web/static/vendor/markercluster)
         // without a tile layer the map has no maxZoom, which the clusterer needs (it throws otherwise)
         if (!isFinite(map.getMaxZoom())) map.setMaxZoom(19);
@@ -765,6 +766,18 @@
     if (fc.features.some(function (f) { return suppressedClass(f.properties); })) return undefined;
     gridCanvas = gridCanvas || L.canvas({padding: 0.5, tolerance: 3});
     return gridCanvas;
+  }
+  /* One tooltip, popup and hover style for all the cells of a grid layer, bound once to the layer group rather
+   * than to each of its ~1,200 cells (the same content as the area layers' per-feature bindings). */
+  function bindGridCells(gj, fc) {
+    gj.bindTooltip(function (lyr) { return toElement(tooltipHTML(fc, lyr.feature.properties)); },
+                   {sticky: true, className: "area-tooltip", pane: "hotspots-tooltips", opacity: 1});
+    gj.bindPopup(function (lyr) {
+      return toElement(tooltipHTML(fc, lyr.feature.properties) + '<p class="pop-code">' +
+                       esc(lyr.feature.properties.code) + "</p>");
+    });
+    gj.on("mouseover", function (ev) { ev.layer.setStyle({weight: 2.5, color: "#000"}); });
+    gj.on("mouseout", function (ev) { gj.resetStyle(ev.layer); });
   }
   function markDrawn(e) {  // when the layer is on screen: after the renderer's next frame (benchmarks, tests)
     e.drawnAt = null;
