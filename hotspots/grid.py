@@ -19,6 +19,7 @@ Decisions (docs/methods.md, "Grids, kernel density and the optimized distance ba
 """
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -79,7 +80,7 @@ def _fmt(v: float) -> str:
     return f"{v:.0f}" if float(v).is_integer() else f"{v:.3f}".rstrip("0").rstrip(".")
 
 
-def _square_lattice(bounds: tuple, cell: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+def _square_lattice(bounds: tuple, cell: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     minx, miny, maxx, maxy = bounds
     ix = np.arange(math.floor(minx / cell), math.ceil(maxx / cell))
     iy = np.arange(math.floor(miny / cell), math.ceil(maxy / cell))
@@ -87,12 +88,10 @@ def _square_lattice(bounds: tuple, cell: float) -> tuple[np.ndarray, np.ndarray,
     gx, gy = gx.ravel(), gy.ravel()
     x0, y0 = gx * cell, gy * cell  # multiples of the cell size: shared edges are bit-identical
     geoms = shapely.box(x0, y0, (gx + 1) * cell, (gy + 1) * cell)
-    prefix = f"sq{_fmt(cell)}"
-    codes = [f"{prefix}_E{_fmt(a)}_N{_fmt(b)}" for a, b in zip(x0.tolist(), y0.tolist())]
-    return geoms, gx, gy, codes
+    return geoms, gx, gy
 
 
-def _hex_lattice(bounds: tuple, cell: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+def _hex_lattice(bounds: tuple, cell: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pointy-topped hexagons whose width across flats (= the distance between neighbouring
     centres) is ``cell``, as ``sf::st_make_grid(square = FALSE)`` sizes them."""
     minx, miny, maxx, maxy = bounds
@@ -110,10 +109,19 @@ def _hex_lattice(bounds: tuple, cell: float) -> tuple[np.ndarray, np.ndarray, np
     vx = (kx[:, None] + dx[None, :]) * half_w
     vy = (ky[:, None] + dy[None, :]) * half_r
     geoms = shapely.polygons(np.stack([vx, vy], axis=-1))
-    cx, cy = kx * half_w, ky * half_r
+    return geoms, gi, gj
+
+
+def cell_codes(ix: np.ndarray, iy: np.ndarray, cell: float, shape: str) -> list[str]:
+    """The codes of lattice cells (column ``ix``, row ``iy``): the lower-left corner of a square cell
+    (``sq250_E390000_N298250``), the centre of a hexagon rounded to the metre (``hx250_E390125_N298217``)."""
+    if shape == "square":
+        prefix = f"sq{_fmt(cell)}"
+        return [f"{prefix}_E{_fmt(a)}_N{_fmt(b)}" for a, b in zip((ix * cell).tolist(), (iy * cell).tolist())]
+    kx, ky = 2 * ix + (iy & 1), 3 * iy
+    cx, cy = kx * (cell / 2.0), ky * (cell / math.sqrt(3.0) / 2.0)
     prefix = f"hx{_fmt(cell)}"
-    codes = [f"{prefix}_E{round(a)}_N{round(b)}" for a, b in zip(cx.tolist(), cy.tolist())]
-    return geoms, gi, gj, codes
+    return [f"{prefix}_E{round(a)}_N{round(b)}" for a, b in zip(cx.tolist(), cy.tolist())]
 
 
 def make_grid(area: Any, cell_m: float, shape: str = "square", max_cells: int = DEFAULT_MAX_CELLS) -> gpd.GeoDataFrame:
@@ -143,13 +151,12 @@ def make_grid(area: Any, cell_m: float, shape: str = "square", max_cells: int = 
         raise AnalysisError(f"a {_fmt(cell)} m {shape} grid over this area's bounding box would need "
                             f"{lattice_cells:,.0f} candidate cells (cap {50 * max_cells:,}): use a larger cell size")
     build = _square_lattice if shape == "square" else _hex_lattice
-    geoms, gx, gy, codes = build(area.bounds, cell)
+    geoms, gx, gy = build(area.bounds, cell)
     shapely.prepare(area)
     keep = shapely.intersects(area, geoms)
-    inside = keep & shapely.contains(area, geoms)
     geoms, gx, gy = geoms[keep], gx[keep], gy[keep]
-    codes = [c for c, k in zip(codes, keep.tolist()) if k]
-    inside = inside[keep]
+    inside = shapely.contains(area, geoms)
+    codes = cell_codes(gx, gy, cell, shape)
     clipped = geoms.copy()
     edge = np.flatnonzero(~inside)
     if len(edge):
@@ -253,3 +260,108 @@ def assign_cells(x: Any, y: Any, grid: gpd.GeoDataFrame) -> np.ndarray:
     hit = best < len(grid)
     out[ok[hit]] = by_rank[best[hit]]
     return out
+
+
+#: GeoJSON coordinates in degrees to 6 decimals: about 0.1 m, finer than police.uk's snapping of locations
+GEOJSON_DECIMALS = 6
+
+
+def _json_column(values: Any) -> list[str]:
+    """One JSON text per value of a column (numbers as Python writes them, NaN and None as null)."""
+    a = np.asarray(values)
+    if a.dtype.kind == "b":
+        return ["true" if v else "false" for v in a.tolist()]
+    if a.dtype.kind in "iu":
+        return [str(v) for v in a.tolist()]
+    if a.dtype.kind == "f":
+        return [repr(v) if math.isfinite(v) else "null" for v in a.tolist()]
+    return [json.dumps(v if not (isinstance(v, float) and not math.isfinite(v)) else None, ensure_ascii=False,
+                       default=_json_default) for v in a.tolist()]
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    raise TypeError(f"{type(v).__name__} is not JSON serialisable")
+
+
+def cell_geometry_texts(cells: Any, decimals: int = GEOJSON_DECIMALS) -> list[str]:
+    """The GeoJSON geometry text of each cell (polygons in EPSG:27700) in EPSG:4326, rounded to ``decimals``
+    (6: about 0.1 m), exteriors counter-clockwise (RFC 7946): one pyproj call for every coordinate and one
+    vectorised GEOS writer call. A grid's texts depend on the grid only, so a caller may keep them."""
+    from pyproj import Transformer
+    geoms = np.asarray(cells, dtype=object)
+    to_wgs = Transformer.from_crs(BNG_EPSG, 4326, always_xy=True)
+
+    def reproject(xy: np.ndarray) -> np.ndarray:
+        lon, lat = to_wgs.transform(xy[:, 0], xy[:, 1])
+        return np.round(np.column_stack([lon, lat]), decimals)
+    wgs = shapely.transform(geoms, reproject)
+    # make_grid's whole cells are already counter-clockwise (and the projection keeps the winding): only the
+    # cells cut by the boundary, whose winding GEOS's intersection decides, need orienting
+    cw = np.flatnonzero(~shapely.is_ccw(shapely.get_exterior_ring(wgs)) | (shapely.get_num_interior_rings(wgs) > 0)
+                        | (shapely.get_type_id(wgs) != 3))
+    if len(cw):
+        wgs[cw] = shapely.orient_polygons(wgs[cw], exterior_cw=False)
+    return shapely.to_geojson(wgs).tolist()
+
+
+def cells_geojson(cells: Any, properties: dict[str, Any], decimals: int = GEOJSON_DECIMALS,
+                  geometry_texts: list[str] | None = None) -> bytes:
+    """A GeoJSON FeatureCollection (EPSG:4326, RFC 7946 winding) of ``cells`` (polygons in EPSG:27700, e.g. the
+    clipped cells of :func:`make_grid`), with ``properties`` (name -> one value per cell) in each feature.
+
+    Why: geopandas' ``to_json`` builds a Python dict per feature and coordinate; on London's 21,611 cells that
+    took longer than the whole Gi* analysis. Here the geometries are written by :func:`cell_geometry_texts`
+    (or given, as kept for the grid: ``geometry_texts``) and the properties are joined as text.
+    """
+    n = len(cells)
+    for name, values in properties.items():
+        if len(values) != n:
+            raise AnalysisError(f"property {name!r} has {len(values)} values for {n} cells")
+    gtext = cell_geometry_texts(cells, decimals) if geometry_texts is None else geometry_texts
+    if len(gtext) != n:
+        raise AnalysisError(f"{len(gtext)} geometry texts for {n} cells")
+    keys = [json.dumps(str(k), ensure_ascii=False) + ":" for k in properties]
+    cols = [_json_column(v) for v in properties.values()]
+    head = '{"type":"Feature","properties":{'
+    feats = [head + ",".join(k + v for k, v in zip(keys, row)) + '},"geometry":' + g + "}"
+             for row, g in zip(zip(*cols) if cols else ([()] * n), gtext)]
+    return ('{"type":"FeatureCollection","features":[' + ",".join(feats) + "]}").encode("utf-8")
+
+
+def lattice_distance_weights(grid: gpd.GeoDataFrame, band_m: float):
+    """Binary distance-band weights between the centroids of a SQUARE grid from :func:`make_grid` (columns
+    ``code``, ``ix``, ``iy``; ``attrs`` cell_m and shape), from the lattice: two cells are neighbours when
+    (Δix² + Δiy²)·cell² ≤ band², so no centroid, tree or sort is needed.
+
+    Why: it is the same graph as ``build_weights(grid, "distance:D")`` (a test checks it) in a fraction of the
+    time, because a cell's neighbours are the same lattice offsets everywhere. Full cells are used (every
+    centroid on the lattice), as for the geometric weights.
+    """
+    from .weights import _from_clean_csr
+    band = positive_metres(band_m, "distance band")
+    if grid.attrs.get("shape") != "square" or not {"ix", "iy", "code"} <= set(grid.columns):
+        raise AnalysisError("lattice weights need a square grid from make_grid (code, ix, iy and its cell size)")
+    cell = float(grid.attrs["cell_m"])
+    ix, iy = grid["ix"].to_numpy(np.int64), grid["iy"].to_numpy(np.int64)
+    n = len(grid)
+    reach = int(math.floor(band / cell)) + 1
+    offsets = [(dx, dy) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)
+               if (dx or dy) and (dx * cell) ** 2 + (dy * cell) ** 2 <= band * band]
+    x0, y0 = int(ix.min()), int(iy.min())
+    width, height = int(ix.max()) - x0 + 1, int(iy.max()) - y0 + 1
+    lookup = np.full((height + 2 * reach, width + 2 * reach), -1, dtype=np.int64)
+    lookup[iy - y0 + reach, ix - x0 + reach] = np.arange(n)
+    rows, cols = [], []
+    for dx, dy in offsets:
+        nb = lookup[iy - y0 + reach + dy, ix - x0 + reach + dx]
+        hit = nb >= 0
+        rows.append(np.flatnonzero(hit))
+        cols.append(nb[hit])
+    r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    c = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
+    order = np.lexsort((c, r))
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(r, minlength=n), out=indptr[1:])
+    return _from_clean_csr(indptr, c[order].astype(np.int32), tuple(grid["code"].tolist()), f"distance:{band:g}")

@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 
 from . import maps
-from .aggregate import grid_counts, incident_points, normalise_categories
+from .aggregate import grid_base_table, grid_counts, incident_points, normalise_categories
 from .bundle import BNG
 from .cache import cached
 from .categories import category_label
 from .config import Config
 from .errors import AnalysisError, ForbiddenError
-from .layers import (Analysed, LayerKind, filters_text, gi_note, register, style, subject)
-from .request import Audience, LayerRequest
+from .layers import (CRIME_TITLES, Analysed, LayerKind, filters_text, gi_note, register, style, subject)
+from .request import Audience, LayerRequest, month_range
 
 GRID_FIELDS = [["code", "Cell"], ["count", "Incidents"], ["share_inside", "Share of cell inside the area"]]
 GRID_COLUMNS = ("code", "count", "share_inside", "partial")
@@ -100,33 +100,51 @@ def _grid_meta(req: LayerRequest, g: pd.DataFrame) -> dict:
             "crs": "EPSG:27700"}
 
 
+def _full_cells(g: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The cells with their FULL geometry (every centroid on the lattice), as the weights are built from."""
+    out = gpd.GeoDataFrame(pd.DataFrame(g.drop(columns=["geometry", "clipped"])), geometry=g.geometry.to_numpy(),
+                           crs=BNG)
+    out.attrs.update(cell_m=g.attrs["cell_m"], shape=g.attrs["shape"])
+    return out
+
+
+def grid_weights(config: Config, req: LayerRequest, cells: gpd.GeoDataFrame, weights: str):
+    """The grid's spatial weights (distance band or k nearest neighbours between full-cell centroids), shared by
+    grid Gi* and grid emerging hot spots; refused when no cell has a neighbour."""
+    from .grid import lattice_distance_weights
+    from .weights import build_weights, parse_spec
+    spec = parse_spec(weights)
+    if cells.attrs.get("shape") == "square" and spec.kind == "distance":  # the same graph, from the lattice
+        w = lattice_distance_weights(cells, float(spec.param))
+    else:
+        w = build_weights(cells, spec, id_col="code", cache_dir=config.cache_dir)
+    if len(w.islands) == w.n:
+        raise AnalysisError(f"with {weights} weights no cell of the {grid_words(req)} has a neighbour: use a "
+                            f"distance band of at least {req.cell:g} m or k nearest neighbours", column="weights")
+    return w
+
+
 # -- grid Gi* ------------------------------------------------------------------------------------------------
 
 def grid_analysis(config: Config, req: LayerRequest, audience: Audience):
-    _viewer_cell_floor(req, audience)
     """Gi* on the cell counts (full cells: every centroid on the lattice), with the optimized band when asked:
     (analysis result, the scale choice or None). Cached per request and audience."""
+    _viewer_cell_floor(req, audience)
     key = ("grid-analysis", req.cell, req.shape, req.categories, req.month_from, req.month_to, req.weights,
            req.significance, req.alpha, req.permutations, req.optimized, audience.value, req.where)
 
     def run():
         from .analysis import analyse_areas
         from .scale import optimized_distance
-        from .weights import build_weights, parse_spec
         g = cell_counts(config, req, audience)
         _no_incidents(req, g)
-        frame = gpd.GeoDataFrame(pd.DataFrame(g.drop(columns=["geometry", "clipped"])),
-                                 geometry=g.geometry.to_numpy(), crs=BNG)
+        frame = _full_cells(g)
         weights, choice = req.weights, None
         if req.optimized:
             c = frame.geometry.centroid
             choice = optimized_distance(frame["count"].to_numpy(float), np.column_stack([c.x, c.y]))
             weights = f"distance:{choice.distance_m:.3f}".rstrip("0").rstrip(".")
-        w = build_weights(frame, parse_spec(weights), id_col="code", cache_dir=config.cache_dir)
-        if len(w.islands) == w.n:
-            raise AnalysisError(f"with {weights} weights no cell of the {grid_words(req)} has a neighbour: use a "
-                                f"distance band of at least {req.cell:g} m or k nearest neighbours",
-                                column="weights")
+        grid_weights(config, req, frame, weights)
         res = analyse_areas(frame, "code", "count", stats=("gistar", "moran"), weights=weights,
                             permutations=req.permutations, seed=config.seed, alpha=req.alpha,
                             significance=req.significance, cache_dir=config.cache_dir,
@@ -226,6 +244,63 @@ def _kde(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
                     summary={"raster": raster, "raster_tags": tags})
 
 
+# -- emerging hot spots on grid cells ------------------------------------------------------------------------
+
+def grid_cube(config: Config, req: LayerRequest, audience: Audience, codes: list[str]) -> tuple[np.ndarray, list[str]]:
+    """(cells × time steps) counts of the request's categories and period, zero-filled, and the step labels: from
+    the grid's base table, as grid Gi* gets its counts (viewers: protected cells; analysts: exact)."""
+    from .kinds_time import time_steps
+    labels, groups = time_steps(req.month_from, req.month_to, req.step)
+    base = grid_base_table(config, req.cell, req.shape, audience, req.where)
+    monthly = base.by_month(list(codes), normalise_categories(list(req.categories)),
+                            month_range(req.month_from, req.month_to), protected=audience is Audience.VIEWER)
+    return np.stack([monthly[:, g].sum(axis=1) for g in groups], axis=1), labels
+
+
+def grid_emerging_result(config: Config, req: LayerRequest, audience: Audience):
+    """(cells, cube, EmergingResult) of an emerging hot spot analysis on grid cells (cached per request and
+    audience): the space-time cube of :func:`grid_cube` and the grid's weights (:func:`grid_weights`)."""
+    _viewer_cell_floor(req, audience)
+    key = ("grid-emerging-result", req.cell, req.shape, req.categories, req.month_from, req.month_to, req.step,
+           req.time_neighbours, req.weights, req.alpha, audience.value, req.where)
+
+    def run():
+        from .emerging import emerging_hotspots
+        g = cell_counts(config, req, audience)
+        _no_incidents(req, g)
+        cube, steps = grid_cube(config, req, audience, list(g["code"]))
+        w = grid_weights(config, req, _full_cells(g), req.weights)
+        return g, cube, emerging_hotspots(cube, w, time_neighbours=req.time_neighbours, alpha=req.alpha, fdr=True,
+                                          permutations=0, seed=config.seed, steps=steps)
+    return cached(config, key, run)
+
+
+def _grid_emerging(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
+    from .kinds_time import EMERGING_COLOURS, EMERGING_EXPLAIN, EMERGING_PLAIN, style_classes
+    g, cube, res = grid_emerging_result(config, req, audience)
+    out = g.drop(columns=["count"]).copy()
+    for c, v in {"count": cube.sum(axis=1), "category": list(res.category), "category_code": res.category_code,
+                 "mk_tau": res.mk_tau, "mk_z": res.mk_z, "mk_p": res.mk_p, "n_hot_steps": res.n_hot_steps,
+                 "n_cold_steps": res.n_cold_steps}.items():
+        out.insert(len(out.columns) - 2, c, v)  # before clipped and geometry
+    steps = list(res.steps)
+    note = (f"{len(steps)} {req.step}s ({steps[0]} to {steps[-1]}) on a {grid_words(req)}, {req.time_neighbours} "
+            f"time step(s) back, {req.weights} weights between cell centroids; bins significant at "
+            f"p ≤ {res.cutoff:.3g} (FDR at {req.alpha:g})") + "".join(f". Warning: {w}" for w in res.warnings)
+    st = style_classes(res.category, "Emerging hot spots", EMERGING_COLOURS, EMERGING_PLAIN, EMERGING_EXPLAIN, note)
+    fields = [["code", "Cell"], ["category", "Pattern"], ["n_hot_steps", "Hot steps"],
+              ["n_cold_steps", "Cold steps"], ["mk_tau", "Trend of Gi* z (tau)"], ["mk_p", "Trend p"],
+              ["share_inside", "Share of cell inside the area"]]
+    meta = {"grid": _grid_meta(req, g), "steps": steps, "step": req.step, "time_neighbours": req.time_neighbours,
+            "weights": req.weights, "alpha": req.alpha, "fdr": True, "bin_cutoff": res.cutoff,
+            "bin_cutoffs": res.bin_cutoffs, "outcomes": res.counts(), "warnings": list(res.warnings),
+            "method": "ArcGIS Pro Emerging Hot Spot Analysis on grid cells (docs/methods.md)",
+            "computed_from": "protected table" if audience is Audience.VIEWER else "exact counts"}
+    title = f"Emerging hot spots ({grid_words(req)}): {filters_text(req)} by {req.step}"
+    return Analysed("grid_emerging", title, style(_display(out), st), st.legend, fields, meta, g.attrs["role"],
+                    grid_filename(req, req.step, f"k{req.time_neighbours}", req.weights.replace(":", "")))
+
+
 # -- incident points (analysts only) --------------------------------------------------------------------
 
 def _points(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
@@ -274,5 +349,14 @@ register(LayerKind("grid_gistar", "Gi* hot and cold spots on a grid", "crime", _
 register(LayerKind("kde", "Kernel density (incidents per km²)", "crime", _kde,
                    _GRID_USES + ("bandwidth", "kernel", "classes", "k"),
                    {Audience.ANALYST: KDE_COLUMNS, Audience.VIEWER: KDE_COLUMNS}))
+# the map's layer menu lists the grid layers with the area layers (their grid controls: web/static/hotspots.js)
+CRIME_TITLES.update(grid_count="Incident count per grid cell", grid_gistar="Gi* hot and cold spots on a grid",
+                    kde="Kernel density (incidents per km²)", grid_emerging="Emerging hot spots on a grid (over time)")
+_EMERGING_COLUMNS = ("category", "category_code", "mk_tau", "mk_z", "mk_p", "n_hot_steps", "n_cold_steps")
+# Viewers get the outcome classes and statistics of the protected cube; the period total is for analysts only.
+register(LayerKind("grid_emerging", "Emerging hot spots on a grid", "crime", _grid_emerging,
+                   _GRID_USES + ("step", "alpha", "weights", "time_neighbours"),
+                   {Audience.ANALYST: GRID_COLUMNS + _EMERGING_COLUMNS,
+                    Audience.VIEWER: ("code", "share_inside", "partial") + _EMERGING_COLUMNS}))
 register(LayerKind("points", "Incident points", "crime", _points, ("layer", "categories", "month_from", "month_to", "where"),
                    {Audience.ANALYST: POINT_COLUMNS}, analyst_only=True))

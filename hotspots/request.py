@@ -35,8 +35,8 @@ STEPS = ("month", "quarter", "year")
 TIME_NEIGHBOURS_MENU = (1, 2, 3)
 #: grids and kernel density (hotspots.kinds_grid): the geography name, its layers, and the web's menus
 GRID = "grid"
-GRID_LAYERS = ("grid_count", "grid_gistar", "kde")
-GRID_EQUIVALENT = {"count": "grid_count", "gistar": "grid_gistar"}
+GRID_LAYERS = ("grid_count", "grid_gistar", "kde", "grid_emerging")
+GRID_EQUIVALENT = {"count": "grid_count", "gistar": "grid_gistar", "emerging": "grid_emerging"}
 GRID_CELL_MENU = (100, 250, 500, 1000)
 GRID_SHAPES = ("square", "hex")
 BANDWIDTH_MENU = (100, 150, 200, 250, 300, 400, 500, 750, 1000, 1500, 2000)

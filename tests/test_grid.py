@@ -171,3 +171,42 @@ def test_gi_star_on_grid_equals_esda_with_distance_band():
         lw = libpysal.weights.DistanceBand(c, threshold=500, binary=True, silence_warnings=True)
         ref = esda.G_Local(y, lw, transform="B", star=True, permutations=0)
     np.testing.assert_allclose(ours.z, ref.Zs, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("band", [250, 500, 600, 1000])
+def test_lattice_distance_weights_equal_the_geometric_weights(band):
+    from hotspots.grid import lattice_distance_weights
+    area = AREA.union(shapely.box(385_010, 296_000, 386_140, 302_500))  # a thin arm: cells cut on both sides
+    g = make_grid(area, 250)
+    geo = build_weights(g, f"distance:{band}", id_col="code")
+    lat = lattice_distance_weights(g, band)
+    assert lat.ids == geo.ids and lat.spec == geo.spec
+    assert (lat.matrix != geo.matrix).nnz == 0 and lat.matrix.nnz == geo.matrix.nnz > 0
+    np.testing.assert_array_equal(lat.cardinalities, geo.cardinalities)
+    with pytest.raises(AnalysisError, match="square grid"):
+        lattice_distance_weights(make_grid(AREA, 250, "hex"), band)
+
+
+@pytest.mark.parametrize("shape", ["square", "hex"])
+def test_cells_geojson_equals_geopandas_to_json(shape):
+    import json
+    from hotspots.grid import cell_geometry_texts, cells_geojson
+    g = make_grid(AREA, 250, shape)
+    n = len(g)
+    z = np.linspace(-3, 3, n)
+    z[2] = np.nan
+    props = {"code": g["code"].to_numpy(), "count": np.arange(n), "gi_z": z, "partial": g["partial"].to_numpy(),
+             "label": np.where(z > 0, "Hot spot – 99 %", "Not significant")}
+    ours = json.loads(cells_geojson(g["clipped"].to_numpy(), props))
+    ref = json.loads(gpd.GeoDataFrame(props, geometry=g["clipped"].values, crs=27700).to_crs(4326).to_json())
+    assert len(ours["features"]) == len(ref["features"]) == n
+    for a, b in zip(ours["features"], ref["features"]):
+        assert a["properties"] == {k: v for k, v in b["properties"].items()}
+        pa, pb = shapely.geometry.shape(a["geometry"]), shapely.geometry.shape(b["geometry"])
+        assert pa.is_valid and shapely.is_ccw(pa.exterior)  # RFC 7946: exteriors counter-clockwise
+        assert pa.equals_exact(shapely.orient_polygons(pb), 1e-6)  # 6 decimals of a degree
+    kept = cell_geometry_texts(g["clipped"].to_numpy())
+    assert cells_geojson(g["clipped"].to_numpy(), props, geometry_texts=kept) == \
+        cells_geojson(g["clipped"].to_numpy(), props)
+    with pytest.raises(AnalysisError, match="values for"):
+        cells_geojson(g["clipped"].to_numpy(), {"count": [1, 2]})

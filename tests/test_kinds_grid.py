@@ -286,15 +286,158 @@ def _viewer_outputs(config, args, audience=Audience.VIEWER):
     return [render.rows(r), render.display_geojson(config, r), r.legend, _no_times(r.metadata)]
 
 
-@pytest.mark.parametrize("args", [
+GRID_WORLD_ARGS = [
     {"layer": "grid_count", "cell": "250"}, {"layer": "grid_count", "cell": "250", "shape": "hex"},
     {"layer": "grid_gistar", "cell": "250", "permutations": "99"},
     {"layer": "grid_gistar", "cell": "250", "optimized": "1", "permutations": "99"},
     {"layer": "kde", "cell": "100", "bandwidth": "250"}, {"layer": "kde", "cell": "100", "bandwidth": "400",
                                                            "kernel": "gaussian"},
-])
+]
+
+
+@pytest.mark.parametrize("args", GRID_WORLD_ARGS)
 def test_viewer_grid_outputs_do_not_tell_the_worlds_apart(grid_worlds, args):
     a, b = grid_worlds
     q = {**args, "category": "violent-crime", "from": "2024-01", "to": "2024-01"}
     assert _viewer_outputs(a, q) == _viewer_outputs(b, q)
     assert _viewer_outputs(a, q, Audience.ANALYST) != _viewer_outputs(b, q, Audience.ANALYST)
+
+
+# -- emerging hot spots on grid cells: twelve months, a corner that heats up, small cells elsewhere -------------
+
+YEAR = [f"2024-{m:02d}" for m in range(1, 13)]
+#: (x, y) of pairs of incidents, every month: 250 m cells holding 2 incidents a month (the small range)
+YEAR_PAIRS = [(401_140.0, 301_160.0), (401_640.0, 300_660.0), (400_640.0, 301_640.0), (401_360.0, 300_340.0)]
+
+
+def year_rows(rnd: random.Random) -> list[tuple]:
+    """Background violence over the whole city, a south-west 500 m square that heats up month by month, and
+    the pairs of :data:`YEAR_PAIRS`."""
+    rows = []
+    for t, month in enumerate(YEAR):
+        for n in range(60):
+            rows.append((f"g{t}_{n}", month, round(400_005 + rnd.uniform(0, 1990), 1),
+                         round(300_005 + rnd.uniform(0, 1990), 1), VIOLENCE))
+        for n in range(3 * t):
+            rows.append((f"h{t}_{n}", month, round(400_010 + rnd.uniform(0, 480), 1),
+                         round(300_010 + rnd.uniform(0, 480), 1), VIOLENCE))
+        for k, (x, y) in enumerate(YEAR_PAIRS):
+            rows += [(f"s{t}_{k}a", month, x, y, VIOLENCE), (f"s{t}_{k}b", month, x + 20, y + 15, VIOLENCE)]
+    return rows
+
+
+def _ingest_world(b, tmp, name: str, files: list):
+    from hotspots.bundle import install_bundle
+    from hotspots.config import load_config
+    from hotspots.ingest import ingest_paths
+    c = load_config(b.config_path, env={}, data_dir=b.data_dir, instance_dir=tmp / name, bundle=b.root / "bundle")
+    if not (b.data_dir / "bundle.lock.json").exists():
+        install_bundle(c)
+    ingest_paths(c, files)
+    return c
+
+
+@pytest.fixture(scope="module")
+def year_worlds(tmp_path_factory):
+    """Two worlds of twelve months one incident apart: world B has one more incident 3 m from a pair, in a month
+    when the pair is alone in its 250 m cell (2 → 3)."""
+    tmp = tmp_path_factory.mktemp("grid-year")
+    b = build(tmp)
+    rows = year_rows(random.Random(23))
+    planted = tmp / "year.csv"
+    planted.write_text(police_csv(rows))
+
+    def cell(x, y):
+        return (x // 250, y // 250)
+    # a month and pair whose 250 m cell holds only the pair (2 incidents): the extra one makes it 3, still small
+    month, (x, y) = next((m, p) for m in YEAR[5:] for p in YEAR_PAIRS
+                         if sum(r[1] == m and cell(r[2], r[3]) == cell(*p) for r in rows) == 2)
+    extra = tmp / "extra.csv"
+    extra.write_text(police_csv([("x1", month, x + 3, y + 2, VIOLENCE)]))
+    return _ingest_world(b, tmp, "a", [planted]), _ingest_world(b, tmp, "b", [planted, extra]), b
+
+
+def direct_spacetime_gistar(cube: np.ndarray, xy: np.ndarray, band: float, k: int) -> np.ndarray:
+    """Gi* z of every bin by the formula, bin by bin: the neighbourhood of (i, t) is every cell within ``band``
+    metres of i (itself included) at steps t−k … t; mean and population SD over the whole cube."""
+    n, steps = cube.shape
+    xbar, s, nt = cube.mean(), cube.std(), cube.size
+    d = np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1])
+    z = np.empty(cube.shape)
+    for i in range(n):
+        near = np.flatnonzero(d[i] <= band * (1 + 1e-9))
+        for t in range(steps):
+            window = cube[np.ix_(near, range(max(0, t - k), t + 1))]
+            w = window.size
+            z[i, t] = (window.sum() - xbar * w) / (s * math.sqrt((nt * w - w * w) / (nt - 1)))
+    return z
+
+
+def test_grid_emerging_gi_per_bin_equals_a_direct_computation(year_worlds):
+    from hotspots.kinds_grid import grid_emerging_result
+    config = year_worlds[0]
+    req = pipeline.parse(config, {"layer": "emerging", "geography": "grid", "cell": "250", "category": "violent-crime",
+                                  "from": "2024-01", "to": "2024-12"})
+    assert req.layer == "grid_emerging" and req.weights == "distance:500"
+    g, cube, res = grid_emerging_result(config, req, Audience.ANALYST)
+    cells = grid_cells(config, 250, "square").set_index("code").loc[list(g["code"])]
+    pts = incident_points(config)
+    brute = np.array([[brute_force_counts(grid_cells(config, 250, "square"),
+                                          pts[pts["month"] == m]).get(c, 0) for m in YEAR] for c in g["code"]])
+    np.testing.assert_array_equal(cube, brute)
+    c = cells.geometry.centroid
+    ref = direct_spacetime_gistar(brute.astype(float), np.column_stack([c.x, c.y]), 500.0, 1)
+    np.testing.assert_allclose(res.gi_z, ref, rtol=1e-9, atol=1e-12)
+    r = layer(config, {"layer": "grid_emerging", "cell": "250", "category": "violent-crime", "from": "2024-01",
+                       "to": "2024-12"})
+    hot = r.frame.loc[r.frame["category"].str.endswith("hot spot"), "code"]
+    assert len(hot) and all(int(code.split("_E")[1].split("_")[0]) < 400_750 for code in hot)
+    assert {"category", "mk_tau", "count"} <= set(r.frame.columns) and "Emerging hot spots" in r.title
+    assert r.metadata["grid"]["cells"] == len(g) and r.metadata["computed_from"] == "exact counts"
+
+
+def test_grid_emerging_viewers_get_the_protected_cube(year_worlds):
+    from hotspots.kinds_grid import grid_emerging_result
+    config = year_worlds[0]
+    q = {"layer": "grid_emerging", "cell": "250", "category": "violent-crime", "from": "2024-01", "to": "2024-12"}
+    req = pipeline.parse(config, q)
+    g, exact, res_a = grid_emerging_result(config, req, Audience.ANALYST)
+    _, prot, res_v = grid_emerging_result(config, req, Audience.VIEWER)
+    base = grid_base_table(config, 250, "square", Audience.VIEWER)
+    np.testing.assert_array_equal(prot, base.by_month(list(g["code"]), ["violent-crime"], YEAR, protected=True))
+    assert (prot != exact).any() and not np.allclose(res_v.gi_z, res_a.gi_z)
+    v = layer(config, q, Audience.VIEWER)
+    assert "count" not in v.frame.columns and v.metadata["computed_from"] == "protected table"
+    with pytest.raises(HotspotsError, match="for analysts"):  # the viewer minimum cell
+        layer(config, {**q, "cell": "100"}, Audience.VIEWER)
+    assert layer(config, {**q, "cell": "100"}).metadata["grid"]["cell_m"] == 100
+
+
+def test_grid_emerging_viewer_outputs_do_not_tell_the_worlds_apart(year_worlds):
+    a, b, _ = year_worlds
+    for extra in ({}, {"shape": "hex"}, {"weights": "knn:8"}):
+        q = {"layer": "grid_emerging", "cell": "250", "category": "violent-crime", "from": "2024-01",
+             "to": "2024-12", **extra}
+        assert _viewer_outputs(a, q) == _viewer_outputs(b, q), extra
+        assert _viewer_outputs(a, q, Audience.ANALYST) != _viewer_outputs(b, q, Audience.ANALYST), extra
+
+
+def test_cli_emerging_on_a_grid(year_worlds, tmp_path):
+    a, _, b = year_worlds
+    env = {**b.env(), "HOTSPOTS_INSTANCE_DIR": str(a.instance_dir)}
+    out = tmp_path / "e.geojson"
+    r = CliRunner(env=env).invoke(cli, ["emerging", "--level", "grid", "--cell", "250", "--shape", "hex",
+                                        "--category", "violent-crime", "--from", "2024-01", "--to", "2024-12",
+                                        "--out", str(out)], obj={}, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    gj = json.loads(out.read_text())
+    assert gj["features"] and gj["features"][0]["properties"]["code"].startswith("hx250_")
+    bad = CliRunner(env=env).invoke(cli, ["emerging", "--cell", "250", "--out", str(tmp_path / "x.csv")], obj={})
+    assert bad.exit_code == 1 and "--level grid" in bad.output and not (tmp_path / "x.csv").exists()
+
+
+def test_every_grid_kind_is_attacked_by_a_two_worlds_test():
+    """tests/test_attacks.py leaves grid kinds to this module: each must be in one of its two-worlds tests (the
+    one-month worlds above, or the twelve-month worlds of grid_emerging)."""
+    from hotspots.request import GRID_LAYERS
+    assert {a["layer"] for a in GRID_WORLD_ARGS} | {"grid_emerging"} == set(GRID_LAYERS)

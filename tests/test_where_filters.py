@@ -79,7 +79,8 @@ def test_every_crime_layer_kind_filters(force):
     from hotspots import layers
     kinds = [k for k in layers.kinds(config) if k.group == "crime" and "where" in k.uses]
     assert {"count", "rate", "gistar", "lisa", "change", "trend", "emerging", "grid_count", "kde", "points",
-            "grid_gistar", "bivariate"} <= {k.name for k in kinds}
+            "grid_gistar", "bivariate", "grid_emerging"} <= {k.name for k in kinds}
+    assert [k.name for k in layers.kinds(config) if k.group == "crime" and "where" not in k.uses] == []
     base = {"category": "violent-crime"}
     for layer, col in (("count", "count"), ("grid_count", "count")):
         for aud in Audience:

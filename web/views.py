@@ -10,7 +10,8 @@ from hotspots import maps, pipeline
 from hotspots.errors import NotFoundError
 from hotspots.export import POLICE_NOTE
 from hotspots.layers import CRIME_TITLES
-from hotspots.request import CLASS_SCHEMES, SIGNIFICANCE, STEPS, TIME_NEIGHBOURS_MENU, VARIABLES, WEIGHTS_MENU
+from hotspots.request import (BANDWIDTH_MENU, CLASS_SCHEMES, GRID_CELL_MENU, GRID_LAYERS, GRID_SHAPES, KDE_KERNELS,
+                              SIGNIFICANCE, STEPS, TIME_NEIGHBOURS_MENU, VARIABLES, WEIGHTS_MENU)
 
 from . import get_config
 from .api import GEOGRAPHY_LABELS, audience, audience_for_layers, categories_for_user, check_layer_access, layer, parse
@@ -47,6 +48,9 @@ def _page(template: str, printable: bool):
         "layers": catalogue, "api": url_for("api.index"),
         "attribution": [MAP_ATTRIBUTION], "note": POLICE_NOTE, "tiles": config.tiles,
         "marking": config.marking,
+        "grid": {"layers": list(GRID_LAYERS), "cell": list(GRID_CELL_MENU), "shape": list(GRID_SHAPES),
+                 "bandwidth": list(BANDWIDTH_MENU), "kernel": list(KDE_KERNELS),
+                 "weights": [w for w in WEIGHTS_MENU if w.startswith(("distance:", "knn:"))]},
     }
     return render_template(template, map=parts, state=state, p=p, categories=categories_for_user(config),
                            months=list(pipeline.catalog(config).months), geographies=GEOGRAPHY_LABELS,

@@ -17,10 +17,13 @@ from ..errors import HotspotsError
 OUT_FORMATS = {".csv": "csv", ".geojson": "geojson", ".json": "geojson", ".gpkg": "gpkg"}
 
 
-def time_options(f):
-    """The options every time command shares (level, categories, period, step, output)."""
+def time_options(f=None, *, levels: tuple[str, ...] = ("lsoa", "ward")):
+    """The options every time command shares (level, categories, period, step, output); ``levels`` are the
+    geographies the command offers (``@time_options`` or ``@time_options(levels=...)``)."""
+    if f is None:
+        return lambda g: time_options(g, levels=levels)
     for opt in reversed([
-        click.option("--level", type=click.Choice(["lsoa", "ward"]), default="lsoa", show_default=True),
+        click.option("--level", type=click.Choice(list(levels)), default="lsoa", show_default=True),
         click.option("--category", "categories", multiple=True, help="Incident category (repeatable)."),
         click.option("--from", "month_from", metavar="YYYY-MM", help="First month (default: the first stored)."),
         click.option("--to", "month_to", metavar="YYYY-MM", help="Last month (default: the last stored)."),
@@ -58,20 +61,28 @@ def write_layer(config, published, out: str, fmt: str) -> None:
 
 
 @cli.command()
-@time_options
+@time_options(levels=("lsoa", "ward", "grid"))
 @click.option("--time-neighbours", type=click.IntRange(min=0), default=1, show_default=True,
               help="How many time steps back a bin's neighbourhood reaches (ArcGIS's neighbourhood time step).")
-@click.option("--weights", default=None, help="queen | rook | knn:K | distance:METRES (default from config).")
+@click.option("--weights", default=None, help="queen | rook | knn:K | distance:METRES (default from config; "
+              "on a grid, a band of two cells).")
+@click.option("--cell", type=float, default=None, help="Grid cell size in metres (--level grid; default 250).")
+@click.option("--shape", type=click.Choice(["square", "hex"]), default=None,
+              help="Grid cell shape (--level grid; default square).")
 @click.pass_context
 def emerging(ctx: click.Context, level, categories, month_from, month_to, step, alpha, out, where, time_neighbours,
-             weights) -> None:
-    """Emerging hot spots: new, intensifying, persistent, diminishing ... hot and cold spots (ArcGIS's 17)."""
+             weights, cell, shape) -> None:
+    """Emerging hot spots: new, intensifying, persistent, diminishing ... hot and cold spots (ArcGIS's 17), on
+    areas or on grid cells (--level grid --cell 250 [--shape hex])."""
     from .. import pipeline
     from ..request import Audience
     fmt = out_format(out)
+    if level != "grid" and (cell is not None or shape is not None):
+        raise HotspotsError("--cell and --shape apply to --level grid only", column="level")
     config = get_config(ctx)
+    grid = {"cell": None if cell is None else f"{cell:g}", "shape": shape} if level == "grid" else {}
     req = pipeline.parse(config, request_options(level, categories, month_from, month_to, step, alpha, where,
-                                                 time_neighbours=str(time_neighbours), weights=weights),
+                                                 time_neighbours=str(time_neighbours), weights=weights, **grid),
                          "emerging", free=True)
     pub = pipeline.build_layer(config, req, Audience.ANALYST)
     meta = pub.metadata

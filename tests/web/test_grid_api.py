@@ -104,3 +104,25 @@ def test_geography_grid_does_not_break_layers_without_a_geography(client):
     """The map sends its filters (geography=grid included, once a grid layer is shown) to every visible layer."""
     assert client.get(f"{API}/layers/wards.geojson?geography=grid&cell=250").status_code == 200
     assert client.get(f"{API}/layers/points?geography=grid&category=violent-crime").status_code == 200
+
+
+def test_grid_emerging_through_the_api_and_the_map_page(client, viewer_client):
+    # one place: emerging hot spots with geography=grid are the grid_emerging kind
+    r = client.get(f"{API}/layers/emerging?geography=grid&cell=250&category=violent-crime")
+    body = r.get_json()
+    # gridtown has three months: the cube is refused with the reason and the fix, by either name
+    assert r.status_code == 400 and "at least 10" in body["error"] and "longer period" in body["error"]
+    again = client.get(f"{API}/layers/grid_emerging?cell=250&category=violent-crime")
+    assert again.status_code == 400 and again.get_json()["error"] == body["error"]
+    # viewers: no cell below 250 m, refused before any work
+    small = viewer_client.get(f"{API}/layers/grid_emerging?cell=100&category=violent-crime")
+    assert small.status_code == 400 and "for analysts" in small.get_json()["error"]
+    assert "grid_emerging" in [x["name"] for x in viewer_client.get(f"{API}/layers").get_json()["layers"]]
+    # the map page lists the grid layers in its layer menu and carries the grid menus for the form
+    page = viewer_client.get("/?layer=kde").get_data(as_text=True)
+    state = json.loads(page.split('id="hotspots-state" type="application/json"')[1].split(">", 1)[1]
+                       .split("</script>", 1)[0])
+    assert state["grid"]["cell"] == [100, 250, 500, 1000] and "grid_emerging" in state["grid"]["layers"]
+    assert all(w.startswith(("distance:", "knn:")) for w in state["grid"]["weights"])
+    for name in ("grid_count", "grid_gistar", "kde", "grid_emerging"):
+        assert f'<option value="{name}"' in page

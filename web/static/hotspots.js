@@ -210,10 +210,11 @@
       var points = fc.features.length && fc.features[0].geometry && fc.features[0].geometry.type === "Point";
       var gj = L.geoJSON(fc, {
         style: styleFor(name),
+        renderer: gridRenderer(name, fc),
         pointToLayer: function (f, latlng) {  // incident points (analysts): small circles, clustered below
           return L.circleMarker(latlng, {radius: 6});
         },
-        onEachFeature: function (f, lyr) {
+        onEachFeature: isGrid(name) ? null : function (f, lyr) {
           if (name === "wards") {
             lyr.bindTooltip(esc(f.properties.name), {permanent: true, direction: "center", className: "ward-label"});
           } else {
@@ -228,6 +229,7 @@
           }
         }
       });
+      if (isGrid(name)) bindGridCells(gj, fc);
       if (points && L.markerClusterGroup) {  // vendored leaflet.markercluster (web/static/vendor/markercluster)
         // without a tile layer the map has no maxZoom, which the clusterer needs (it throws otherwise)
         if (!isFinite(map.getMaxZoom())) map.setMaxZoom(19);
@@ -239,6 +241,7 @@
       }
       e.legend = fc.legend; e.title = fc.title; e.count = fc.features.length;
       e.loadedKey = key; e.loadingKey = null;
+      markDrawn(e);
       if (name === "wards") e.group.bringToFront();
       else if (entries.wards && map.hasLayer(entries.wards.group)) entries.wards.group.bringToFront();
       if (!areaBounds && fc.features.length) areaBounds = gj.getBounds();
@@ -723,8 +726,9 @@
     if (["count", "rate", "eb_rate"].indexOf(l) >= 0 || kind === "overlay") on("choro");
     if (kind === "deprivation") on("dep");
     if (l === "change") on("change");
-    if (l === "emerging" || l === "trend") on("step");  // the cube's time step (issue 10)
-    if (l === "emerging") on("tn");  // how many steps back a bin's neighbourhood reaches
+    if (l === "emerging" || l === "grid_emerging" || l === "trend") on("step");  // the cube's time step (issue 10)
+    if (l === "emerging" || l === "grid_emerging") on("tn");  // how many steps back a bin's neighbourhood reaches
+    showGridOptions(l);
   }
   function readForm() {
     var form = document.getElementById("controls");
@@ -732,7 +736,7 @@
     var out = {};
     var where = [];  // the filter control: one multiple select per extra, each option "NAME=VALUE"
     Array.prototype.forEach.call(form.elements, function (el) {
-      if (!el.name) return;
+      if (!el.name || el.disabled) return;  // disabled: a control that does not apply to this layer
       if (el.name === "where") {
         Array.prototype.forEach.call(el.options, function (o) { if (o.selected) where.push(o.value); });
       } else if (el.multiple) {
@@ -895,6 +899,108 @@
   }
   var printButton = document.getElementById("print-button");
   if (printButton) printButton.addEventListener("click", function () { window.print(); });
+
+  // -- grid and kernel density controls (issue 11): cell size, shape, neighbours, optimized band, bandwidth,
+  // kernel. Built from the server's menus (state.grid) into one fieldset shown for grid layers only; the area
+  // statistics' controls are disabled meanwhile, so the request carries the grid's own choices. --------------
+  var GRID = state.grid || {layers: []};
+  var SHAPE_WORDS = {square: "Squares", hex: "Hexagons"};
+  var KERNEL_WORDS = {quartic: "Quartic (as ArcGIS and CrimeStat)", gaussian: "Gaussian"};
+  function isGrid(name) { return (GRID.layers || []).indexOf(name) >= 0; }
+  /* Grid layers draw on one canvas (about 1,200 cells for a city at 250 m: far cheaper than as many SVG paths),
+   * unless a cell shows the hatched "suppressed" pattern, which only SVG can fill. */
+  var gridCanvas = null;
+  function gridRenderer(name, fc) {
+    if (!isGrid(name) || !L.canvas) return undefined;
+    if (fc.features.some(function (f) { return suppressedClass(f.properties); })) return undefined;
+    gridCanvas = gridCanvas || L.canvas({padding: 0.5, tolerance: 3});
+    return gridCanvas;
+  }
+  /* One tooltip, popup and hover style for all the cells of a grid layer, bound once to the layer group rather
+   * than to each of its ~1,200 cells (the same content as the area layers' per-feature bindings). */
+  function bindGridCells(gj, fc) {
+    gj.bindTooltip(function (lyr) { return toElement(tooltipHTML(fc, lyr.feature.properties)); },
+                   {sticky: true, className: "area-tooltip", pane: "hotspots-tooltips", opacity: 1});
+    gj.bindPopup(function (lyr) {
+      return toElement(tooltipHTML(fc, lyr.feature.properties) + '<p class="pop-code">' +
+                       esc(lyr.feature.properties.code) + "</p>");
+    });
+    gj.on("mouseover", function (ev) { ev.layer.setStyle({weight: 2.5, color: "#000"}); });
+    gj.on("mouseout", function (ev) { gj.resetStyle(ev.layer); });
+  }
+  function markDrawn(e) {  // when the layer is on screen: after the renderer's next frame (benchmarks, tests)
+    e.drawnAt = null;
+    window.requestAnimationFrame(function () { e.drawnAt = performance.now(); });
+  }
+  function gridSelect(parent, id, label, values, words, current) {
+    var lab = document.createElement("label");
+    lab.htmlFor = id; lab.textContent = label;
+    var sel = document.createElement("select");
+    sel.id = id; sel.name = id.replace(/^grid-/, "");
+    values.forEach(function (v) {
+      var o = document.createElement("option");
+      o.value = String(v); o.textContent = words(v);
+      if (String(v) === String(current)) o.selected = true;
+      sel.appendChild(o);
+    });
+    parent.appendChild(lab); parent.appendChild(sel);
+    return sel;
+  }
+  function gridWeights(cell) {  // the request's neighbours if on the menu, else the grid default: two cells
+    var menu = GRID.weights || [];
+    if (menu.indexOf(params.weights) >= 0) return params.weights;
+    var two = "distance:" + (2 * Number(cell));
+    return menu.indexOf(two) >= 0 ? two : menu[0];
+  }
+  function buildGridControls() {
+    var layerSel = document.getElementById("layer");
+    if (!layerSel || !(GRID.layers || []).length || document.getElementById("grid-controls")) return;
+    var fs = document.createElement("fieldset");
+    fs.id = "grid-controls"; fs.className = "opt opt-grid"; fs.hidden = true;
+    var lg = document.createElement("legend"); lg.textContent = "Grid";
+    fs.appendChild(lg);
+    var cell = params.cell || "250";
+    gridSelect(fs, "grid-cell", "Cell size", GRID.cell, function (v) { return v + " m"; }, cell);
+    gridSelect(fs, "grid-shape", "Cell shape", GRID.shape, function (v) { return SHAPE_WORDS[v] || v; },
+               params.shape || "square");
+    var opt = document.createElement("div"); opt.className = "grid-opt";
+    gridSelect(opt, "grid-optimized", "Distance band", ["0", "1"], function (v) {
+      return v === "1" ? "Optimized: chosen from the data (as ArcGIS)" : "Fixed: as chosen below";
+    }, params.optimized === "1" ? "1" : "0");
+    var gi = document.createElement("div"); gi.className = "grid-gi";
+    gridSelect(gi, "grid-weights", "Neighbouring cells", GRID.weights, function (v) {
+      var m = /^distance:(\d+)/.exec(v), k = /^knn:(\d+)/.exec(v);
+      return m ? "Within " + m[1] + " m" : k ? k[1] + " nearest cells" : v;
+    }, gridWeights(cell));
+    var kd = document.createElement("div"); kd.className = "grid-kde";
+    gridSelect(kd, "grid-bandwidth", "Bandwidth", GRID.bandwidth, function (v) { return v + " m"; },
+               params.bandwidth || "400");
+    gridSelect(kd, "grid-kernel", "Kernel", GRID.kernel, function (v) { return KERNEL_WORDS[v] || v; },
+               params.kernel || "quartic");
+    fs.appendChild(opt); fs.appendChild(gi); fs.appendChild(kd);
+    var host = layerSel.closest("fieldset");
+    host.parentNode.insertBefore(fs, host.nextSibling);
+  }
+  function enable(root, on) {
+    if (!root) return;
+    Array.prototype.forEach.call(root.querySelectorAll("select, input"), function (el) { el.disabled = !on; });
+  }
+  function showGridOptions(l) {
+    var fs = document.getElementById("grid-controls");
+    if (!fs) return;
+    var grid = isGrid(l);
+    fs.hidden = !grid;
+    enable(fs, grid);
+    var parts = {".grid-opt": l === "grid_gistar", ".grid-gi": l === "grid_gistar" || l === "grid_emerging",
+                 ".grid-kde": l === "kde"};
+    Object.keys(parts).forEach(function (sel) {
+      var d = fs.querySelector(sel);
+      d.hidden = !parts[sel];
+      enable(d, grid && parts[sel]);
+    });
+    enable(document.querySelector(".opt-stat"), !grid);  // the area statistics' variable, weights, significance
+  }
+  buildGridControls();
 
   // -- start --------------------------------------------------------------------------------------------
   // a "month=" outside the period, or with a layer other than Gi*, is ignored (the whole period is shown)
