@@ -98,9 +98,11 @@ def base_table(config: Config, role: str, audience: Audience = Audience.ANALYST)
     rule = effective_rule(config) if audience is Audience.VIEWER else None
 
     def build() -> BaseTable:
-        cells = pd.DataFrame(store.count_cells(config.db_path, role), columns=["code", "month", "category", "n"])
+        from . import sources
+        cells = pd.DataFrame(store.count_cells(config.db_path, role) + sources.cells(config, role),
+                             columns=["code", "month", "category", "n"])
         key = perturbation_key(config) if rule is not None else None
-        return build_base(cells, role, rule, key)
+        return build_base(cells, role, rule, key, sources.cell_rules(config, role))
     return cached(config, ("base", role, audience.value, None if rule is None else rule.name), build)
 
 
@@ -124,10 +126,12 @@ def count_incidents(config: Config, column: str, categories: list[str], month_fr
     return s[s > 0]
 
 
-def _check_categories(config: Config, cats: list[str]) -> None:
+def _check_categories(config: Config, cats: list[str], role: str = "lsoa21") -> None:
     if cats:
+        from .sources import check_categories
+        src = check_categories(config, cats, role)  # partner sources: known, and on this geography
         known = set(base_table(config, "lsoa21").categories)
-        unknown = [c for c in cats if c not in known]
+        unknown = [c for c in cats if c not in known and c not in src]
         if unknown:
             raise NotFoundError(f"unknown category {', '.join(unknown)} (known: {', '.join(sorted(known))})",
                                 column="category")
@@ -145,17 +149,18 @@ def area_counts(config: Config, level: str = "lsoa", categories=None, month_from
     lsoa_cells = None
     month_from, month_to = check_period(month_from, month_to)
     cats = normalise_categories(categories)
-    _check_categories(config, cats)
+    _check_categories(config, cats, role)
     areas = load_boundary(config, role)
     out = areas[["code", "name", "geometry"]].copy()
     protected = audience is Audience.VIEWER
-    if protected and role == "ward":
+    from .sources import ward_only
+    if protected and role == "ward" and not ward_only(config, cats):
         lsoa = area_counts(config, "lsoa", cats, month_from, month_to, audience)
         by_ward = lsoa.groupby("ward_code")["count"].sum()
         out["count"] = by_ward.reindex(out["code"]).fillna(0).astype("int64").to_numpy()
         lsoa_cells = pd.DataFrame(lsoa[["code", "ward_code", "count"]])
     else:
-        if protected and role != "lsoa21":
+        if protected and role != "lsoa21" and not (role == "ward" and ward_only(config, cats)):
             raise HotspotsError(f"geography {level!r} is for analysts only", column="geography")
         base = base_table(config, role, audience)
         out["count"] = base.totals(list(out["code"]), cats, month_from, month_to, protected=protected)
@@ -266,7 +271,7 @@ def grid_counts(config: Config, cell_m: float, shape: str = "square", categories
     count, clipped and geometry (the full cell). Viewers get sums of protected cells."""
     month_from, month_to = check_period(month_from, month_to)
     cats = normalise_categories(categories)
-    _check_categories(config, cats)
+    _check_categories(config, cats, grid_role(cell_m, shape))
     grid = grid_cells(config, cell_m, shape)
     base = grid_base_table(config, cell_m, shape, audience)
     out = grid[["code", "ix", "iy", "share_inside", "partial", "clipped", "geometry"]].copy()

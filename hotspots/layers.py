@@ -116,15 +116,19 @@ def catalog(config: Config) -> Catalog:
         from .errors import NotFoundError as _NoStore
         try:  # the months and categories of the base cells (one cached query serves counts too)
             base = base_table(config, "lsoa21")
-            cats, months = base.categories, base.months
+            cats = base.categories
+            police = np.unique(base.month_idx[base.select((), None, None)])  # the default period: police data's
+            months = tuple(base.months[i] for i in police)
         except _NoStore:
             cats, months = (), ()
         ks = kinds(config)
         doms: list[str] = ["imd"]
         for d in overlays.deprivation_sets(config):
             doms += [x["slug"] for x in overlays.deprivation_domains(config, d["key"]) if x["slug"] not in doms]
+        from .sources import catalog_categories  # partner sources: src:NAME and its categories
         return Catalog(layers=tuple(k.name for k in ks),
-                       categories=tuple(cats), months=tuple(months), domains=tuple(doms),
+                       categories=tuple(dict.fromkeys((*cats, *catalog_categories(config)))), months=tuple(months),
+                       domains=tuple(doms),
                        groups={k.name: k.group for k in ks},
                        private=tuple(k.name for k in ks if k.analyst_only))
     return cached(config, ("catalog",), build)
