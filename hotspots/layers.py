@@ -419,3 +419,4 @@ def _overlay(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
 from . import kinds_time  # noqa: E402,F401
 from . import kinds_bivariate  # noqa: E402,F401
 from . import kinds_grid  # noqa: E402,F401
+from . import kinds_compare  # noqa: E402,F401

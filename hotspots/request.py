@@ -41,6 +41,8 @@ GRID_CELL_MENU = (100, 250, 500, 1000)
 GRID_SHAPES = ("square", "hex")
 BANDWIDTH_MENU = (100, 150, 200, 250, 300, 400, 500, 750, 1000, 1500, 2000)
 KDE_KERNELS = ("quartic", "gaussian")
+#: layers comparing two sources (hotspots.kinds_compare), which take ``versus``
+COMPARISON_LAYERS = ("comparison", "comparison_lisa")
 #: months before this are refused (police.uk street-level data starts in 2010; extracts go back further)
 FIRST_MONTH = "2001-01"
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -148,6 +150,9 @@ class LayerRequest:
     bandwidth: float = 400.0
     kernel: str = "quartic"
     optimized: bool = False
+    #: the comparison layers (hotspots.kinds_compare): the second source's categories (``categories`` is the
+    #: first), e.g. ``src:hospital`` against police violent crime
+    versus: tuple[str, ...] = ()
 
     def query(self, **changes: Any) -> dict[str, str]:
         """The URL query string that reproduces this request (shareable link)."""
@@ -158,7 +163,8 @@ class LayerRequest:
              "domain": p.domain, "compare_from": p.compare_from or "", "compare_to": p.compare_to or "",
              "permutations": str(p.permutations), "step": p.step, "time_neighbours": str(p.time_neighbours),
              "against": p.against if p.against != "imd" else "", "cell": f"{p.cell:g}", "shape": p.shape,
-             "bandwidth": f"{p.bandwidth:g}", "kernel": p.kernel, "optimized": "1" if p.optimized else ""}
+             "bandwidth": f"{p.bandwidth:g}", "kernel": p.kernel, "optimized": "1" if p.optimized else "",
+             "versus": ",".join(p.versus)}
         return {k: v for k, v in q.items() if v != ""}
 
     @property
@@ -311,11 +317,23 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
             weights = _weights(f"distance:{2 * cell:g}", True)
         if _first(args, "significance") is None:  # many cells: FDR by default, as the issue asks
             significance = "fdr"
+    # -- the comparison layers: the second source (a finite set: the catalogue's categories) --------------
+    versus = tuple(sorted({normalise_category(x) for x in (_first(args, "versus") or "").split(",") if x.strip()}))
+    unknown = [c for c in versus if c not in catalog.categories]
+    if unknown:
+        raise NotFoundError(f"unknown category in versus: {', '.join(u[:40] for u in unknown)} (known: "
+                            f"{', '.join(catalog.categories) or 'none'})", column="versus")
+    if layer in COMPARISON_LAYERS and not versus:
+        raise HotspotsError("a comparison needs a second source: versus=src:NAME (or police categories)",
+                            column="versus")
+    if layer not in COMPARISON_LAYERS:
+        versus = ()  # does not apply to this layer: neither cached apart nor echoed
     return LayerRequest(layer=layer, geography=geography, categories=tuple(sorted(set(cats))), month_from=month_from,
                         month_to=month_to, variable=variable, weights=weights, significance=significance,
                         alpha=alpha, classes=classes, k=k, domain=domain, compare_from=cf, compare_to=ct,
                         permutations=perms, step=step, time_neighbours=int(time_neighbours), against=against,
-                        cell=cell, shape=shape, bandwidth=bandwidth, kernel=kernel, optimized=optimized)
+                        cell=cell, shape=shape, bandwidth=bandwidth, kernel=kernel, optimized=optimized,
+                        versus=versus)
 
 
 def _weights(value: str, free: bool) -> str:

@@ -36,6 +36,9 @@ STORED_ON = {"lsoa21": "lsoa21", "lsoa11": "lsoa21", "ward": "ward"}
 #: request geography of each stored role
 LEVEL_OF = {"lsoa21": "lsoa", "ward": "ward"}
 DISCLOSURE_RULES = ("default", "hospital")
+#: where a source places a count (police data: where the incident happened)
+PLACES = {"incident": "where the incident happened", "residence": "where the person lives",
+          "unknown": "an unstated place (incident or residence)"}
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 WHOLE = re.compile(r"^[+-]?\d+$")
 DATE = re.compile(r"^(\d{4}-\d{2})(-\d{2})?([T ][0-9:.]+Z?)?$")
@@ -239,7 +242,8 @@ def read_source(config: Config, name: str, path: Path, geography: str, period_co
 
 def add_source(config: Config, name: str, path: Path, geography: str, period_col: str, count_col: str, *,
                category_col: str | None = None, code_col: str | None = None, disclosure: str = "default",
-               title: str | None = None, provenance: str | None = None, replace: bool = False) -> SourceReport:
+               title: str | None = None, provenance: str | None = None, place: str = "unknown",
+               replace: bool = False) -> SourceReport:
     """Read a source file and store it as ``name`` (see module doc). Raises IngestError, storing nothing,
     when every row is refused or the name is taken (unless ``replace``)."""
     from . import store
@@ -247,6 +251,8 @@ def add_source(config: Config, name: str, path: Path, geography: str, period_col
     if disclosure not in DISCLOSURE_RULES:
         raise HotspotsError(f"disclosure must be one of {', '.join(DISCLOSURE_RULES)}, got {disclosure!r}",
                             column="disclosure")
+    if place not in PLACES:
+        raise HotspotsError(f"place must be one of {', '.join(PLACES)}, got {place!r}", column="place")
     if not replace and any(s["name"] == name for s in store.sources(config.db_path)):
         raise HotspotsError(f"a source named {name!r} exists: remove it first (hotspots source remove {name}) or "
                             "pass --replace", column="name")
@@ -261,7 +267,8 @@ def add_source(config: Config, name: str, path: Path, geography: str, period_col
             "disclosure": disclosure, "provenance": provenance or f"file {Path(path).name}",
             "path": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
             "added_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "has_categories": int(bool(category_col)), "conversion": report.conversion, "rows_read": report.read,
+            "has_categories": int(bool(category_col)), "conversion": report.conversion, "place": place,
+            "rows_read": report.read,
             "accepted": report.accepted, "duplicates": report.duplicates, "rejected": report.rejected}
     store.save_source(config.db_path, meta, cells, rejects, replace=replace)
     return report
@@ -367,4 +374,4 @@ def describe(config: Config, categories) -> dict:
     counted, conversion."""
     src = sorted({source_name(c) for c in categories if is_source(c)})
     return {"sources": [{k: get_source(config, n)[k] for k in ("name", "title", "geography", "disclosure",
-                                                                "provenance", "conversion")} for n in src]}
+                                                                "provenance", "conversion", "place")} for n in src]}

@@ -36,7 +36,7 @@ def town(tmp_path_factory):
     ingest_paths(config, [b.root / "bundle" / "crime"])
     path, hosp = gridtown_hospital(tmp)
     report = add_source(config, "hospital", path, "lsoa21", "period", "admissions", category_col="age_band",
-                        disclosure="hospital", title="A&E assault admissions, under 25",
+                        disclosure="hospital", title="A&E assault admissions, under 25", place="residence",
                         provenance="Gridtown NHS Trust ISTV extract (synthetic)")
     return config, b, tmp, pd.DataFrame(hosp), report
 

@@ -33,16 +33,20 @@ def source() -> None:
               help="Small-number rule for viewers (hospital: 1-7 suppressed, others rounded to 5).")
 @click.option("--title", help="Name shown on the map and in downloads (default: NAME).")
 @click.option("--provenance", help="Who supplied it, what it counts and under which agreement.")
+@click.option("--place", type=click.Choice(["incident", "residence", "unknown"]), default="unknown", show_default=True,
+              help="Where a count is placed: where the incident happened, or where the person lives (hospital "
+                   "data usually give the patient's home LSOA); comparisons with police data say so.")
 @click.option("--replace", is_flag=True, help="Replace a source of the same name.")
 @click.pass_context
 def add(ctx: click.Context, name: str, file: Path, geography: str, period_col: str, count_col: str,
         category_col: str | None, code_col: str | None, disclosure: str, title: str | None,
-        provenance: str | None, replace: bool) -> None:
+        provenance: str | None, place: str, replace: bool) -> None:
     """Add FILE (CSV) as source NAME; analyse it with --category src:NAME."""
     from ..sources import add_source, slug
     config = get_config(ctx)
     r = add_source(config, name, file, geography, period_col, count_col, category_col=category_col,
-                   code_col=code_col, disclosure=disclosure, title=title, provenance=provenance, replace=replace)
+                   code_col=code_col, disclosure=disclosure, title=title, provenance=provenance, place=place,
+                   replace=replace)
     click.echo(f"{file}: read {r.read} = accepted {r.accepted} + duplicates {r.duplicates} + rejected {r.rejected}")
     for rej in r.rejects[:SHOW]:
         click.echo(f"{file}:{rej['row']}: {rej['column'] or '-'}: {rej['kind']}: {rej['reason']}", err=True)
