@@ -77,8 +77,8 @@ def _suppress_b(frame: gpd.GeoDataFrame, rule, geography: str) -> tuple[np.ndarr
     df = pd.DataFrame({"code": frame["code"], "ward_code": frame["ward_code"], "count": frame["count"].to_numpy()})
     sp = suppress_table(df, "count", rule, group_col="ward_code" if geography == "lsoa" else None, total=True,
                         derived={})
-    shown = sp.frame["count"].to_numpy(dtype=object)
-    sup = sp.frame["suppressed"].to_numpy(bool)
+    shown = np.array(sp.frame["count"].tolist(), dtype=object)
+    sup = np.array(sp.frame["suppressed"].tolist(), dtype=bool)
     lsoa = frame.attrs.get("lsoa_counts")
     if lsoa is not None:  # a ward whose total the LSOA map's audit hides stays hidden here
         audit = suppress_table(lsoa, "count", rule, group_col="ward_code", total=True)
