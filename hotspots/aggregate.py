@@ -109,11 +109,13 @@ def base_table(config: Config, role: str, audience: Audience = Audience.ANALYST)
 def category_totals(config: Config, audience: Audience) -> list[dict]:
     """Categories with their totals inside the area, as ``audience`` may see them (viewers: sums of the
     protected cells, the small-number rule applied by the caller)."""
+    from .sources import category_entries, is_source
     if audience is Audience.ANALYST:
-        return available_categories(config)
+        return available_categories(config) + category_entries(config, audience)
     base = base_table(config, "lsoa21", audience)
     sums = np.bincount(base.cat_idx, weights=base.protected, minlength=len(base.categories))
-    return [{"slug": s, "label": category_label(s), "count": int(round(v))} for s, v in zip(base.categories, sums)]
+    return [{"slug": s, "label": category_label(s), "count": int(round(v))} for s, v in zip(base.categories, sums)
+            if not is_source(s)] + category_entries(config, audience)
 
 
 def count_incidents(config: Config, column: str, categories: list[str], month_from: str | None,

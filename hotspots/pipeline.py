@@ -78,7 +78,8 @@ def categories(config: Config, audience: Audience) -> list[dict]:
         cats = category_totals(config, audience)
         if audience is Audience.VIEWER:
             rule = effective_rule(config)
-            return [{**c, "count": suppress_value(c["count"], rule)} for c in cats]
+            from .sources import rule_for  # a partner source's total under its own rule
+            return [{**c, "count": suppress_value(c["count"], rule_for(config, [c["slug"]], rule))} for c in cats]
         return cats
     return cached(config, ("categories", audience.value), build)
 

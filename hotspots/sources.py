@@ -335,6 +335,24 @@ def cells(config: Config, role: str) -> list[tuple[str, str, str, int]]:
     return out
 
 
+def category_entries(config: Config, audience) -> list[dict]:
+    """The sources' categories for the map's category list, grouped under the source's title: the whole
+    source first, then its categories, with totals as ``audience`` may see them (viewers: sums of the
+    protected cells; the caller applies the small-number rule)."""
+    from .aggregate import base_table
+    from .categories import category_label
+    from .request import Audience
+    out = []
+    for s in list_sources(config):
+        base = base_table(config, s["stored_geography"], audience)
+        protected = audience is Audience.VIEWER
+        for c in (slug(s["name"]), *[c for c in s["categories"] if c != slug(s["name"])]):
+            total = int(base.totals(base.codes, [c], None, None, protected=protected).sum())
+            out.append({"slug": c, "label": s["title"] if c == slug(s["name"]) else category_label(c).split(": ", 1)[1],
+                        "count": total, "group": s["title"]})
+    return out
+
+
 def rule_for(config: Config, categories, base: DisclosureRule) -> DisclosureRule:
     """The display rule of a layer on ``categories``: the strictest of ``base`` and the sources' rules."""
     rules = [base] + [get_rule(get_source(config, source_name(c))["disclosure"]) for c in categories

@@ -173,3 +173,16 @@ def test_every_kind_runs_on_a_source(town, layer):
         rows = {r["code"]: r for r in render.rows(pipeline.build_layer(config, req, ANALYST))}
         from synthetic_bundle import lsoa_code
         assert rows[lsoa_code(3, 3)]["gi_z"] > 1.96  # the planted hospital hot spot
+
+
+def test_sources_in_the_category_list_grouped_under_their_title(town):
+    config = town[0]
+    cats = {c["slug"]: c for c in pipeline.categories(config, ANALYST)}
+    hosp = town[3]
+    assert cats["src:hospital"]["count"] == int(hosp.admissions.sum())
+    assert cats["src:hospital"]["group"] == cats["src:hospital/0-17"]["group"] == "A&E assault admissions, under 25"
+    assert "group" not in cats["violent-crime"]
+    viewer = {c["slug"]: c for c in pipeline.categories(config, VIEWER)}
+    assert set(viewer) == set(cats)
+    for slug in ("src:hospital", "src:hospital/0-17", "src:hospital/18-24"):  # hospital rule: rounded to 5
+        assert isinstance(viewer[slug]["count"], int) and viewer[slug]["count"] % 5 == 0
