@@ -323,9 +323,12 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
     if unknown:
         raise NotFoundError(f"unknown category in versus: {', '.join(u[:40] for u in unknown)} (known: "
                             f"{', '.join(catalog.categories) or 'none'})", column="versus")
-    if layer in COMPARISON_LAYERS and not versus:
-        raise HotspotsError("a comparison needs a second source: versus=src:NAME (or police categories)",
-                            column="versus")
+    if layer in COMPARISON_LAYERS and not versus:  # the map's default: the first partner source
+        sources = [c for c in catalog.categories if c.startswith("src:") and "/" not in c and c not in cats]
+        if not sources:
+            raise HotspotsError("a comparison needs a second source: versus=src:NAME (add one with `hotspots "
+                                "source add`) or police categories", column="versus")
+        versus = (sources[0],)
     if layer not in COMPARISON_LAYERS:
         versus = ()  # does not apply to this layer: neither cached apart nor echoed
     return LayerRequest(layer=layer, geography=geography, categories=tuple(sorted(set(cats))), month_from=month_from,

@@ -120,8 +120,9 @@ def test_viewer_comparison_is_protected_under_each_rule(town):  # noqa: F811
 def test_comparison_needs_versus_and_a_matching_geography(town):  # noqa: F811
     config = town[0]
     from hotspots.errors import HotspotsError, NotFoundError
+    assert pipeline.parse(config, {}, "comparison").versus == ("src:hospital",)  # the map's default
     with pytest.raises(HotspotsError, match="versus"):
-        pipeline.parse(config, {}, "comparison")
+        pipeline.parse(config, {"category": "src:hospital"}, "comparison")
     with pytest.raises(NotFoundError):
         pipeline.parse(config, {"versus": "src:nope"}, "comparison")
 

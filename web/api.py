@@ -369,6 +369,8 @@ def filter_schema(name: str, catalog) -> dict:
         "time_neighbours": {"type": "integer", "enum": list(rq.TIME_NEIGHBOURS_MENU)},
         "code": {"type": "string", "pattern": r"^[A-Za-z0-9]{1,16}$"},
         "against": {"type": "string", "pattern": r"^[a-z0-9_-]{1,80}$"},
+        # the comparison layers' second source: categories, comma-separated (src:NAME or police slugs)
+        "versus": {"type": "string", "pattern": r"^[a-z0-9:/_,-]{1,200}$"},
     }
     return menus[name]
 
@@ -487,3 +489,7 @@ FILTERS += [("step", "Time step of the time layers: month | quarter | year"),
             ("against", "Bivariate layer: the second variable, a deprivation domain slug or overlay-<id>")]
 ROUTES.append({"path": "/api/v1/series", "summary": "One area's counts per time step, trend and Gi* class per step",
                "filters": True, "params": [("code", "LSOA 2021 or ward code of the area")]})
+
+
+FILTERS += [("versus", "Comparison layers: the second source, src:NAME (a partner source) or police category slugs, "
+                       "comma-separated; the first source is 'category'")]

@@ -72,8 +72,31 @@ def test_ward_comparison_table_and_joint_hot_spot_map(gridtown):
     assert [i["plain"] for i in legend["items"]][0] == "Both sources see a cluster of high counts here"
     v = viewer.get(f"/api/v1/layers/comparison?geography=ward&{q}").get_json()
     assert "value_b" not in v["rows"][0] and v["metadata"]["computed_from"] == "protected tables"
-    r = analyst.get("/api/v1/layers/comparison?geography=lsoa&category=violent-crime")
+    r = analyst.get("/api/v1/layers/comparison?geography=lsoa&category=src:hospital")
     assert r.status_code == 400 and r.get_json()["column"] == "versus"
+
+
+@pytest.mark.parametrize("who", ["analyst", "viewer"])
+def test_comparison_downloads_are_typed(gridtown, who, tmp_path):
+    import io
+    import sqlite3
+    import pandas as pd
+    import pyogrio
+    c = gridtown[0] if who == "analyst" else gridtown[1]
+    q = "versus=src:hospital&category=violent-crime&from=2024-01&to=2024-03"
+    path = tmp_path / "cmp.gpkg"
+    r = c.get(f"/api/v1/downloads/comparison.gpkg?{q}")
+    assert r.status_code == 200
+    path.write_bytes(r.data)
+    layer = next(n for n, _ in pyogrio.list_layers(path) if n != "metadata")
+    with sqlite3.connect(path) as db:
+        types = {row[1]: row[2] for row in db.execute(f'PRAGMA table_info("{layer}")')}
+    assert {"count", "count_b", "rank_a", "rank_b"} <= set(types)
+    assert all(types[k] != "TEXT" for k in ("count", "count_b", "rank_a", "rank_b")), types
+    df = pd.read_csv(io.BytesIO(c.get(f"/api/v1/downloads/comparison.csv?{q}").data))
+    assert pd.api.types.is_numeric_dtype(df["count_b"]) and len(df) == 16
+    if who == "viewer":
+        assert "count_b_status" in df.columns and df.loc[df["count_b"].isna(), "count_b_status"].str.len().gt(0).all()
 
 
 @pytest.mark.bundle
