@@ -186,3 +186,21 @@ def test_sources_in_the_category_list_grouped_under_their_title(town):
     assert set(viewer) == set(cats)
     for slug in ("src:hospital", "src:hospital/0-17", "src:hospital/18-24"):  # hospital rule: rounded to 5
         assert isinstance(viewer[slug]["count"], int) and viewer[slug]["count"] % 5 == 0
+
+
+def test_a_v3_store_gains_the_source_tables(tmp_path):
+    from hotspots import store
+    db = tmp_path / "old.db"
+    con = store.connect(db)
+    for t in ("source_rejects", "source_counts", "sources"):
+        con.execute(f"DROP TABLE {t}")
+    con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    con.close()
+    con = store.connect(db)
+    try:
+        names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"sources", "source_counts", "source_rejects"} <= names
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
+    finally:
+        con.close()
+    assert store.sources(db) == []
