@@ -128,10 +128,11 @@ def count_incidents(config: Config, column: str, categories: list[str], month_fr
     return s[s > 0]
 
 
-def _check_categories(config: Config, cats: list[str], role: str = "lsoa21") -> None:
+def _check_categories(config: Config, cats: list[str], role: str = "lsoa21",
+                      audience: Audience = Audience.ANALYST) -> None:
     if cats:
         from .sources import check_categories
-        src = check_categories(config, cats, role)  # partner sources: known, and on this geography
+        src = check_categories(config, cats, role, audience)  # partner sources: known, and on this geography
         known = set(base_table(config, "lsoa21").categories)
         unknown = [c for c in cats if c not in known and c not in src]
         if unknown:
@@ -151,7 +152,7 @@ def area_counts(config: Config, level: str = "lsoa", categories=None, month_from
     lsoa_cells = None
     month_from, month_to = check_period(month_from, month_to)
     cats = normalise_categories(categories)
-    _check_categories(config, cats, role)
+    _check_categories(config, cats, role, audience)
     areas = load_boundary(config, role)
     out = areas[["code", "name", "geometry"]].copy()
     protected = audience is Audience.VIEWER

@@ -243,7 +243,7 @@ def read_source(config: Config, name: str, path: Path, geography: str, period_co
 def add_source(config: Config, name: str, path: Path, geography: str, period_col: str, count_col: str, *,
                category_col: str | None = None, code_col: str | None = None, disclosure: str = "default",
                title: str | None = None, provenance: str | None = None, place: str = "unknown",
-               replace: bool = False) -> SourceReport:
+               analysts_only: bool = False, replace: bool = False) -> SourceReport:
     """Read a source file and store it as ``name`` (see module doc). Raises IngestError, storing nothing,
     when every row is refused or the name is taken (unless ``replace``)."""
     from . import store
@@ -268,6 +268,7 @@ def add_source(config: Config, name: str, path: Path, geography: str, period_col
             "path": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
             "added_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "has_categories": int(bool(category_col)), "conversion": report.conversion, "place": place,
+            "viewers": int(not analysts_only),
             "rows_read": report.read,
             "accepted": report.accepted, "duplicates": report.duplicates, "rejected": report.rejected}
     store.save_source(config.db_path, meta, cells, rejects, replace=replace)
@@ -344,8 +345,10 @@ def category_entries(config: Config, audience) -> list[dict]:
     from .request import Audience
     out = []
     for s in list_sources(config):
-        base = base_table(config, s["stored_geography"], audience)
         protected = audience is Audience.VIEWER
+        if protected and not s["viewers"]:
+            continue  # an analysts-only source is not listed for viewers
+        base = base_table(config, s["stored_geography"], audience)
         for c in (slug(s["name"]), *[c for c in s["categories"] if c != slug(s["name"])]):
             total = int(base.totals(base.codes, [c], None, None, protected=protected).sum())
             out.append({"slug": c, "label": s["title"] if c == slug(s["name"]) else category_label(c).split(": ", 1)[1],
@@ -360,12 +363,18 @@ def rule_for(config: Config, categories, base: DisclosureRule) -> DisclosureRule
     return max(rules, key=_strictness)
 
 
-def check_categories(config: Config, categories, role: str) -> list[str]:
-    """The source categories among ``categories``, checked: known, and stored on ``role`` (a ward source
-    is only offered by ward). Raises NotFoundError / AnalysisError naming the fix."""
+def check_categories(config: Config, categories, role: str, audience=None) -> list[str]:
+    """The source categories among ``categories``, checked: known, seen by ``audience`` (a source added
+    ``--analysts-only`` is refused to viewers), and stored on ``role`` (a ward source is only offered by
+    ward). Raises NotFoundError / ForbiddenError / AnalysisError naming the fix."""
+    from .errors import ForbiddenError
+    from .request import Audience
     src = [c for c in categories if is_source(c)]
     for c in src:
         s = get_source(config, source_name(c))
+        if audience is Audience.VIEWER and not s["viewers"]:
+            raise ForbiddenError(f"source {s['title']!r} is for analysts: sign in with an analyst account",
+                                 column="category")
         if c != slug(s["name"]) and c not in s["categories"]:
             raise NotFoundError(f"unknown category {c!r} of source {s['name']!r} (have: "
                                 f"{', '.join(s['categories'])})", column="category")

@@ -27,6 +27,7 @@ SOURCE_TABLES = (
     disclosure TEXT NOT NULL, provenance TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL,
     added_at TEXT NOT NULL, has_categories INTEGER NOT NULL, conversion TEXT,
     place TEXT NOT NULL,              -- where a count is placed: incident | residence | unknown
+    viewers INTEGER NOT NULL,         -- 1: viewers see it (protected, under its rule); 0: analysts only
     rows_read INTEGER NOT NULL, accepted INTEGER NOT NULL, duplicates INTEGER NOT NULL, rejected INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS source_counts (
     source TEXT NOT NULL REFERENCES sources(name), code TEXT NOT NULL, month TEXT NOT NULL,
@@ -373,7 +374,7 @@ def points(db_path: Path) -> "tuple[list[float], list[float], list[str], list[st
 
 # -- partner sources (counts per area and month; hotspots.sources) ------------------------------------------
 SOURCE_FIELDS = ("name", "title", "geography", "stored_geography", "disclosure", "provenance", "path", "sha256",
-                 "added_at", "has_categories", "conversion", "place", "rows_read", "accepted", "duplicates", "rejected")
+                 "added_at", "has_categories", "conversion", "place", "viewers", "rows_read", "accepted", "duplicates", "rejected")
 
 
 def save_source(db_path: Path, meta: dict, counts: "list[tuple[str, str, str, int]]",

@@ -106,7 +106,7 @@ def test_all_rejected_stores_nothing_and_the_cli_exits_1(town, tmp_path):
                                    "--count", "n"], env=b.env() | {"HOTSPOTS_INSTANCE_DIR": str(config.instance_dir)})
     assert res.exit_code == 1 and "nothing stored" in res.output
     res = CliRunner().invoke(cli, ["source", "list"], env=b.env() | {"HOTSPOTS_INSTANCE_DIR": str(config.instance_dir)})
-    assert res.exit_code == 0 and "hospital: A&E assault admissions" in res.output
+    assert res.exit_code == 0 and "hospital: A&E assault admissions, under 25 (lsoa21, hospital rule for viewers)" in res.output
 
 
 def test_lsoa11_is_converted_by_best_fit_and_said_so(town, tmp_path):
@@ -204,3 +204,24 @@ def test_a_v3_store_gains_the_source_tables(tmp_path):
     finally:
         con.close()
     assert store.sources(db) == []
+
+
+def test_an_analysts_only_source_is_refused_to_viewers(town, tmp_path):
+    config = town[0]
+    from hotspots.errors import ForbiddenError
+    f = tmp_path / "missing.csv"
+    f.write_text("lsoa21cd,month,n\nE01090000,2024-01,3\nE01090005,2024-02,12\n", encoding="utf-8")
+    add_source(config, "missing", f, "lsoa21", "month", "n", title="Missing episodes", analysts_only=True)
+    try:
+        assert "src:missing" in {c["slug"] for c in pipeline.categories(config, ANALYST)}
+        assert "src:missing" not in {c["slug"] for c in pipeline.categories(config, VIEWER)}
+        req = pipeline.parse(config, {"category": "src:missing"}, "count")
+        assert sum(r["count"] for r in render.rows(pipeline.build_layer(config, req, ANALYST))) == 15
+        with pytest.raises(ForbiddenError, match="for analysts"):
+            pipeline.build_layer(config, req, VIEWER)
+        cmp = pipeline.parse(config, {"category": "violent-crime", "versus": "src:missing"}, "comparison")
+        with pytest.raises(ForbiddenError):
+            pipeline.build_layer(config, cmp, VIEWER)
+    finally:
+        from hotspots import store
+        store.remove_source(config.db_path, "missing")

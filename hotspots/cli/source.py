@@ -36,17 +36,19 @@ def source() -> None:
 @click.option("--place", type=click.Choice(["incident", "residence", "unknown"]), default="unknown", show_default=True,
               help="Where a count is placed: where the incident happened, or where the person lives (hospital "
                    "data usually give the patient's home LSOA); comparisons with police data say so.")
+@click.option("--analysts-only", is_flag=True, help="Keep the source from viewers (default: viewers see it, "
+                                                    "protected under its disclosure rule).")
 @click.option("--replace", is_flag=True, help="Replace a source of the same name.")
 @click.pass_context
 def add(ctx: click.Context, name: str, file: Path, geography: str, period_col: str, count_col: str,
         category_col: str | None, code_col: str | None, disclosure: str, title: str | None,
-        provenance: str | None, place: str, replace: bool) -> None:
+        provenance: str | None, place: str, analysts_only: bool, replace: bool) -> None:
     """Add FILE (CSV) as source NAME; analyse it with --category src:NAME."""
     from ..sources import add_source, slug
     config = get_config(ctx)
     r = add_source(config, name, file, geography, period_col, count_col, category_col=category_col,
                    code_col=code_col, disclosure=disclosure, title=title, provenance=provenance, place=place,
-                   replace=replace)
+                   analysts_only=analysts_only, replace=replace)
     click.echo(f"{file}: read {r.read} = accepted {r.accepted} + duplicates {r.duplicates} + rejected {r.rejected}")
     for rej in r.rejects[:SHOW]:
         click.echo(f"{file}:{rej['row']}: {rej['column'] or '-'}: {rej['kind']}: {rej['reason']}", err=True)
@@ -69,7 +71,8 @@ def list_(ctx: click.Context) -> None:
         click.echo("No sources yet: add one with `hotspots source add NAME FILE ...`.")
     for s in rows:
         total = sum(s["categories"].values())
-        click.echo(f"{s['name']}: {s['title']} ({s['geography']}, {s['disclosure']} rule) {total:,} counted; "
+        who = "analysts only" if not s["viewers"] else f"{s['disclosure']} rule for viewers"
+        click.echo(f"{s['name']}: {s['title']} ({s['geography']}, {who}) {total:,} counted; "
                    f"read {s['rows_read']} = {s['accepted']} + {s['duplicates']} duplicates + {s['rejected']} "
                    f"rejected; category {slug(s['name'])}; {s['provenance']}")
         for c, n in s["categories"].items():
