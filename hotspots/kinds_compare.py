@@ -58,8 +58,13 @@ def differences_note(config: Config, a, b) -> str:
     geographies converted by best-fit lookup."""
     notes = []
     pa, pb = _places(config, a), _places(config, b)
-    if pa != pb or "unknown" in pa | pb:
-        from .sources import PLACES
+    from .sources import PLACES
+    unknown = [source_words(config, c) for c, p in ((a, pa), (b, pb)) if "unknown" in p]
+    if unknown:
+        notes.append(f"{' and '.join(unknown)} do{'es' if len(unknown) == 1 else ''} not say whether a count is "
+                     "placed where the incident happened or where the person lives: check with the supplier before "
+                     "reading a difference between the two maps as a disagreement.")
+    elif pa != pb:
         wa = " / ".join(PLACES[p] for p in sorted(pa))
         wb = " / ".join(PLACES[p] for p in sorted(pb))
         notes.append(f"The two sources place their counts differently: {source_words(config, a)} counts {wa}; "

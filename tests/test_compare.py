@@ -140,3 +140,22 @@ def test_cli_compare_by_ward(town, tmp_path):  # noqa: F811
     t = pd.read_csv(out)
     assert len(t) == 4 and {"count", "count_b", "rank_a", "rank_b", "joint"} <= set(t.columns)
     assert t["count_b"].sum() == int(town[3][town[3].period >= "2024-01"].admissions.sum())
+
+
+def test_note_on_an_unstated_place_and_a_converted_geography(town, tmp_path):  # noqa: F811
+    config = town[0]
+    from hotspots import store
+    from hotspots.sources import add_source
+    from synthetic_bundle import lsoa_code
+    f = tmp_path / "yot.csv"
+    f.write_text("LSOA11CD,month,n\n" + "".join(f"{lsoa_code(i, j, 'E0108')},2024-02,{i + j}\n"
+                                                for i in range(4) for j in range(4)), encoding="utf-8")
+    add_source(config, "yot11", f, "lsoa11", "month", "n", title="YOT cohort")
+    try:
+        req = pipeline.parse(config, {"category": "src:hospital", "versus": "src:yot11", "from": "2024-02",
+                                      "to": "2024-02"}, "comparison", free=True)
+        note = pipeline.build_layer(config, req, ANALYST).metadata["note"]
+        assert "YOT cohort does not say whether a count is placed where the incident happened" in note
+        assert "YOT cohort: LSOA 2011 converted to LSOA 2021 by best fit" in note
+    finally:
+        store.remove_source(config.db_path, "yot11")
