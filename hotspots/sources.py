@@ -155,9 +155,7 @@ def lsoa11_best_fit(config: Config) -> tuple[dict[str, str], str]:
                         f"({ds.vintage or ds.key}): each 2011 LSOA's counts go to the 2021 LSOA holding the "
                         "largest share of it, so a split 2011 LSOA's counts all land in one of its parts")
     from .aggregate import _best_fit
-    a = load_boundary(config, "lsoa11")
-    b = load_boundary(config, "lsoa21").rename(columns={"code": "ward_code", "name": "ward_name"})
-    bf = _best_fit(a, b.rename(columns={"ward_code": "code", "ward_name": "name"}))
+    bf = _best_fit(load_boundary(config, "lsoa11"), load_boundary(config, "lsoa21"))  # "ward_code": the 2021 LSOA
     return ({r.code: r.ward_code for r in bf.itertuples() if isinstance(r.ward_code, str)},
             "LSOA 2011 converted to LSOA 2021 by best fit of the boundaries (largest area overlap; no lookup "
             "table configured): a split 2011 LSOA's counts all land in one of its parts")

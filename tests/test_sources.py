@@ -2,14 +2,13 @@
 on a source as on police data, under the source's own disclosure rule for viewers."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from hotspots import pipeline, render
 from hotspots.aggregate import area_counts
-from hotspots.errors import AnalysisError, HotspotsError, IngestError
+from hotspots.errors import AnalysisError, IngestError
 from hotspots.request import Audience
 from hotspots.sources import add_source, list_sources
 
