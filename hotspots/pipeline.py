@@ -133,7 +133,8 @@ def series(config: Config, req: LayerRequest, code: str, audience: Audience) -> 
                  "step": req.step, "steps": steps, "parameters": req.query(layer="emerging"),
                  "computed_from": "protected table" if audience is Audience.VIEWER else "exact counts"}
     if audience is Audience.VIEWER:
-        rule = effective_rule(config)
+        from .sources import rule_for  # a partner source's counts under its own rule
+        rule = rule_for(config, req.categories, effective_rule(config))
         out["counts"] = [suppress_value(int(v), rule) for v in cube[0]]
         out["rule"] = rule.name
     else:

@@ -135,6 +135,14 @@ def test_ward_source_only_by_ward(town, tmp_path):
         assert g.loc[ward_code(2, 2), "count"] == 12 and g["count"].sum() == 36
         v = area_counts(config, "ward", ["src:yot"], None, None, VIEWER)  # its own (protected) ward cells
         assert len(v) == 4 and int(v["count"].sum()) > 0
+        chg = pipeline.parse(config, {"category": "src:yot", "geography": "ward", "from": "2024-02", "to": "2024-02"},
+                             "change")
+        rows = render.rows(pipeline.build_layer(config, chg, VIEWER))
+        assert len(rows) == 4 and {r["count_after"] for r in rows} <= {0, "<5", "*"} | set(range(5, 50))
+        series = pipeline.series(config, pipeline.parse(config, {"category": "src:yot", "geography": "ward",
+                                                                 "from": "2024-01", "to": "2024-02"}, "emerging"),
+                                 ward_code(2, 2), VIEWER)
+        assert len(series["counts"]) == 2 and series["rule"] == "default"
         with pytest.raises(AnalysisError, match="geography=ward"):
             area_counts(config, "lsoa", ["src:yot"], None, None, ANALYST)
         req = pipeline.parse(config, {"category": "src:yot"}, "count")
