@@ -172,6 +172,7 @@ def _summary(g: gpd.GeoDataFrame) -> dict:
 
 def _joint(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
     g, meta = compute(config, req, audience)
+    summary = _summary(g)
     a, b = meta["source_a"], meta["source_b"]
     words = {"both": f"Hot spot in both ({a} and {b})", "a": f"Hot spot only in {a}",
              "b": f"Hot spot only in {b}", "neither": "Hot spot in neither"}
@@ -193,11 +194,12 @@ def _joint(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
                       + (f". {meta['note']}" if meta["note"] else "")}
     title = f"Comparison: {a} against {b}, {req.period_text}"
     return Analysed("comparison", title, g, legend, _fields(meta), meta, level_role(req.geography),
-                    filename(req, "crime", "vs_" + "+".join(req.versus)), summary=_summary(g))
+                    filename(req, "crime", "vs_" + "+".join(req.versus)), summary=summary)
 
 
 def _bivariate(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
     g, meta = compute(config, req, audience)
+    summary = _summary(g)
     a, b = meta["source_a"], meta["source_b"]
     g = g.copy()
     g["class_label"] = g["bv_label"]
@@ -221,7 +223,7 @@ def _bivariate(config: Config, req: LayerRequest, audience: Audience) -> Analyse
     return Analysed("comparison_lisa", f"Bivariate LISA: {a} against {b}, {req.period_text}", g, legend,
                     _fields(meta) + [["bv_i", "Bivariate local Moran's I"], ["bv_p_sim", "p (permutation)"]],
                     meta, level_role(req.geography), filename(req, "crime", "bv_" + "+".join(req.versus)),
-                    summary=_summary(g))
+                    summary=summary)
 
 
 _USES = CRIME_USES + ("variable", "weights", "significance", "alpha", "permutations", "versus")
