@@ -195,19 +195,20 @@ def test_sources_in_the_category_list_grouped_under_their_title(town):
         assert isinstance(viewer[slug]["count"], int) and viewer[slug]["count"] % 5 == 0
 
 
-def test_a_v3_store_gains_the_source_tables(tmp_path):
+def test_a_store_from_before_sources_gains_the_source_tables(tmp_path):
     from hotspots import store
+    before = next(v for v, ddl in store.MIGRATIONS.items() if ddl is store.SOURCE_TABLES) - 1
     db = tmp_path / "old.db"
     con = store.connect(db)
     for t in ("source_rejects", "source_counts", "sources"):
         con.execute(f"DROP TABLE {t}")
-    con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(before),))
     con.close()
     con = store.connect(db)
     try:
         names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"sources", "source_counts", "source_rejects"} <= names
-        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(store.SCHEMA_VERSION),)
     finally:
         con.close()
     assert store.sources(db) == []
