@@ -103,10 +103,13 @@ def base_table(config: Config, role: str, audience: Audience = Audience.ANALYST,
             [base_table(config, role, audience, part) for part in filters.atoms(where)], role))
 
     def build() -> BaseTable:
-        cells = pd.DataFrame(store.count_cells(config.db_path, role, filters.terms(config, where)),
+        from . import sources
+        # partner sources have no extract fields: a filtered table holds police incidents only
+        cells = pd.DataFrame(store.count_cells(config.db_path, role, filters.terms(config, where))
+                             + ([] if where else sources.cells(config, role)),
                              columns=["code", "month", "category", "n"])
         key = perturbation_key(config) if rule is not None else None
-        return build_base(cells, role, rule, key, filters.key_text(where))
+        return build_base(cells, role, rule, key, filters.key_text(where), sources.cell_rules(config, role))
     return cached(config, ("base", role, audience.value, None if rule is None else rule.name)
                   + ((where,) if where else ()), build)
 
@@ -114,11 +117,13 @@ def base_table(config: Config, role: str, audience: Audience = Audience.ANALYST,
 def category_totals(config: Config, audience: Audience) -> list[dict]:
     """Categories with their totals inside the area, as ``audience`` may see them (viewers: sums of the
     protected cells, the small-number rule applied by the caller)."""
+    from .sources import category_entries, is_source
     if audience is Audience.ANALYST:
-        return available_categories(config)
+        return available_categories(config) + category_entries(config, audience)
     base = base_table(config, "lsoa21", audience)
     sums = np.bincount(base.cat_idx, weights=base.protected, minlength=len(base.categories))
-    return [{"slug": s, "label": category_label(s), "count": int(round(v))} for s, v in zip(base.categories, sums)]
+    return [{"slug": s, "label": category_label(s), "count": int(round(v))} for s, v in zip(base.categories, sums)
+            if not is_source(s)] + category_entries(config, audience)
 
 
 def count_incidents(config: Config, column: str, categories: list[str], month_from: str | None,
@@ -131,10 +136,13 @@ def count_incidents(config: Config, column: str, categories: list[str], month_fr
     return s[s > 0]
 
 
-def _check_categories(config: Config, cats: list[str]) -> None:
+def _check_categories(config: Config, cats: list[str], role: str = "lsoa21",
+                      audience: Audience = Audience.ANALYST) -> None:
     if cats:
+        from .sources import check_categories
+        src = check_categories(config, cats, role, audience)  # partner sources: known, and on this geography
         known = set(base_table(config, "lsoa21").categories)
-        unknown = [c for c in cats if c not in known]
+        unknown = [c for c in cats if c not in known and c not in src]
         if unknown:
             raise NotFoundError(f"unknown category {', '.join(unknown)} (known: {', '.join(sorted(known))})",
                                 column="category")
@@ -153,17 +161,18 @@ def area_counts(config: Config, level: str = "lsoa", categories=None, month_from
     lsoa_cells = None
     month_from, month_to = check_period(month_from, month_to)
     cats = normalise_categories(categories)
-    _check_categories(config, cats)
+    _check_categories(config, cats, role, audience)
     areas = load_boundary(config, role)
     out = areas[["code", "name", "geometry"]].copy()
     protected = audience is Audience.VIEWER
-    if protected and role == "ward":
+    from .sources import ward_only
+    if protected and role == "ward" and not ward_only(config, cats):
         lsoa = area_counts(config, "lsoa", cats, month_from, month_to, audience, where)
         by_ward = lsoa.groupby("ward_code")["count"].sum()
         out["count"] = by_ward.reindex(out["code"]).fillna(0).astype("int64").to_numpy()
         lsoa_cells = pd.DataFrame(lsoa[["code", "ward_code", "count"]])
     else:
-        if protected and role != "lsoa21":
+        if protected and role != "lsoa21" and not (role == "ward" and ward_only(config, cats)):
             raise HotspotsError(f"geography {level!r} is for analysts only", column="geography")
         base = base_table(config, role, audience, where)
         out["count"] = base.totals(list(out["code"]), cats, month_from, month_to, protected=protected)
@@ -281,7 +290,7 @@ def grid_counts(config: Config, cell_m: float, shape: str = "square", categories
     count, clipped and geometry (the full cell). Viewers get sums of protected cells."""
     month_from, month_to = check_period(month_from, month_to)
     cats = normalise_categories(categories)
-    _check_categories(config, cats)
+    _check_categories(config, cats, grid_role(cell_m, shape))
     grid = grid_cells(config, cell_m, shape)
     base = grid_base_table(config, cell_m, shape, audience, where)
     out = grid[["code", "ix", "iy", "share_inside", "partial", "clipped", "geometry"]].copy()

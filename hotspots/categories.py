@@ -39,6 +39,9 @@ def normalise_category(value: str) -> str:
     """Slug for a category given as an API slug, an archive name or free text (case-insensitive)."""
     v = value.strip()
     low = v.lower()
+    if low.startswith("src:"):  # a partner source (hotspots.sources): src:NAME or src:NAME/<category>
+        name, _, sub = low[4:].partition("/")
+        return f"src:{slugify(name)}" + (f"/{slugify(sub)}" if sub else "")
     if low in POLICE_CATEGORIES:
         return low
     if low in _NAME_TO_SLUG:
@@ -47,4 +50,7 @@ def normalise_category(value: str) -> str:
 
 
 def category_label(slug: str) -> str:
+    if slug.startswith("src:"):
+        name, _, sub = slug[4:].partition("/")
+        return f"{name}: {sub.replace('-', ' ')}" if sub else f"{name} (all)"
     return POLICE_CATEGORIES.get(slug, slug.replace("-", " ").capitalize())

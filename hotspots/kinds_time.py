@@ -142,7 +142,8 @@ def area_cube(config: Config, req: LayerRequest, audience: Audience, codes: Sequ
     months = month_range(req.month_from, req.month_to)
     cats = list(req.categories)
     protected = audience is Audience.VIEWER
-    if protected and req.geography == "ward":
+    from .sources import ward_only  # a ward-level partner source: its own (protected) ward cells
+    if protected and req.geography == "ward" and not ward_only(config, cats):
         lsoa = counts(config, replace(req, geography="lsoa"), audience)
         base = base_table(config, "lsoa21", audience, req.where)
         by_lsoa = base.by_month(list(lsoa["code"]), cats, months, protected=True)

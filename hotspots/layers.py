@@ -117,7 +117,9 @@ def catalog(config: Config) -> Catalog:
         from .errors import NotFoundError as _NoStore
         try:  # the months and categories of the base cells (one cached query serves counts too)
             base = base_table(config, "lsoa21")
-            cats, months = base.categories, base.months
+            cats = base.categories
+            police = np.unique(base.month_idx[base.select((), None, None)])  # the default period: police data's
+            months = tuple(base.months[i] for i in police)
         except _NoStore:
             cats, months = (), ()
         ks = kinds(config)
@@ -128,8 +130,10 @@ def catalog(config: Config) -> Catalog:
             where_menu = filters.menu(config)
         except _NoStore:
             where_menu = {}
+        from .sources import catalog_categories  # partner sources: src:NAME and its categories
         return Catalog(layers=tuple(k.name for k in ks),
-                       categories=tuple(cats), months=tuple(months), domains=tuple(doms),
+                       categories=tuple(dict.fromkeys((*cats, *catalog_categories(config)))), months=tuple(months),
+                       domains=tuple(doms),
                        groups={k.name: k.group for k in ks},
                        private=tuple(k.name for k in ks if k.analyst_only), filters=where_menu)
     return cached(config, ("catalog",), build)
@@ -423,3 +427,4 @@ def _overlay(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
 from . import kinds_time  # noqa: E402,F401
 from . import kinds_bivariate  # noqa: E402,F401
 from . import kinds_grid  # noqa: E402,F401
+from . import kinds_compare  # noqa: E402,F401

@@ -79,7 +79,8 @@ def categories(config: Config, audience: Audience) -> list[dict]:
         cats = category_totals(config, audience)
         if audience is Audience.VIEWER:
             rule = effective_rule(config)
-            return [{**c, "count": suppress_value(c["count"], rule)} for c in cats]
+            from .sources import rule_for  # a partner source's total under its own rule
+            return [{**c, "count": suppress_value(c["count"], rule_for(config, [c["slug"]], rule))} for c in cats]
         return cats
     return cached(config, ("categories", audience.value), build)
 
@@ -137,7 +138,8 @@ def series(config: Config, req: LayerRequest, code: str, audience: Audience) -> 
                  "step": req.step, "steps": steps, "parameters": req.query(layer="emerging"),
                  "computed_from": "protected table" if audience is Audience.VIEWER else "exact counts"}
     if audience is Audience.VIEWER:
-        rule = effective_rule(config)
+        from .sources import rule_for  # a partner source's counts under its own rule
+        rule = rule_for(config, req.categories, effective_rule(config))
         out["counts"] = [suppress_value(int(v), rule) for v in cube[0]]
         out["rule"] = rule.name
     else:

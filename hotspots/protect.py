@@ -29,7 +29,7 @@ import hashlib
 import hmac
 import os
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -136,9 +136,12 @@ class BaseTable:
     def select(self, categories: Sequence[str], month_from: str | None, month_to: str | None) -> np.ndarray:
         """Mask of the cells in the categories (all when empty) and the period."""
         mask = np.ones(len(self.exact), dtype=bool)
-        if categories:
-            keep = np.array([c in set(categories) for c in self.categories], dtype=bool)
-            mask &= keep[self.cat_idx] if len(keep) else False
+        wanted = set(categories)
+        # no category: every police category (a partner source, ``src:NAME[/cat]``, only when named; naming
+        # ``src:NAME`` selects all its categories)
+        keep = np.array([(c in wanted or c.split("/", 1)[0] in wanted) if wanted else not c.startswith("src:")
+                         for c in self.categories], dtype=bool)
+        mask &= keep[self.cat_idx] if len(keep) else False
         if month_from or month_to:
             lo, hi = month_from or "0000-00", month_to or "9999-99"
             ok = np.array([lo <= m <= hi for m in self.months], dtype=bool)
@@ -193,11 +196,12 @@ class BaseTable:
 
 
 def build_base(cells: pd.DataFrame, role: str, rule: DisclosureRule | None, key: bytes | None,
-               subset: str = "") -> BaseTable:
+               subset: str = "", category_rules: Mapping[str, DisclosureRule] | None = None) -> BaseTable:
     """A base table from ``cells`` (columns code, month, category, n: non-zero counts); protected when a
     rule and key are given. ``subset`` names a filter the cells were counted under (``--where``): it is
     part of every cell's identity, so a filtered cell gets its own noise and differencing two filters (or
-    a filter and the whole) gives back noise, never the exact count of the rest."""
+    a filter and the whole) gives back noise, never the exact count of the rest. The cells of a category in
+    ``category_rules`` (a partner source) are protected under that source's own rule."""
     cells = cells[cells["n"] > 0]
     codes, area_idx = np.unique(cells["code"].to_numpy(dtype=object).astype(str), return_inverse=True)
     months, month_idx = np.unique(cells["month"].to_numpy(dtype=object).astype(str), return_inverse=True)
@@ -211,6 +215,11 @@ def build_base(cells: pd.DataFrame, role: str, rule: DisclosureRule | None, key:
         h = _mix(h ^ _hash64(role_key, "month", list(months))[month_idx])
         h = _mix(h ^ _hash64(role_key, "category", list(cats))[cat_idx])
         protected = protect_values(exact, h, rule)
+        for cat_rule in {r.name: r for r in (category_rules or {}).values()}.values():
+            own = np.array([(category_rules or {}).get(c) is not None and category_rules[c].name == cat_rule.name
+                            for c in cats], dtype=bool)[cat_idx]
+            if own.any():
+                protected[own] = protect_values(exact[own], h[own], cat_rule)
     return BaseTable(role=role, codes=tuple(map(str, codes)), months=tuple(map(str, months)),
                      categories=tuple(map(str, cats)),
                      area_idx=area_idx.astype(np.int64), month_idx=month_idx.astype(np.int64),

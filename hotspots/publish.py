@@ -70,6 +70,9 @@ def publish(config: Config, kind: LayerKind, req: LayerRequest, a: Analysed, aud
         raise ForbiddenError(f"{kind.title} is for analysts: sign in with an analyst account", column="layer")
     frame, legend, summary = a.frame, a.legend, dict(a.summary)
     rule = effective_rule(config) if audience is Audience.VIEWER else None
+    if rule is not None:  # a layer on a partner source is shown under the strictest of its rules
+        from .sources import rule_for
+        rule = rule_for(config, req.categories, rule)
     if rule is not None and kind.counts:
         frame, legend, summary = _display_rule(kind, req, a, rule)
     allowed = kind.allowed(audience)

@@ -41,6 +41,8 @@ GRID_CELL_MENU = (100, 250, 500, 1000)
 GRID_SHAPES = ("square", "hex")
 BANDWIDTH_MENU = (100, 150, 200, 250, 300, 400, 500, 750, 1000, 1500, 2000)
 KDE_KERNELS = ("quartic", "gaussian")
+#: layers comparing two sources (hotspots.kinds_compare), which take ``versus``
+COMPARISON_LAYERS = ("comparison", "comparison_lisa")
 #: months before this are refused (police.uk street-level data starts in 2010; extracts go back further)
 FIRST_MONTH = "2001-01"
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -152,6 +154,9 @@ class LayerRequest:
     optimized: bool = False
     #: filters on an extract's declared extras and sub-category (issue 12): ((name, (value, ...)), ...), sorted
     where: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: the comparison layers (hotspots.kinds_compare): the second source's categories (``categories`` is the
+    #: first), e.g. ``src:hospital`` against police violent crime
+    versus: tuple[str, ...] = ()
 
     def query(self, **changes: Any) -> dict[str, str]:
         """The URL query string that reproduces this request (shareable link)."""
@@ -163,7 +168,8 @@ class LayerRequest:
              "permutations": str(p.permutations), "step": p.step, "time_neighbours": str(p.time_neighbours),
              "against": p.against if p.against != "imd" else "", "cell": f"{p.cell:g}", "shape": p.shape,
              "bandwidth": f"{p.bandwidth:g}", "kernel": p.kernel, "optimized": "1" if p.optimized else "",
-             "where": ";".join(f"{n}={','.join(v)}" for n, v in p.where)}
+             "where": ";".join(f"{n}={','.join(v)}" for n, v in p.where),
+             "versus": ",".join(p.versus)}
         return {k: v for k, v in q.items() if v != ""}
 
     @property
@@ -318,12 +324,26 @@ def parse_request(args: Mapping, catalog: Catalog, *, layer: str | None = None, 
             significance = "fdr"
     # -- filters on extract extras and the sub-category (issue 12): where NAME=V1,V2[;NAME=V] (repeatable) --
     where = _where(args, catalog.filters or {}, free)
+    # -- the comparison layers: the second source (a finite set: the catalogue's categories) --------------
+    versus = tuple(sorted({normalise_category(x) for x in (_first(args, "versus") or "").split(",") if x.strip()}))
+    unknown = [c for c in versus if c not in catalog.categories]
+    if unknown:
+        raise NotFoundError(f"unknown category in versus: {', '.join(u[:40] for u in unknown)} (known: "
+                            f"{', '.join(catalog.categories) or 'none'})", column="versus")
+    if layer in COMPARISON_LAYERS and not versus:  # the map's default: the first partner source
+        sources = [c for c in catalog.categories if c.startswith("src:") and "/" not in c and c not in cats]
+        if not sources:
+            raise HotspotsError("a comparison needs a second source: versus=src:NAME (add one with `hotspots "
+                                "source add`) or police categories", column="versus")
+        versus = (sources[0],)
+    if layer not in COMPARISON_LAYERS:
+        versus = ()  # does not apply to this layer: neither cached apart nor echoed
     return LayerRequest(layer=layer, geography=geography, categories=tuple(sorted(set(cats))), month_from=month_from,
                         month_to=month_to, variable=variable, weights=weights, significance=significance,
                         alpha=alpha, classes=classes, k=k, domain=domain, compare_from=cf, compare_to=ct,
                         permutations=perms, step=step, time_neighbours=int(time_neighbours), against=against,
                         cell=cell, shape=shape, bandwidth=bandwidth, kernel=kernel, optimized=optimized,
-                        where=where)
+                        where=where, versus=versus)
 
 
 #: at most this many filter clauses and values per request (the menus are finite; this bounds a free CLI too)

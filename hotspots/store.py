@@ -18,12 +18,31 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+#: Partner sources (``hotspots source add``): counts per area and month, NOT incidents, so they live in
+#: their own tables (a source, its counts, and the rows it refused with their reasons).
+SOURCE_TABLES = (
+    """CREATE TABLE IF NOT EXISTS sources (
+    name TEXT PRIMARY KEY, title TEXT NOT NULL, geography TEXT NOT NULL,  -- as given: lsoa21 | lsoa11 | ward
+    stored_geography TEXT NOT NULL,   -- what the counts are stored on (lsoa11 is converted to lsoa21)
+    disclosure TEXT NOT NULL, provenance TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL,
+    added_at TEXT NOT NULL, has_categories INTEGER NOT NULL, conversion TEXT,
+    place TEXT NOT NULL,              -- where a count is placed: incident | residence | unknown
+    viewers INTEGER NOT NULL,         -- 1: viewers see it (protected, under its rule); 0: analysts only
+    rows_read INTEGER NOT NULL, accepted INTEGER NOT NULL, duplicates INTEGER NOT NULL, rejected INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS source_counts (
+    source TEXT NOT NULL REFERENCES sources(name), code TEXT NOT NULL, month TEXT NOT NULL,
+    category TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (source, code, month, category))""",
+    """CREATE TABLE IF NOT EXISTS source_rejects (
+    source TEXT NOT NULL, row_no INTEGER NOT NULL, column_name TEXT, kind TEXT NOT NULL,  -- rejected | duplicate
+    reason TEXT NOT NULL, raw TEXT NOT NULL, PRIMARY KEY (source, row_no))""",
+)
 #: What each version added, applied in order to an older store by ``_migrate`` (v2 stores stay usable:
 #: the new column is NULL for their incidents).
 MIGRATIONS = {
     3: ("ALTER TABLE incidents ADD COLUMN time TEXT",),  # time of day, where the source has it
     4: ("ALTER TABLE incidents ADD COLUMN subcategory TEXT",),  # the local offence a mapped category came from
+    5: SOURCE_TABLES,  # partner sources by area (new tables only)
 }
 
 SCHEMA = """
@@ -226,7 +245,7 @@ def _migrate(con: sqlite3.Connection) -> None:
     """Create a new store, or bring an older one (v2 onwards) up to SCHEMA_VERSION in one transaction;
     the version is read inside it, so two processes opening an old store at once migrate it once."""
     # CREATE ... IF NOT EXISTS is idempotent, so two processes opening a new store at once are safe.
-    con.executescript(SCHEMA + ";".join(INDEXES.values()) + ";"
+    con.executescript(SCHEMA + ";".join([*INDEXES.values(), *SOURCE_TABLES]) + ";"
                       + "".join(f"DROP INDEX IF EXISTS {name};" for name in RETIRED_INDEXES))
     with transaction(con):
         row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -471,3 +490,87 @@ def points(db_path: Path, where: WhereTerms = ()) -> "tuple[list[float], list[fl
         return [], [], [], []
     e, n, m, c = zip(*rows)
     return [v / 10.0 for v in e], [v / 10.0 for v in n], list(m), list(c)
+
+
+# -- partner sources (counts per area and month; hotspots.sources) ------------------------------------------
+SOURCE_FIELDS = ("name", "title", "geography", "stored_geography", "disclosure", "provenance", "path", "sha256",
+                 "added_at", "has_categories", "conversion", "place", "viewers", "rows_read", "accepted", "duplicates", "rejected")
+
+
+def save_source(db_path: Path, meta: dict, counts: "list[tuple[str, str, str, int]]",
+                rejects: "list[tuple[int, str | None, str, str, str]]", *, replace: bool) -> None:
+    """Store one source in one transaction: its description, its counts (code, month, category, n) and its
+    refused rows (row, column, kind, reason, raw JSON). With ``replace`` an older source of that name goes."""
+    con = connect(db_path)
+    try:
+        with transaction(con):
+            if replace:
+                _delete_source(con, meta["name"])
+            con.execute(f"INSERT INTO sources ({', '.join(SOURCE_FIELDS)}) VALUES ({', '.join('?' * len(SOURCE_FIELDS))})",
+                        [meta[f] for f in SOURCE_FIELDS])
+            con.executemany("INSERT INTO source_counts VALUES (?, ?, ?, ?, ?)",
+                            [(meta["name"], *row) for row in counts])
+            con.executemany("INSERT INTO source_rejects VALUES (?, ?, ?, ?, ?, ?)",
+                            [(meta["name"], *row) for row in rejects])
+    finally:
+        con.close()
+
+
+def _delete_source(con: sqlite3.Connection, name: str) -> int:
+    for table in ("source_counts", "source_rejects"):
+        con.execute(f"DELETE FROM {table} WHERE source = ?", (name,))
+    return con.execute("DELETE FROM sources WHERE name = ?", (name,)).rowcount
+
+
+def remove_source(db_path: Path, name: str) -> bool:
+    """Delete a source with its counts and rejects; False when there is none of that name."""
+    con = connect(db_path)
+    try:
+        with transaction(con):
+            return _delete_source(con, name) > 0
+    finally:
+        con.close()
+
+
+def sources(db_path: Path) -> "list[dict]":
+    """Every stored source's description (no store yet: none)."""
+    if not Path(db_path).exists():
+        return []
+    con = _read(db_path)
+    try:
+        if con.execute("SELECT 1 FROM sqlite_master WHERE name = 'sources'").fetchone() is None:
+            return []  # a store not yet migrated by a writer
+        rows = con.execute(f"SELECT {', '.join(SOURCE_FIELDS)} FROM sources ORDER BY name").fetchall()
+        cats = con.execute("SELECT source, category, SUM(n) FROM source_counts GROUP BY source, category "
+                           "ORDER BY source, category").fetchall()
+    finally:
+        con.close()
+    out = [dict(zip(SOURCE_FIELDS, r)) for r in rows]
+    for s in out:
+        s["categories"] = {c: int(n) for src, c, n in cats if src == s["name"]}
+    return out
+
+
+def source_cells(db_path: Path, geography: str) -> "list[tuple[str, str, str, str, int]]":
+    """Non-zero counts (source, code, month, category, n) of every source stored on ``geography``."""
+    if not Path(db_path).exists():
+        return []
+    con = _read(db_path)
+    try:
+        if con.execute("SELECT 1 FROM sqlite_master WHERE name = 'sources'").fetchone() is None:
+            return []
+        return con.execute("SELECT c.source, c.code, c.month, c.category, c.n FROM source_counts c "
+                           "JOIN sources s ON s.name = c.source WHERE s.stored_geography = ? AND c.n > 0",
+                           (geography,)).fetchall()
+    finally:
+        con.close()
+
+
+def source_rejects(db_path: Path, name: str, limit: int = 1000) -> "list[dict]":
+    con = _read(db_path)
+    try:
+        rows = con.execute("SELECT row_no, column_name, kind, reason, raw FROM source_rejects WHERE source = ? "
+                           "ORDER BY row_no LIMIT ?", (name, limit)).fetchall()
+    finally:
+        con.close()
+    return [{"row": r[0], "column": r[1], "kind": r[2], "reason": r[3], "raw": r[4]} for r in rows]

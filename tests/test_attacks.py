@@ -358,3 +358,66 @@ def test_wolverhampton_attacks_fail(wolverhampton_worlds):
     # ward minus its other LSOAs
     lsoa = render.rows(pipeline.build_layer(a.config, pipeline.parse(a.config, {"layer": "count", **q}), VIEWER))
     assert next(r for r in lsoa if r["code"] == code)["count"] == "<5"
+
+
+# -- 5. a partner source under the hospital rule (issue 12) ----------------------------------------------
+
+SOURCE_REQUESTS = [
+    {"category": "src:hospital", "from": "2024-01", "to": "2024-01"},
+    {"category": "src:hospital/18-24", "from": "2023-04", "to": "2024-03"},
+    {"category": "src:hospital", "from": "2024-01", "to": "2024-03", "geography": "ward"},
+    {"category": "src:hospital", "from": "2023-11", "to": "2024-01", "variable": "rate", "significance": "fdr"},
+    {"category": "violent-crime", "versus": "src:hospital", "from": "2024-01", "to": "2024-03"},
+    {"category": "src:hospital", "versus": "violent-crime,burglary", "from": "2024-01", "to": "2024-03",
+     "geography": "ward"},
+]
+
+
+@pytest.fixture(scope="module")
+def hospital_worlds(tmp_path_factory, gridtown_worlds):
+    """Both worlds hold the same police incidents (world A's) and a hospital source; world B's source has
+    one more admission in one small cell (an LSOA-month-age band of 2, made 3)."""
+    import csv
+    from hotspots.sources import add_source
+    from source_fixture import gridtown_hospital, write_csv
+    a, _ = gridtown_worlds
+    tmp = tmp_path_factory.mktemp("attack-hospital")
+    path_a, rows = gridtown_hospital(tmp)
+    target = next(r for r in rows if r["admissions"] == 2 and r["period"] == "2024-01")
+    rows_b = [dict(r, admissions=r["admissions"] + 1) if r is target else r for r in rows]
+    (tmp / "b").mkdir()
+    path_b = write_csv(tmp / "b" / "hospital.csv", rows_b)
+    worlds = []
+    for name, path in (("A", path_a), ("B", path_b)):
+        inst = tmp / f"inst-{name}"
+        shutil.copytree(a.config.instance_dir, inst)  # the same police store
+        config = replace(a.config, instance_dir=inst)
+        add_source(config, "hospital", path, "lsoa21", "period", "admissions", category_col="age_band",
+                   disclosure="hospital", place="residence")
+        worlds.append(World(config, name))
+    assert list(csv.DictReader(path_a.read_text().splitlines()))[rows.index(target)]["admissions"] == "2"
+    return worlds[0], worlds[1], target
+
+
+def test_hospital_source_viewer_outputs_are_the_same_in_both_worlds(hospital_worlds):
+    a, b, target = hospital_worlds
+    ex = [int(area_counts(w.config, "lsoa", ["src:hospital/" + target["age_band"]], "2024-01", "2024-01", ANALYST)
+              .set_index("code").loc[target["LSOA21CD"], "count"]) for w in (a, b)]
+    assert ex == [2, 3]
+    kinds = [k.name for k in layers.kinds(a.config) if k.group == "crime" and not k.analyst_only
+             and k.name not in GRID_LAYERS]
+    assert {"count", "gistar", "lisa", "change", "comparison", "comparison_lisa"} <= set(kinds)
+    compared, answered = 0, 0
+    for kind in kinds:
+        for q in SOURCE_REQUESTS:
+            if ("versus" in q) != kind.startswith("comparison"):
+                continue
+            va, vb = (_strip_times(_outputs(w.config, kind, q, VIEWER)) for w in (a, b))
+            assert va == vb, f"viewer output of {kind} {q} tells the worlds apart"
+            compared += 1
+            answered += va[0] != "error"
+    assert compared >= 30 and answered >= 25
+    assert pipeline.categories(a.config, VIEWER) == pipeline.categories(b.config, VIEWER)
+    # analysts do see the difference (the worlds really differ)
+    q = {"category": "src:hospital", "from": "2024-01", "to": "2024-01"}
+    assert _strip_times(_outputs(a.config, "count", q, ANALYST)) != _strip_times(_outputs(b.config, "count", q, ANALYST))

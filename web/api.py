@@ -374,6 +374,8 @@ def filter_schema(name: str, catalog) -> dict:
         "codes": {"type": "string", "pattern": r"^[A-Za-z0-9]{1,16}(,[A-Za-z0-9]{1,16}){0,499}$"},
         "where": {"type": "string", "pattern": WHERE_PATTERN},
         "against": {"type": "string", "pattern": r"^[a-z0-9_-]{1,80}$"},
+        # the comparison layers' second source: categories, comma-separated (src:NAME or police slugs)
+        "versus": {"type": "string", "pattern": r"^[a-z0-9:/_,-]{1,200}$"},
     }
     return menus[name]
 
@@ -518,3 +520,5 @@ FILTERS.append(("where", "Filter on an extract's declared extras or subcategory:
                          "(values from the store's distinct values)"))
 #: NAME=V1,V2[;NAME=V...]: the syntax hotspots.request._where reads (names: declared extras, subcategory)
 WHERE_PATTERN = r"^[A-Za-z0-9_]{1,64}=[^;,]{1,80}(,[^;,]{1,80}){0,63}(;[A-Za-z0-9_]{1,64}=[^;,]{1,80}(,[^;,]{1,80}){0,63}){0,7}$"
+FILTERS += [("versus", "Comparison layers: the second source, src:NAME (a partner source) or police category slugs, "
+                       "comma-separated; the first source is 'category'")]

@@ -52,7 +52,7 @@ def _register() -> None:
     # Each module adds its commands to ``cli``; imported here so the group is complete.
     import importlib
     for name in ("data", "ingest", "counts", "analyse", "serve", "overlay", "users", "deploy", "emerging", "trend", "report",
-                 "kde", "init", "hours"):
+                 "kde", "init", "hours", "source", "compare"):
         try:
             importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as exc:  # a command module not written yet
