@@ -503,7 +503,7 @@ def save_source(db_path: Path, meta: dict, counts: "list[tuple[str, str, str, in
     refused rows (row, column, kind, reason, raw JSON). With ``replace`` an older source of that name goes."""
     con = connect(db_path)
     try:
-        with transaction(con):
+        with data_transaction(con):
             if replace:
                 _delete_source(con, meta["name"])
             con.execute(f"INSERT INTO sources ({', '.join(SOURCE_FIELDS)}) VALUES ({', '.join('?' * len(SOURCE_FIELDS))})",
@@ -526,7 +526,7 @@ def remove_source(db_path: Path, name: str) -> bool:
     """Delete a source with its counts and rejects; False when there is none of that name."""
     con = connect(db_path)
     try:
-        with transaction(con):
+        with data_transaction(con):
             return _delete_source(con, name) > 0
     finally:
         con.close()
