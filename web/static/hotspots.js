@@ -177,7 +177,9 @@
       "</strong>" + (plain ? " (" + esc(p.class_label) + ")" : "") + "</span></div>" : "";
     var why = fc.legend && fc.legend.explain && p.class_label && !suppressedClass(p) ?
       '<p class="tt-why">' + esc(fc.legend.explain) + "</p>" : "";
-    return '<div class="tt"><strong>' + esc(fc.title || "") + "</strong>" + cls + why + "<table>" + rows.join("") + "</table></div>";
+    // where the area is, in names people know (place_label: added to every layer by the server)
+    var place = p.place_label ? '<p class="tt-place">' + esc(p.place_label) + "</p>" : "";
+    return '<div class="tt">' + place + "<strong>" + esc(fc.title || "") + "</strong>" + cls + why + "<table>" + rows.join("") + "</table></div>";
   }
   function makeEntry(name) {
     var group = L.featureGroup();
