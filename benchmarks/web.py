@@ -57,11 +57,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(bundle: Path) -> tuple[subprocess.Popen, str, Path]:
+def start_server(bundle: Path, exe: str | None = None) -> tuple[subprocess.Popen, str, Path]:
     root = Path(tempfile.mkdtemp(prefix="hotspots-bench-"))
     env = {**os.environ, "HOTSPOTS_DATA_DIR": str(root / "data"), "HOTSPOTS_INSTANCE_DIR": str(root / "inst"),
            "HOTSPOTS_TILES": "none", "HOTSPOTS_PUBLIC": "1"}  # the map as a public visitor sees it
-    exe = str(Path(sys.executable).with_name("hotspots"))
+    exe = exe or str(Path(sys.executable).with_name("hotspots"))
     subprocess.run([exe, "data", "install", str(bundle)], env=env, check=True, capture_output=True)
     subprocess.run([exe, "ingest", str(bundle / "crime" / "wolverhampton-police-api-2018-06")], env=env, check=True,
                    capture_output=True)
@@ -105,9 +105,14 @@ def _timeline(res: list, base: str) -> dict:
     return out
 
 
-def measure(browser, url: str, size: tuple[int, int] = (1400, 900)) -> dict:
+def measure(browser, url: str, size: tuple[int, int] = (1400, 900), latency_ms: float = 0.0) -> dict:
     ctx = browser.new_context(viewport={"width": size[0], "height": size[1]})
     page = ctx.new_page()
+    if latency_ms:  # a network round trip as on a phone or a remote office (Chromium's network emulation)
+        cdp = ctx.new_cdp_session(page)
+        cdp.send("Network.enable")
+        cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": latency_ms,
+                                                      "downloadThroughput": -1, "uploadThroughput": -1})
     page.add_init_script(WATCH % N_LSOA)
     sizes: dict[str, int] = {}
     external: list[str] = []
@@ -145,6 +150,11 @@ def main() -> int:
     ap.add_argument("--bundle", default=os.environ.get("HOTSPOTS_BUNDLE") or str(REPO.parent / "shared" / "data"))
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="2 warm runs per size")
+    ap.add_argument("--peer", metavar="HOTSPOTS_EXE",
+                    help="also serve the map with this `hotspots` executable (e.g. another checkout's venv, the "
+                         "code before a change) and measure it interleaved with ours, run for run")
+    ap.add_argument("--latency", type=float, default=0.0, metavar="MS",
+                    help="emulate this network round-trip time for every request (0: localhost as it is)")
     ap.add_argument("--size", action="append", choices=[x[0] for x in SIZES], help="only this size (repeatable)")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args()
@@ -156,24 +166,39 @@ def main() -> int:
     if not url:
         proc, url, root = start_server(Path(a.bundle))
         print(f"server: {url} (data in {root})")
+    peer_proc = peer_url = None
+    if a.peer:
+        peer_proc, peer_url, peer_root = start_server(Path(a.bundle), a.peer)
+        print(f"peer server ({a.peer}): {peer_url}")
     try:
         waited = wait_warm(url)
         print(f"server warm-up finished after {waited:.1f} s")
+        if peer_url:
+            wait_warm(peer_url)
         sizes = [x for x in SIZES if not a.size or x[0] in a.size]
         per_size = {}
         with sync_playwright() as p:
             for name, w, h in sizes:  # a new browser per size: its first navigation is that size's cold run
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-                per_size[name] = {"size": [w, h], "cold": measure(browser, url, (w, h)),
-                                  "warm_runs": [measure(browser, url, (w, h)) for _ in range(a.runs)]}
+                per_size[name] = {"size": [w, h], "cold": measure(browser, url, (w, h), a.latency), "warm_runs": []}
+                if peer_url:
+                    peer_browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                    per_size[name]["peer"] = {"cold": measure(peer_browser, peer_url, (w, h), a.latency), "warm_runs": []}
+                for _ in range(a.runs):  # interleaved run for run, so both see the same machine load
+                    per_size[name]["warm_runs"].append(measure(browser, url, (w, h), a.latency))
+                    if peer_url:
+                        per_size[name]["peer"]["warm_runs"].append(measure(peer_browser, peer_url, (w, h), a.latency))
                 browser.close()
+                if peer_url:
+                    peer_browser.close()
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             uncached = measure(browser, url + "?category=violent-crime,public-order&layer=gistar")
             browser.close()
     finally:
-        if proc:
-            proc.terminate()
-            proc.wait(timeout=10)
+        for pr in (proc, peer_proc):
+            if pr:
+                pr.terminate()
+                pr.wait(timeout=10)
     for r in per_size.values():
         warm = r["warm_runs"]
         r["summary"] = {k: statistics.median(x[k] for x in warm) for k in ("polygons_ms", "ready_ms")}
@@ -200,6 +225,11 @@ def main() -> int:
               f"{m['polygons_ms']:.0f} ms, max {m['polygons_ms_max']:.0f} ms; page ready: cold {c['ready_ms']:.0f} ms, "
               f"warm median {m['ready_ms']:.0f} ms  {'OK' if ok else 'OVER'}")
         print(f"           warm timeline (ms after navigation, median start-end): {tl}")
+        if "peer" in r:
+            pc, pw = r["peer"]["cold"], r["peer"]["warm_runs"]
+            print(f"           peer: cold {pc['polygons_ms']:.0f} ms; warm median "
+                  f"{statistics.median(x['polygons_ms'] for x in pw):.0f} ms, max {max(x['polygons_ms'] for x in pw):.0f} ms; "
+                  f"page weight {pc['transfer_bytes'] / 1024:.1f} KB")
     print(f"first visit with a filter set not computed yet (analysis runs in the request): "
           f"{s['uncached_polygons_ms']:.0f} ms to polygons")
     if cold["external_requests"]:
