@@ -217,6 +217,16 @@
   function isPoints(fc) {
     return !!(fc.features.length && fc.features[0].geometry && fc.features[0].geometry.type === "Point");
   }
+  /* Resolves once the browser has painted what is drawn so far (an animation frame, then a task after it),
+   * or after 200 ms in a hidden tab, which runs no animation frames. */
+  function afterPaint() {
+    return new Promise(function (resolve) {
+      var done = false;
+      function go() { if (!done) { done = true; resolve(); } }
+      requestAnimationFrame(function () { setTimeout(go, 0); });
+      setTimeout(go, 200);
+    });
+  }
   /* Load a layer and draw it; with ``after`` (a promise), draw it only once ``after`` has settled (the
    * first layer is drawn before the ward outlines, whichever arrives first). */
   function load(name, after) {
@@ -793,14 +803,16 @@
   if (printButton) printButton.addEventListener("click", function () { window.print(); });
 
   // -- start --------------------------------------------------------------------------------------------
-  // The first layer is drawn first; the side panel's request waits until it is, so that the server answers
+  // The first layer is drawn and painted first (the ward outlines after it, rather than in the same task);
+  // the side panel's request waits until it is drawn, so that the server answers
   // the map's layers before it computes the panel (the page counts as loading until the panel is in).
   busy(1);
   var shown = visible.filter(function (n) { return entries[n]; });
   shown.forEach(function (n) { entries[n].group.addTo(map); });
   starting = false;
   var first = shown.length ? load(shown[0]) : Promise.resolve();
-  shown.slice(1).forEach(function (n) { load(n, first); });
+  var painted = first.then(afterPaint);  // the other layers (ward outlines) once the first is on screen
+  shown.slice(1).forEach(function (n) { load(n, painted); });
   syncURL(); showOptions();
   first.then(function () { refreshPanel(); busy(-1); });
   if (state.print) {
