@@ -105,7 +105,10 @@ def main() -> None:
         rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True).stdout.strip()
         print(f"Wolverhampton briefing, violence 2018-06, viewer, 161 LSOAs ({rev}; median of {repeats})")
-        print(f"  (a) cold pack (counts + Gi* 9,999 permutations + 3 PDF pages): {statistics.median(cold):6.2f} s")
+        pages = 3 + len(b.time_maps)  # the emerging and trend pages when the period has enough months
+        notes = "".join(f"\n      ({n})" for n in b.time_notes)
+        print(f"  (a) cold pack (counts + Gi* 9,999 permutations + {pages} PDF pages): {statistics.median(cold):6.2f} s"
+              + notes)
         print(f"  (b) warm pack (layers cached):                                  {statistics.median(warm):6.2f} s"
               f"  ({len(pdf) / 1024:.0f} KB)")
         print(f"      slide PNG 1920x1080:                                        {statistics.median(png):6.2f} s")

@@ -4,9 +4,12 @@ Why here and why this way: the pack is rendered on the server with matplotlib (n
 from the *published* layers only (``pipeline.build_layer`` / ``pipeline.panel`` / ``pipeline.comparison``),
 so a viewer's pack carries exactly the protected, suppressed figures the viewer's map shows and nothing
 else. Pages: (1) title, filters in words, date, protective marking, organisation and the Gi* map with its
-legend, north arrow and scale bar; (2) the top-10 hot spots with wards and places, the change table (with
-its significance when the change layer publishes one); (3) parameters and method in plain words and one
-attribution block. The marking is printed at the top and bottom of every page.
+legend, north arrow and scale bar; then, when the period has enough time steps, (2) the emerging-hot-spot
+map (ArcGIS's 17 outcomes, legend in plain words) and (3) the trend map; the top-10 hot spots with wards
+and places, the change table (with its significance when the change layer publishes one); parameters and
+method in plain words and one attribution block. The marking is printed at the top and bottom of every
+page. A period too short for the time maps leaves them out and says why in one line
+(``Briefing.time_notes``).
 """
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ import io
 import math
 import re
 import textwrap
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import partial
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
@@ -29,7 +33,7 @@ from matplotlib.path import Path as MplPath
 
 from . import pipeline
 from .config import Config
-from .errors import HotspotsError
+from .errors import AnalysisError, HotspotsError
 from .export import POLICE_NOTE
 from .places import place_names
 from .publish import Published
@@ -43,6 +47,17 @@ TOP_N = 10
 CHANGE_SIGNIFICANCE = (("change_p", "p"), ("change_label", "Significance"), ("significance", "Significance"))
 HATCH = "////"
 FONT = {"pdf.fonttype": 3, "font.family": "DejaVu Sans"}  # Type 3 subsets: text extractable, half the time of Type 42
+
+
+@dataclass(frozen=True)
+class MapPage:
+    """One more map page: a published layer drawn with its legend in plain words."""
+
+    heading: str
+    layer: Published
+    legend: list[tuple[str, str, str]]  # (colour, label, plain words)
+    explain: str
+    note: str
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,10 @@ class Briefing:
     change_rows: list[tuple[str, ...]]
     method: list[str]
     attribution: list[str]
+    #: the emerging-hot-spot and trend pages, when the period has enough time steps
+    time_maps: list[MapPage] = field(default_factory=list)
+    #: one line per time map left out, saying why ("Emerging hot spots need 10 or more months; ...")
+    time_notes: list[str] = field(default_factory=list)
 
 
 def check_marking(marking: str) -> str:
@@ -104,8 +123,7 @@ def compose(config: Config, req: LayerRequest, audience: Audience, *, marking: s
     except HotspotsError:
         wards = None
     places = place_names(config, gi.role)
-    legend = [(i["colour"], f"{i['label']} ({i['n']:,} {'area' if i['n'] == 1 else 'areas'})", i.get("plain", ""))
-              for i in gi.legend["items"] if i.get("n")]
+    legend = legend_items(gi.legend)
     if "suppressed" in gi.frame and bool(np.any(gi.frame["suppressed"].to_numpy(bool))):
         n = int(gi.frame["suppressed"].to_numpy(bool).sum())
         legend.append(("hatch", f"Hatched: small number suppressed ({n:,} {'area' if n == 1 else 'areas'})",
@@ -122,6 +140,8 @@ def compose(config: Config, req: LayerRequest, audience: Audience, *, marking: s
     method += [f"Classes: {gi.legend.get('note', '')}." if gi.legend.get("note") else ""]
     if panel.get("vintages"):
         method.append("Data: " + "; ".join(v["vintage"] for v in panel["vintages"]) + ".")
+    time_maps, time_notes = _time_maps(config, req, audience)
+    method += time_notes
     subtitle = (f"{panel['messages'][0]}" if panel["messages"] else "")
     when = (now or datetime.now(timezone.utc)).strftime("%d %B %Y %H:%M UTC")
     org = organisation if organisation is not None else config.area_name
@@ -135,7 +155,38 @@ def compose(config: Config, req: LayerRequest, audience: Audience, *, marking: s
                   "its neighbours have many." if top_rows else "No area is a significant Gi* hot spot with "
                   "these settings."),
         change_sentence=sentence, change_header=ch_header, change_rows=ch_rows,
-        method=[m for m in method if m], attribution=[*merge_attributions(config.attributions()), POLICE_NOTE])
+        method=[m for m in method if m], attribution=[*merge_attributions(config.attributions()), POLICE_NOTE],
+        time_maps=time_maps, time_notes=time_notes)
+
+
+def legend_items(legend: dict) -> list[tuple[str, str, str]]:
+    """(colour, "label (n areas)", plain words) of every class that some area has."""
+    return [(i["colour"], f"{i['label']} ({i['n']:,} {'area' if i['n'] == 1 else 'areas'})", i.get("plain", ""))
+            for i in legend["items"] if i.get("n")]
+
+
+def _time_maps(config: Config, req: LayerRequest, audience: Audience) -> tuple[list[MapPage], list[str]]:
+    """The emerging-hot-spot and trend layers of the request's period, as published for ``audience`` (viewers:
+    computed from the protected cube; no count column is published), and a line for each one left out."""
+    from .emerging import MIN_STEPS
+    from .kinds_time import time_steps
+    from .trend import MIN_MK_STEPS
+    n = len(time_steps(req.month_from, req.month_to, req.step)[0])
+    pages, notes = [], []
+    for kind, need, words in (("emerging", MIN_STEPS, "Emerging hot spots"), ("trend", MIN_MK_STEPS, "Trends")):
+        if n < need:
+            notes.append(f"{words} need {need} or more {req.step}s; this period has {n}.")
+            continue
+        try:
+            layer = pipeline.build_layer(config, replace(req, layer=kind), audience)
+        except AnalysisError as exc:
+            notes.append(f"No {words.lower()} map: {exc.message}.")
+            continue
+        heading = ("Emerging hot spots: how each area's hot or cold spot changed over the period" if kind == "emerging"
+                   else "Trend per area: rising, falling or steady over the period")
+        pages.append(MapPage(heading, layer, legend_items(layer.legend), layer.legend.get("explain", ""),
+                             layer.legend.get("note", "")))
+    return pages, notes
 
 
 _YEAR_END = re.compile(r"^(.*\bdatabase right) (\d{4})\.$")
@@ -192,10 +243,10 @@ def _paths(geom) -> list[MplPath]:
     return out
 
 
-def _draw_map(ax, b: Briefing) -> None:
-    """The Gi* map in EPSG:27700 (metres), hatched suppressed areas, ward outlines and names, north arrow,
-    scale bar."""
-    f = b.gi.frame
+def _draw_map(ax, layer: Published, wards: Published | None) -> None:
+    """A published layer's map in EPSG:27700 (metres), hatched suppressed areas, ward outlines and names,
+    north arrow, scale bar."""
+    f = layer.frame
     patches, colours, hatched = [], [], []
     sup = f["suppressed"].to_numpy(bool) if "suppressed" in f else np.zeros(len(f), bool)
     for geom, fill, s in zip(f.geometry, f["fill"], sup):
@@ -207,10 +258,10 @@ def _draw_map(ax, b: Briefing) -> None:
     ax.add_collection(PatchCollection(patches, facecolor=colours, edgecolor="#ffffff", linewidth=0.25))
     if hatched:
         ax.add_collection(PatchCollection(hatched, facecolor="none", edgecolor="#555555", linewidth=0, hatch=HATCH))
-    if b.wards is not None:
-        wp = [PathPatch(p) for g in b.wards.frame.geometry for p in _paths(g)]
+    if wards is not None:
+        wp = [PathPatch(p) for g in wards.frame.geometry for p in _paths(g)]
         ax.add_collection(PatchCollection(wp, facecolor="none", edgecolor="#222222", linewidth=0.8))
-        for name, g in zip(b.wards.frame["name"], b.wards.frame.geometry):
+        for name, g in zip(wards.frame["name"], wards.frame.geometry):
             pt = g.representative_point()
             ax.text(pt.x, pt.y, name, fontsize=5.5, ha="center", va="center", color="#111111",
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.6})
@@ -243,10 +294,22 @@ def _scale_bar(ax, x: float, y: float, width: float) -> None:
     ax.text(bx + length / 2, by + width * 0.018, words, ha="center", va="bottom", fontsize=7)
 
 
-def _draw_legend(fig: Figure, b: Briefing, x: float, y: float, width: float, line: float) -> float:
-    fig.text(x, y, b.gi.legend.get("title", "Legend"), fontsize=9, fontweight="bold", va="top")
+def _draw_legend(fig: Figure, title: str, items: list[tuple[str, str, str]], x: float, y: float, width: float,
+                 line: float, columns: int = 1) -> float:
+    """The legend, plain words under each class; ``columns`` side by side (a long legend on an A4 page)."""
+    fig.text(x, y, title, fontsize=9, fontweight="bold", va="top")
     y -= line * 1.3
-    for colour, label, plain in b.legend:
+    per = math.ceil(len(items) / columns) if items else 0
+    low = y
+    for c in range(columns):
+        cx = x + c * width / columns
+        low = min(low, _legend_column(fig, items[c * per:(c + 1) * per], cx, y, width / columns, line))
+    return low
+
+
+def _legend_column(fig: Figure, items: list[tuple[str, str, str]], x: float, y: float, width: float,
+                   line: float) -> float:
+    for colour, label, plain in items:
         sw = Rectangle((x, y - line * 0.75), 0.025, line * 0.75, transform=fig.transFigure,
                        facecolor="white" if colour == "hatch" else colour, edgecolor="#555555", lw=0.5,
                        hatch=HATCH if colour == "hatch" else None)
@@ -301,8 +364,23 @@ def _page_map(b: Briefing) -> Figure:
              f"{'viewers (protected figures, small numbers suppressed)' if b.audience is Audience.VIEWER else 'analysts (exact figures: do not publish)'}",
              fontsize=7.5, va="top", color="#333333")
     ax = fig.add_axes((0.06, 0.33, 0.88, 0.54))
-    _draw_map(ax, b)
-    _draw_legend(fig, b, 0.06, 0.31, 0.88, 0.016)
+    _draw_map(ax, b.gi, b.wards)
+    _draw_legend(fig, b.gi.legend.get("title", "Legend"), b.legend, 0.06, 0.31, 0.88, 0.016)
+    return fig
+
+
+def _page_time_map(m: MapPage, b: Briefing) -> Figure:
+    """An emerging-hot-spot or trend map: heading, what a class means, the map, the legend in plain words."""
+    fig = Figure(figsize=A4)
+    fig.text(0.06, 0.95, textwrap.shorten(m.heading, 95), fontsize=11, fontweight="bold", va="top")
+    y = _paragraphs(fig, [textwrap.shorten(m.layer.title, 140), m.explain + "." if m.explain else ""],
+                    0.06, 0.925, 118, 0.013, size=7.5)
+    top = min(y, 0.88)
+    ax = fig.add_axes((0.06, 0.36, 0.88, top - 0.37))
+    _draw_map(ax, m.layer, b.wards)
+    y = _draw_legend(fig, m.layer.legend.get("title", "Legend"), m.legend, 0.06, 0.34, 0.88, 0.0145,
+                     columns=2 if len(m.legend) > 5 else 1)
+    _paragraphs(fig, [m.note], 0.06, y - 0.005, 125, 0.011, size=6)
     return fig
 
 
@@ -337,7 +415,7 @@ def briefing_pdf(b: Briefing) -> bytes:
     """The pack as A4 PDF pages."""
     import matplotlib
     buf = io.BytesIO()
-    pages = [_page_map, _page_tables, _page_method]
+    pages = [_page_map, *[partial(_page_time_map, m) for m in b.time_maps], _page_tables, _page_method]
     with matplotlib.rc_context(FONT):
         with PdfPages(buf, metadata={"Title": b.title, "Subject": b.marking, "Author": b.organisation,
                                      "Creator": "hotspots briefing"}) as pdf:
@@ -359,8 +437,8 @@ def briefing_png(b: Briefing, dpi: int = 120) -> bytes:
         fig.text(0.03, 0.94, textwrap.shorten(b.title, 110), fontsize=14, fontweight="bold", va="top")
         fig.text(0.03, 0.895, f"{b.organisation} · {b.date}", fontsize=9, va="top", color="#333333")
         ax = fig.add_axes((0.03, 0.07, 0.58, 0.8))
-        _draw_map(ax, b)
-        _draw_legend(fig, b, 0.64, 0.86, 0.33, 0.03)
+        _draw_map(ax, b.gi, b.wards)
+        _draw_legend(fig, b.gi.legend.get("title", "Legend"), b.legend, 0.64, 0.86, 0.33, 0.03)
         fig.text(0.03, 0.02, "Contains OS data © Crown copyright and database right; ONS, MHCLG, data.police.uk "
                  "(Open Government Licence v3.0). " + POLICE_NOTE, fontsize=6.5, color="#333333")
         buf = io.BytesIO()
@@ -373,5 +451,5 @@ def briefing_filters(args: dict) -> dict:
     return {k: v for k, v in args.items() if k not in ("marking", "organisation", "audience", "show")}
 
 
-__all__ = ["Briefing", "compose", "briefing_pdf", "briefing_png", "check_marking", "MARKINGS", "merge_attributions",
+__all__ = ["Briefing", "MapPage", "compose", "legend_items", "briefing_pdf", "briefing_png", "check_marking", "MARKINGS", "merge_attributions",
            "briefing_filters"]

@@ -74,10 +74,57 @@ def _by(geom, own: str, wards: gpd.GeoDataFrame, tree: shapely.STRtree) -> str:
     return f", by {best}" if best else ""
 
 
+#: between an area's own name and where it is, in the label a tooltip leads with
+LABEL_DASH = " — "
+
+
+def place_labels(config: Config, role: str, frame: gpd.GeoDataFrame) -> dict[str, str]:
+    """code -> the line a tooltip leads with, for any layer's frame (EPSG:27700):
+
+    * an area below ward level: "Wolverhampton 020H — St Peters ward, north part, by Heath Town";
+    * a ward: "St Peters ward";
+    * a grid cell: "Grid cell in St Peters ward" or "Grid cell mostly in St Peters ward" (the ward holding
+      the largest share of the cell's area);
+    * anything else (incident points): ``{}``.
+
+    Why here and not per kind: the label depends only on the geometry's role and the area codes, so the
+    display step adds it to every layer of that role at once (cached per data version)."""
+    if role.startswith("grid:"):
+        return cached(config, ("place-labels", role, len(frame)), lambda: _cell_labels(config, frame))
+    if role == "points" or "name" not in frame.columns:
+        return {}
+    if role == "ward":
+        return {c: f"{n} ward" for c, n in zip(frame["code"], frame["name"]) if isinstance(n, str) and n}
+    places = place_names(config, role)
+    out = {}
+    for code, name in zip(frame["code"], frame["name"]):
+        head = name if isinstance(name, str) and name else code
+        out[code] = f"{head}{LABEL_DASH}{places[code]}" if code in places else head
+    return out
+
+
+def _cell_labels(config: Config, frame: gpd.GeoDataFrame) -> dict[str, str]:
+    wards = load_boundary(config, "ward")
+    cells = frame.geometry.to_numpy()
+    ci, wi = shapely.STRtree(wards.geometry.to_numpy()).query(cells, predicate="intersects")
+    shares = shapely.area(shapely.intersection(cells[ci], wards.geometry.to_numpy()[wi]))
+    best: dict[int, tuple[float, int]] = {}
+    total: dict[int, float] = {}
+    for c, w, a in zip(ci.tolist(), wi.tolist(), shares.tolist()):
+        total[c] = total.get(c, 0.0) + a
+        if a > best.get(c, (-1.0, -1))[0]:
+            best[c] = (a, w)
+    out = {}
+    for c, (a, w) in best.items():
+        where = "in" if a >= 0.99 * total[c] else "mostly in"
+        out[frame["code"].iat[c]] = f"Grid cell {where} {wards['name'].iat[w]} ward"
+    return out
+
+
 def label(name: str, code: str, place: str | None) -> str:
     """"Wolverhampton 020H (E01010520): St Peters ward, north part" — the official name, code and place."""
     head = f"{name} ({code})" if name and name != code else code
     return f"{head}: {place}" if place else head
 
 
-__all__ = ["place_names", "label", "compass_word"]
+__all__ = ["place_names", "place_labels", "label", "compass_word"]

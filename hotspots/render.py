@@ -31,11 +31,14 @@ from .errors import NotFoundError
 from .export import (POLICE_NOTE, csv_text, jsonable, status_words, to_geojson_dict, typed_frame, write_gpkg,
                      zip_bytes)
 from .layers import GEOGRAPHY_LABELS, filters_text
-from .places import place_names
+from .places import place_labels, place_names
 from .publish import Published, rule_words
 from .request import SIGNIFICANCE, VARIABLES, Audience, LayerRequest
 
 SIMPLIFY_M = 8.0
+#: the display property naming where an area is ("Wolverhampton 020H — St Peters ward, north part"): every
+#: tooltip leads with it (see :func:`hotspots.places.place_labels`)
+PLACE_LABEL = "place_label"
 DISPLAY_DECIMALS = 5
 #: Flask adds "; charset=utf-8" to a text/* mimetype itself: naming it here doubled it in the header
 DOWNLOAD_TYPES = {"geojson": "application/geo+json", "csv": "text/csv",
@@ -88,8 +91,11 @@ def display_geojson(config: Config, r: Published) -> bytes:
         own = r.role.startswith(OWN_GEOMETRY_ROLES)
         geoms = own_geometries(r) if own else display_geometries(config, r.role)
         props = pd.DataFrame(r.frame.drop(columns="geometry"))
+        labels = place_labels(config, r.role, r.frame)  # from the boundaries only: no figure in it
         parts = []
         for rec in props.to_dict(orient="records"):
+            if labels:
+                rec[PLACE_LABEL] = labels.get(rec["code"])
             pj = json.dumps({k: _round(v) for k, v in rec.items()}, separators=(",", ":"), ensure_ascii=False)
             parts.append('{"type":"Feature","properties":%s,"geometry":%s}' % (pj, geoms.get(rec["code"], "null")))
         head = {"type": "FeatureCollection", "name": r.name, "title": r.title, "legend": r.legend, "fields": r.fields,

@@ -79,6 +79,22 @@ def build(tmp: Path) -> SyntheticBundle:
     return SyntheticBundle(tmp, cfg, tmp / "data", tmp / "instance")
 
 
+def ingested(b: SyntheticBundle, name: str, rows):
+    """The bundle's config with ``rows`` (as for :func:`police_csv`) as its only incidents: the sample file
+    replaced by ``name``, the bundle installed and the incidents ingested."""
+    from hotspots.bundle import install_bundle
+    from hotspots.config import load_config
+    from hotspots.ingest import ingest_paths
+    crime = b.root / "bundle" / "crime"
+    (crime / "sample.csv").unlink(missing_ok=True)
+    (crime / name).write_text(police_csv(rows))
+    config = load_config(b.config_path, env={}, data_dir=b.data_dir, instance_dir=b.instance_dir,
+                         bundle=b.root / "bundle")
+    install_bundle(config)
+    ingest_paths(config, [crime])
+    return config
+
+
 HEADER = ("Crime ID,Month,Reported by,Falls within,Longitude,Latitude,Location,LSOA code,LSOA name,"
           "Crime type,Last outcome category,Context\n")
 

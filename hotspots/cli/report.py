@@ -35,7 +35,8 @@ from ..errors import HotspotsError
 @click.pass_context
 def report(ctx: click.Context, out: str, png: bool, marking: str | None, organisation: str | None, audience: str,
            categories: tuple[str, ...], **params) -> None:
-    """Write the briefing pack: Gi* map, top-10 hot spots with wards, change table, method, attribution."""
+    """Write the briefing pack: Gi* map, emerging-hot-spot and trend maps (when the period has enough months),
+    top-10 hot spots with wards, change table, method, attribution."""
     from .. import briefing, pipeline
     from ..request import Audience
 
@@ -61,3 +62,5 @@ def report(ctx: click.Context, out: str, png: bool, marking: str | None, organis
         written.append(p)
     for p in written:
         click.echo(f"Wrote {p} ({b.marking}, {audience} figures): {b.title}")
+    for note in b.time_notes:  # a time map left out: say why in one line
+        click.echo(note)

@@ -16,8 +16,10 @@ def test_analyst_briefing_pdf(client):
     assert r.status_code == 200 and r.mimetype == "application/pdf"
     assert "attachment" in r.headers["Content-Disposition"]
     pages, text = pdf_text(r.data)
-    assert pages == 3
+    assert pages == 4  # three months: a trend map, but too few for emerging hot spots (which says so)
     flat = " ".join(text.split())
+    assert "Trend per area: rising, falling or steady" in flat
+    assert "Emerging hot spots need 10 or more months; this period has 3." in flat
     assert "Hot spots of count: Violence and sexual offences, 2024-01 to 2024-03" in flat
     assert text.count("OFFICIAL-SENSITIVE") == 2 * pages and "Gridtown CSP" in flat
     assert "analysts (exact figures: do not publish)" in flat

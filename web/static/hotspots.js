@@ -4,6 +4,7 @@
 (function () {
   "use strict";
   var state = JSON.parse(document.getElementById("hotspots-state").textContent);
+  var thisScript = document.currentScript || {dataset: {}};  // its data-* name the lazily loaded files
   var map = window[state.map];
   var API = state.api.replace(/\/$/, "");
   var params = Object.assign({}, state.params);
@@ -185,7 +186,9 @@
       "</strong>" + (plain ? " (" + esc(p.class_label) + ")" : "") + "</span></div>" : "";
     var why = fc.legend && fc.legend.explain && p.class_label && !suppressedClass(p) ?
       '<p class="tt-why">' + esc(fc.legend.explain) + "</p>" : "";
-    return '<div class="tt"><strong>' + esc(fc.title || "") + "</strong>" + cls + why + "<table>" + rows.join("") + "</table></div>";
+    // where the area is, in names people know (place_label: added to every layer by the server)
+    var place = p.place_label ? '<p class="tt-place">' + esc(p.place_label) + "</p>" : "";
+    return '<div class="tt">' + place + "<strong>" + esc(fc.title || "") + "</strong>" + cls + why + "<table>" + rows.join("") + "</table></div>";
   }
   function makeEntry(name) {
     var group = L.featureGroup();
@@ -193,21 +196,68 @@
     entries[name] = {group: group, legend: null, loadedKey: null};
     return entries[name];
   }
-  function load(name) {
+  /* The layers shown first are fetched by <link rel=preload> in the page head, while the scripts load:
+   * their first load uses that very URL (the server wrote it), so the browser hands over the preloaded body. */
+  var preloaded = {};
+  Array.prototype.forEach.call(document.querySelectorAll('link[rel="preload"][data-layer]'), function (l) {
+    preloaded[l.getAttribute("data-layer")] = l.href;
+  });
+  /* The marker clusterer (vendored leaflet.markercluster), fetched the first time incident points are shown:
+   * most visits never show them, so the first draw does not wait for it. Resolves without it if the page
+   * names none (the points are then drawn unclustered). */
+  var clusterer = null;
+  function loadClusterer() {
+    if (L.markerClusterGroup || !thisScript.dataset.clustererJs) return Promise.resolve();
+    if (clusterer) return clusterer;
+    (thisScript.dataset.clustererCss || "").split(" ").filter(Boolean).forEach(function (href) {
+      var link = document.createElement("link");
+      link.rel = "stylesheet"; link.href = href;
+      document.head.appendChild(link);
+    });
+    clusterer = new Promise(function (resolve) {
+      var s = document.createElement("script");
+      s.src = thisScript.dataset.clustererJs;
+      s.onload = s.onerror = function () { resolve(); };
+      document.head.appendChild(s);
+    });
+    return clusterer;
+  }
+  function isPoints(fc) {
+    return !!(fc.features.length && fc.features[0].geometry && fc.features[0].geometry.type === "Point");
+  }
+  /* Resolves once the browser has painted what is drawn so far (an animation frame, then a task after it),
+   * or after 200 ms in a hidden tab, which runs no animation frames. */
+  function afterPaint() {
+    return new Promise(function (resolve) {
+      var done = false;
+      function go() { if (!done) { done = true; resolve(); } }
+      requestAnimationFrame(function () { setTimeout(go, 0); });
+      setTimeout(go, 200);
+    });
+  }
+  /* Load a layer and draw it; with ``after`` (a promise), draw it only once ``after`` has settled (the
+   * first layer is drawn before the ward outlines, whichever arrives first). */
+  function load(name, after) {
     var e = entries[name] || makeEntry(name);
     var key = qs(layerParams(name));
-    if (e.loadedKey === key || e.loadingKey === key) return Promise.resolve(e);
+    if (e.loadedKey === key) return Promise.resolve(e);
+    if (e.loadingKey === key) return e.loading;
     e.loadingKey = key;
     busy(1);
-    return fetch(API + "/layers/" + encodeURIComponent(name) + ".geojson?" + key).then(function (r) {
+    var url = preloaded[name] || API + "/layers/" + encodeURIComponent(name) + ".geojson?" + key;
+    delete preloaded[name];  // only the first load: later ones carry the filters of their time
+    e.loading = fetch(url).then(function (r) {
       return r.json().then(function (body) {
         if (!r.ok || body.ok === false) { var err = new Error(body.error || ("HTTP " + r.status)); throw err; }
         return body;
       });
     }).then(function (fc) {
+      var wait = [after, isPoints(fc) ? loadClusterer() : null].filter(Boolean);
+      return wait.length ? Promise.all(wait).then(function () { return fc; }) : fc;
+    }).then(function (fc) {
       if (e.loadingKey !== key) return e;  // superseded by a newer request
       e.group.clearLayers();
-      var points = fc.features.length && fc.features[0].geometry && fc.features[0].geometry.type === "Point";
+      var points = isPoints(fc);
       var gj = L.geoJSON(fc, {
         style: styleFor(name),
         renderer: gridRenderer(name, fc),
@@ -230,6 +280,12 @@
         }
       });
       if (isGrid(name)) bindGridCells(gj, fc);
+      e.legend = fc.legend; e.title = fc.title; e.count = fc.features.length;
+      e.loadedKey = key; e.loadingKey = null;
+      if (!areaBounds && fc.features.length) areaBounds = gj.getBounds();
+      // the legend first, which also fits the map to the area now that the legend has its size: the paths
+      // are then drawn once, at the final view (added before the fit, each would be projected twice)
+      renderLegends();
       if (points && L.markerClusterGroup) {  // vendored leaflet.markercluster (web/static/vendor/markercluster)
         // without a tile layer the map has no maxZoom, which the clusterer needs (it throws otherwise)
         if (!isFinite(map.getMaxZoom())) map.setMaxZoom(19);
@@ -239,20 +295,17 @@
       } else {
         gj.addTo(e.group);
       }
-      e.legend = fc.legend; e.title = fc.title; e.count = fc.features.length;
-      e.loadedKey = key; e.loadingKey = null;
       markDrawn(e);
       if (name === "wards") e.group.bringToFront();
       else if (entries.wards && map.hasLayer(entries.wards.group)) entries.wards.group.bringToFront();
-      if (!areaBounds && fc.features.length) areaBounds = gj.getBounds();
       if (name === "wards") updateWardLabels();
-      renderLegends();  // also fits the map to the area, now that the legend has its size
       return e;
     }).catch(function (err) {
       e.loadingKey = null;
       var msg = (err && err.message) || String(err);
       showError(catalogue[name] ? catalogue[name].title + ": " + msg : msg);
     }).finally(function () { busy(-1); });
+    return e.loading;
   }
 
   /* Fit the analysed area into the part of the map that no control covers. Each control box takes its
@@ -306,6 +359,7 @@
   }
   map.on("zoomend moveend", updateWardLabels);
 
+  var starting = true;  // until the layers shown first are on the map (see "start" below)
   // layer control: every layer is an overlay; loaded the first time it is switched on
   var control = L.control.layers(null, null, {collapsed: state.print || phone.matches || dockQueryNow(), position: "topright"});
   var tile = null;
@@ -331,7 +385,8 @@
     var name = ev.layer.hotspotsName;
     if (!name) return;
     if (visible.indexOf(name) < 0) visible.push(name);
-    load(name); syncURL(); renderLegends();
+    if (!starting) load(name);  // at the start, the layers are loaded in order below
+    syncURL(); renderLegends();
   });
   map.on("overlayremove", function (ev) {
     var name = ev.layer.hotspotsName;
@@ -1005,8 +1060,18 @@
   // -- start --------------------------------------------------------------------------------------------
   // a "month=" outside the period, or with a layer other than Gi*, is ignored (the whole period is shown)
   if (periodMonths().indexOf(timeMonth) < 0 || params.layer !== "gistar") timeMonth = null;
-  visible.forEach(function (n) { if (entries[n]) { entries[n].group.addTo(map); load(n); } });
-  syncURL(); showOptions(); refreshPanel(); renderTime();
+  // The first layer is drawn and painted first (the ward outlines after it, rather than in the same task);
+  // the side panel's request waits until it is drawn, so that the server answers
+  // the map's layers before it computes the panel (the page counts as loading until the panel is in).
+  busy(1);
+  var shown = visible.filter(function (n) { return entries[n]; });
+  shown.forEach(function (n) { entries[n].group.addTo(map); });
+  starting = false;
+  var first = shown.length ? load(shown[0]) : Promise.resolve();
+  var painted = first.then(afterPaint);  // the other layers (ward outlines) once the first is on screen
+  shown.slice(1).forEach(function (n) { load(n, painted); });
+  syncURL(); showOptions(); renderTime();
+  first.then(function () { refreshPanel(); busy(-1); });
   if (state.print) {
     var t = document.getElementById("print-title");
     window.hotspots.ready = new Promise(function (resolve) {
