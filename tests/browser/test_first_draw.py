@@ -43,8 +43,9 @@ def test_first_layers_come_from_the_preload_once_and_gistar_is_drawn_before_ward
 
 
 def test_points_fetch_the_clusterer_when_first_shown(page):
-    page.sign_in(*page.analyst)
-    _open(page)
+    page.sign_in(*page.analyst)  # lands on the map: wait for that load (a second navigation would abort its requests)
+    page.page.wait_for_function(f"{PATHS} >= 161", timeout=30000)
+    page.page.wait_for_function(READY, timeout=60000)
     assert page.page.evaluate("typeof L.markerClusterGroup") == "undefined"
     page.page.check("label:has-text('Incident points') input")
     page.page.wait_for_selector(".marker-cluster", timeout=30000)
