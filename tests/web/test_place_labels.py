@@ -12,11 +12,11 @@ from test_real_bundle import real_client  # noqa: F401 (the Wolverhampton app, a
 
 API = "/api/v1"
 #: a request each kind can answer on Gridtown (three months: too few for emerging hot spots)
-QUERY = "geography=lsoa&permutations=99&cell=250"
+QUERY = "geography=lsoa&permutations=99&cell=250&versus=burglary"  # versus: the comparison layers
 LSOA_LABEL = re.compile(r"^(?P<name>.+) — (?P<ward>.+) ward, (central|north|south|east|west|north-east|north-west|"
                         r"south-east|south-west) part(, by .+)?$")
 #: kinds Gridtown cannot build (three months; no IoD 2025), with the words of their 4xx (see the real bundle test)
-UNAVAILABLE = {"emerging": "time step", "bivariate": "IoD 2025"}
+UNAVAILABLE = {"emerging": "time step", "grid_emerging": "time step", "bivariate": "IoD 2025"}
 CELL_LABEL = re.compile(r"^Grid cell (?P<mostly>mostly )?in (?P<ward>.+) ward$")
 
 

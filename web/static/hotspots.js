@@ -244,7 +244,8 @@
     if (e.loadingKey === key) return e.loading;
     e.loadingKey = key;
     busy(1);
-    var url = preloaded[name] || API + "/layers/" + encodeURIComponent(name) + ".geojson?" + key;
+    // a shared link to one month (time control) asks for that month, not the period the head preloaded
+    var url = (!timeMonth && preloaded[name]) || API + "/layers/" + encodeURIComponent(name) + ".geojson?" + key;
     delete preloaded[name];  // only the first load: later ones carry the filters of their time
     e.loading = fetch(url).then(function (r) {
       return r.json().then(function (body) {
