@@ -73,10 +73,6 @@ class Job:
     finished: float | None = None
 
     @property
-    def finished_ok(self) -> bool:
-        return self.state == "done"
-
-    @property
     def over(self) -> bool:
         return self.state in ("done", "failed")
 
