@@ -1,14 +1,20 @@
 """Benchmark: patrol-scale grids on London's 12 months of police.uk crime, against named peers in the same run.
 
 (a) Gi* with 999 permutations on a 250 m grid over the bundle's 25 covered London boroughs, 500 m
-    distance band, as a whole process: incidents from the store → cells → weights → Gi* → GeoJSON.
-    Peer: the same grid and the same points through the usual PySAL route, geopandas ``sjoin`` for
-    the counts, ``libpysal.weights.DistanceBand`` and ``esda.G_Local(transform="B", star=True,
-    permutations=999)``, then geopandas' GeoJSON writer. Ours: ``assign_cells``, the lattice weights
-    (``lattice_distance_weights``, checked identical to ``build_weights``), ``gi_star`` and
-    ``cells_geojson``. The z-scores must be identical (to ~1e-12). Reading the points and building the
-    grid are the same code for both (shared); the table gives the total per request (points and grid in
-    memory, as the service holds them per data version) and the whole process with the shared steps.
+    distance band, violence (the map's default category, about 165,000 incidents), as a WHOLE PROCESS:
+    a new Python process goes from the store to the layer's GeoJSON.
+    Ours: the service's own path, ``pipeline.parse`` → ``pipeline.build_layer`` (counts from the store's
+    columnar snapshot → cells → lattice weights → Gi* with FDR and global Moran's I → publish) →
+    ``render.display_geojson`` (the map's GeoJSON with place labels), in two states of the instance:
+    *first use of the grid* (the grid's cells, display geometry and labels are built and kept; the store's
+    columnar snapshot is there, as every ingest leaves it, and its making is timed apart) and *every later
+    process*.
+    Peer: the usual PySAL route in its own process: the points by SQL, ``make_grid`` over the dissolved
+    boroughs (our code: a fishnet clipped to the area), geopandas ``sjoin`` for the counts,
+    ``libpysal.weights.DistanceBand`` and ``esda.G_Local(transform="B", star=True, permutations=999)``,
+    then geopandas' GeoJSON writer. esda's kernels are not cached by numba, so its first G_Local call in a
+    process compiles them; the table counts its SECOND call (the first is printed apart).
+    Python imports are timed apart on both sides. The z-scores must be identical (to ~1e-12).
 (b) Kernel density of violence (about 165,000 points) on a 100 m grid with a 400 m bandwidth:
     our quartic kernel (checked against a direct numpy sum over every point on a random subset
     of cells) and our Gaussian kernel against scikit-learn's ``KernelDensity(kernel="gaussian")``
@@ -18,7 +24,8 @@ Run::
 
     python benchmarks/grid.py                    # ingests London into a temporary instance (~40 s)
     python benchmarks/grid.py --workdir /tmp/ldn # keeps / reuses that instance
-    python benchmarks/grid.py --quick            # 5 boroughs, fewer cells for the KDE peer
+    python benchmarks/grid.py --quick            # KDE on 5 boroughs, fewer cells for its peer (Gi* runs the
+                                                 # configured 25: the service's own area)
 
 scikit-learn's exact Gaussian KDE takes about 30 ms per cell here, so it runs on a random subset of
 2,000 cells (hours for every cell); ours runs on the same subset and on every cell.
@@ -45,12 +52,8 @@ sys.path.insert(0, str(REPO))
 
 from hotspots import store  # noqa: E402
 from hotspots.config import load_config  # noqa: E402
-from hotspots.grid import (assign_cells, cell_geometry_texts, cells_geojson, lattice_distance_weights,  # noqa: E402
-                           make_grid)
+from hotspots.grid import make_grid  # noqa: E402
 from hotspots.kde import kde  # noqa: E402
-from hotspots.scale import optimized_distance  # noqa: E402
-from hotspots.stats import gi_star  # noqa: E402
-from hotspots.weights import build_weights, clear_cache  # noqa: E402
 
 CONFIG = REPO / "config" / "london.toml"
 GI_CELL_M, BAND_M, PERMUTATIONS, SEED = 250.0, 500.0, 999, 12345
@@ -96,111 +99,151 @@ def points(db: Path, category: str | None = None) -> np.ndarray:
     return np.asarray(rows, dtype=float).reshape(-1, 2) / 10.0
 
 
-def geojson(grid, counts, z, p, labels) -> str:
-    """The peer's GeoJSON: geopandas' writer, as a PySAL user would write the layer."""
-    out = gpd.GeoDataFrame({"code": grid["code"], "count": counts, "gi_z": z, "gi_p": p, "label": labels},
-                           geometry=grid["clipped"].values, crs=27700)
+#: Ours: the service's path from the store to the map's GeoJSON, ``1 + runs`` times in one process. Between
+#: runs every in-memory cache is emptied, so each run reads the store's snapshot and the grid's files again.
+OURS = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+from hotspots.config import load_config
+from hotspots import cache, pipeline, render, stats, weights
+from hotspots.request import Audience
+t1 = time.perf_counter()
+cfg = load_config()
+runs = []
+for r in range(1 + int(sys.argv[2])):
+    cache.clear(); weights.clear_cache(); stats._counts_memo.clear(); stats._shared_draws.cache_clear()
+    a = time.perf_counter()
+    req = pipeline.parse(cfg, {"layer": "grid_gistar", "cell": "%(cell)g", "weights": "distance:%(band)g",
+                               "permutations": "%(perms)d", "category": "%(category)s"})
+    b = time.perf_counter()
+    pub = pipeline.build_layer(cfg, req, Audience.ANALYST)
+    c = time.perf_counter()
+    body = render.display_geojson(cfg, pub)
+    d = time.perf_counter()
+    runs.append({"parse": b - a, "build": c - b, "geojson": d - c, "total": d - a})
+f = pub.frame
+np.savez(sys.argv[1], code=np.asarray(f["code"], dtype=str), z=f["gi_z"].to_numpy(float),
+         count=f["count"].to_numpy(float), hot=np.asarray(f["gi_bin"].to_numpy(float) > 0))
+print(json.dumps({"imports": t1 - t0, "runs": runs, "bytes": len(body), "cells": len(f)}))
+"""
+
+#: The peer, ``1 + runs`` times in one process: SQL, make_grid, sjoin, libpysal DistanceBand, esda G_Local
+#: (n_jobs=1: on this machine's two cores its fastest setting), geopandas to_json. Its first run includes
+#: numba compiling esda's kernels (esda does not cache them), which a new process pays every time.
+PEER = r"""
+import json, os, sys, time, warnings
+warnings.simplefilter("ignore")
+t0 = time.perf_counter()
+import geopandas as gpd, numpy as np, shapely, sqlite3, esda, libpysal
+from hotspots.grid import make_grid
+t1 = time.perf_counter()
+def read():
+    con = sqlite3.connect("file:%(db)s?mode=ro", uri=True)
+    rows = con.execute("SELECT i.easting_dm, i.northing_dm FROM incidents i JOIN categories c ON c.id = i.category_id "
+                       "WHERE i.in_area = 1 AND i.easting_dm IS NOT NULL AND c.slug = ?", ("%(category)s",)).fetchall()
+    con.close()
+    return np.asarray(rows, dtype=float).reshape(-1, 2) / 10.0
+def grid():
+    lsoa = gpd.read_file("%(lsoa)s").to_crs(27700)
+    area = shapely.union_all(np.asarray(lsoa[lsoa["LADCD"].isin(%(lads)r)].geometry.values))
+    return make_grid(area, %(cell)g)
+def counts(xy, g):
+    pts = gpd.GeoDataFrame(geometry=gpd.points_from_xy(xy[:, 0], xy[:, 1]), crs=27700)
+    cells = gpd.GeoDataFrame({"i": np.arange(len(g))}, geometry=g["clipped"].values, crs=27700)
+    j = gpd.sjoin(pts, cells, predicate="intersects", how="inner").sort_values("i", kind="stable")
+    j = j[~j.index.duplicated(keep="first")]  # a point on a shared edge: the cell with the smallest code
+    return np.bincount(j["i"].to_numpy(), minlength=len(g)).astype(float)
+def geojson(g, y, gl):
+    lab = np.where(gl.p_sim <= 0.05, np.where(gl.Zs > 0, "Hot", "Cold"), "Not significant")
+    out = gpd.GeoDataFrame({"code": g["code"], "count": y, "gi_z": gl.Zs, "gi_p": gl.p_norm, "label": lab},
+                           geometry=g["clipped"].values, crs=27700)
     return out.to_crs(4326).to_json()
+runs = []
+for r in range(1 + int(sys.argv[2])):
+    T = {}
+    def step(name, fn):
+        t = time.perf_counter(); out = fn(); T[name] = time.perf_counter() - t; return out
+    xy = step("points from the store (SQL)", read)
+    g = step("study area and grid (make_grid)", grid)
+    y = step("incidents -> cells (sjoin)", lambda: counts(xy, g))
+    c = shapely.get_coordinates(g.geometry.centroid)
+    w = step("weights (DistanceBand)", lambda: libpysal.weights.DistanceBand(c, threshold=%(band)g, binary=True,
+                                                                             silence_warnings=True))
+    gl = step("Gi* (G_Local)", lambda: esda.G_Local(y, w, transform="B", star=True, permutations=%(perms)d,
+                                                     seed=12345, n_jobs=1))
+    body = step("GeoJSON (geopandas to_json)", lambda: geojson(g, y, gl))
+    T["total"] = sum(T.values())
+    runs.append(T)
+np.savez(sys.argv[1], code=np.asarray(g["code"], dtype=str), z=gl.Zs, count=y)
+print(json.dumps({"imports": t1 - t0, "runs": runs, "bytes": len(body)}))
+"""
 
 
-def our_geojson(grid, counts, z, p, labels, texts=None) -> bytes:
-    """Ours: the same features and properties through hotspots.grid.cells_geojson (with the grid's geometry
-    texts when given: kept per grid, as the service keeps the display geometry of its boundaries)."""
-    return cells_geojson(grid["clipped"].to_numpy(), {"code": grid["code"].to_numpy(), "count": counts, "gi_z": z,
-                                                      "gi_p": p, "label": np.asarray(labels)}, geometry_texts=texts)
-
-
-def timed(fn):
-    t = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t, out
-
-
-def bench_gi(db: Path, area) -> None:
-    shared: list[tuple[str, float]] = []
-    rows: list[tuple[str, float, float]] = []
-    t_sql, xy = timed(lambda: points(db))
-    shared.append(("points from the store (SQL, shared)", t_sql))
-    t_grid, grid = timed(lambda: make_grid(area, GI_CELL_M))
-    shared.append((f"{GI_CELL_M:.0f} m grid, make_grid ({len(grid):,} cells, shared)", t_grid))
-    centroids = shapely.get_coordinates(grid.geometry.centroid)
-    print(f"(a) {len(xy):,} incidents of every category, {len(grid):,} cells of {GI_CELL_M:.0f} m, "
-          f"distance band {BAND_M:.0f} m, {PERMUTATIONS} permutations")
-
-    def ours_counts():
-        cell = assign_cells(xy[:, 0], xy[:, 1], grid)
-        return np.bincount(cell[cell >= 0], minlength=len(grid)).astype(float)
-
-    def peer_counts():
-        pts = gpd.GeoDataFrame(geometry=gpd.points_from_xy(xy[:, 0], xy[:, 1]), crs=27700)
-        cells = gpd.GeoDataFrame({"i": np.arange(len(grid))}, geometry=grid["clipped"].values, crs=27700)
-        j = gpd.sjoin(pts, cells, predicate="intersects", how="inner")
-        # A point on a shared edge counts once, in the cell with the smallest code (the grid is in code order).
-        j = j.sort_values("i", kind="stable")
-        j = j[~j.index.duplicated(keep="first")]
-        return np.bincount(j["i"].to_numpy(), minlength=len(grid)).astype(float)
-
-    t_c, y = timed(ours_counts)
-    t_pc, y_peer = timed(peer_counts)
-    rows.append(("incidents → cells → counts", t_c, t_pc))
-    clear_cache()
-    # ours: the weights hotspots.kinds_grid.grid_weights builds for a square grid and a distance band
-    t_w, w = timed(lambda: lattice_distance_weights(grid, BAND_M))
-    import esda
-    import libpysal
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t_lw, lw = timed(lambda: libpysal.weights.DistanceBand(centroids, threshold=BAND_M, binary=True,
-                                                              silence_warnings=True))
-    rows.append((f"weights distance:{BAND_M:.0f}", t_w, t_lw))
-    t_geo_w, w_geo = timed(lambda: build_weights(grid, f"distance:{BAND_M:g}", id_col="code"))
-    gi_star(y[:50], build_weights(grid.iloc[:50], "knn:3", id_col="code"), permutations=99)  # load the kernels
-    t_gi, gi = timed(lambda: gi_star(y, w, permutations=PERMUTATIONS, seed=SEED, fdr=True))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t_first, _ = timed(lambda: esda.G_Local(y, lw, transform="B", star=True, permutations=PERMUTATIONS,
-                                                seed=SEED, keep_simulations=False))
-        t_eg, eg = timed(lambda: esda.G_Local(y, lw, transform="B", star=True, permutations=PERMUTATIONS,
-                                              seed=SEED, keep_simulations=False))
-    rows.append((f"Gi* {PERMUTATIONS} permutations (warm)", t_gi, t_eg))
-    t_opt, choice = timed(lambda: optimized_distance(y, centroids))
-    esda_labels = np.where(eg.p_sim <= 0.05, np.where(eg.Zs > 0, "Hot", "Cold"), "Not significant")
-    geojson(grid.iloc[:10], y[:10], gi.z[:10], gi.p_norm[:10], gi.labels[:10])  # pyproj's first transform
-    our_geojson(grid.iloc[:10], y[:10], gi.z[:10], gi.p_norm[:10], gi.labels[:10])
-    t_texts, texts = timed(lambda: cell_geometry_texts(grid["clipped"].to_numpy()))
-    t_j, ours_text = timed(lambda: our_geojson(grid, y, gi.z, gi.p_norm, gi.labels, texts))
-    t_j_all, ours_all = timed(lambda: our_geojson(grid, y, gi.z, gi.p_norm, gi.labels))
-    t_pj, peer_text = timed(lambda: geojson(grid, y_peer, eg.Zs, eg.p_norm, esda_labels))
-    rows.append(("GeoJSON (EPSG:4326; ours: the grid's geometry kept)", t_j, t_pj))
-    request = (sum(r[1] for r in rows), sum(r[2] for r in rows))
-    both = sum(t for _, t in shared)
-    print(f"(ours only, once per grid: the cells' geometry as GeoJSON text {t_texts:.3f} s, counted in the whole "
-          f"process; written without it the GeoJSON step takes {t_j_all:.3f} s, identical bytes: "
-          f"{ours_all == ours_text})")
-    print(f"{'step':52} {'hotspots s':>11} {'sjoin+libpysal+esda s':>22} {'ratio':>7}")
-    for name, t in shared:
-        print(f"{name:52} {t:11.3f} {t:22.3f} {1:6.1f}×")
-    for name, a, b in rows:
-        print(f"{name:52} {a:11.3f} {b:22.3f} {b / a:6.1f}×")
-    print(f"{'per request: counts → weights → Gi* → GeoJSON':52} {request[0]:11.3f} {request[1]:22.3f} "
-          f"{request[1] / request[0]:6.1f}×")
-    whole = (request[0] + both + t_texts, request[1] + both)
-    print(f"{'whole process: store → ... → GeoJSON':52} {whole[0]:11.3f} {whole[1]:22.3f} "
-          f"{whole[1] / whole[0]:6.1f}×")
-    print(f"esda G_Local first call (numba compile): {t_first:.2f} s (not in the table)")
-    print(f"optimized distance band ({len(choice.table)} Moran's I bands, {t_opt:.2f} s): {choice.text}")
-    ok = np.isfinite(gi.z)
+def run_script(code: str, out: Path, env: dict, runs: int) -> dict:
     import json
-    ours_fc, peer_fc = json.loads(ours_text), json.loads(peer_text)
-    same_props = all(a["properties"]["code"] == b["properties"]["code"] and a["properties"]["count"]
-                     == b["properties"]["count"] for a, b in zip(ours_fc["features"], peer_fc["features"]))
-    print(f"check: counts identical to sjoin: {np.array_equal(y, y_peer)}; lattice weights identical to "
-          f"build_weights ({t_geo_w:.3f} s): {(w.matrix != w_geo.matrix).nnz == 0}; "
-          f"max |z_ours − esda Zs| = {np.abs(gi.z[ok] - eg.Zs[ok]).max():.2e} over {ok.sum():,} cells; "
-          f"islands {len(w.islands)}; neighbours min/mean/max {w.cardinalities.min()}/"
-          f"{w.cardinalities.mean():.1f}/{w.cardinalities.max()}; hot cells (FDR) {(gi.bin > 0).sum():,}, "
-          f"cold {(gi.bin < 0).sum():,}; GeoJSON {len(ours_text) / 1e6:.1f} MB (peer {len(peer_text) / 1e6:.1f} MB), "
-          f"same features: {len(ours_fc['features']) == len(peer_fc['features']) and same_props}")
+    r = subprocess.run([sys.executable, "-c", code, str(out), str(runs)], env=env, cwd=REPO, capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"benchmark process failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def bench_gi(workdir: Path, db: Path, repeats: int) -> None:
+    cfg = load_config(CONFIG)
+    bundle = Path(os.environ.get("HOTSPOTS_BUNDLE") or REPO.parent / "shared" / "data")
+    params = {"cell": GI_CELL_M, "band": BAND_M, "perms": PERMUTATIONS, "category": "violent-crime", "db": db,
+              "lsoa": bundle / "london" / "boundaries" / "london_lsoa21_bgc.geojson", "lads": list(cfg.lad_codes)}
+    env = dict(os.environ, HOTSPOTS_CONFIG=str(CONFIG), HOTSPOTS_DATA_DIR=str(workdir / "data"),
+               HOTSPOTS_INSTANCE_DIR=str(workdir / "inst"), PYTHONPATH=str(REPO))
+    cache = workdir / "inst" / "cache"
+    print(f"(a) violence, {GI_CELL_M:.0f} m grid, distance band {BAND_M:.0f} m, {PERMUTATIONS} permutations")
+    with tempfile.TemporaryDirectory() as tmp:
+        for pattern in ("incidents-*.npz", "values-*.npz", "grid-*.npz", "weights-*.npz"):
+            for f in cache.glob(pattern):  # nothing kept on disk yet
+                f.unlink()
+        t = time.perf_counter()  # what the ingest does at its end: the store's columnar snapshot
+        store.incident_columns(db, cache)
+        t_snapshot = time.perf_counter() - t
+        first = run_script(OURS % params, Path(tmp) / "first.npz", env, 0)
+        ours = run_script(OURS % params, Path(tmp) / "ours.npz", env, repeats)
+        peer = run_script(PEER % params, Path(tmp) / "peer.npz", env, repeats)
+        ours_z, peer_z = np.load(Path(tmp) / "ours.npz"), np.load(Path(tmp) / "peer.npz")
+        first_z = np.load(Path(tmp) / "first.npz")
+    steps = [k for k in peer["runs"][0] if k != "total"]
+
+    def med(rows, key):
+        return float(np.median([row[key] for row in rows]))
+    new_peer, new_ours = peer["runs"][0], ours["runs"][0]
+    warm_peer, warm_ours = peer["runs"][1:], ours["runs"][1:]
+    print(f"{'':58} {'new process':>12} {'warm':>9}")
+    print(f"{'peer: imports (geopandas, libpysal, esda)':58} {peer['imports']:12.3f}")
+    for k in steps:
+        print(f"{'peer: ' + k:58} {new_peer[k]:12.3f} {med(warm_peer, k):9.3f}")
+    print(f"{'peer: store → GeoJSON':58} {new_peer['total']:12.3f} {med(warm_peer, 'total'):9.3f}")
+    peer_new_no_jit = new_peer["total"] - new_peer["Gi* (G_Local)"] + med(warm_peer, "Gi* (G_Local)")
+    print(f"{'peer: store → GeoJSON, new process without esda compiling':58} {peer_new_no_jit:12.3f}")
+    print(f"{'ours: imports (hotspots)':58} {ours['imports']:12.3f}")
+    for k in ("parse", "build", "geojson"):
+        print(f"{'ours: ' + k:58} {new_ours[k]:12.3f} {med(warm_ours, k):9.3f}")
+    print(f"{'ours: store → GeoJSON':58} {new_ours['total']:12.3f} {med(warm_ours, 'total'):9.3f}")
+    print(f"{'ours: the snapshot, at the end of an ingest (once per ingest)':58} {t_snapshot:12.3f}")
+    print(f"{'ours: store → GeoJSON, first use of this grid (builds its files)':58} {first['runs'][0]['total']:12.3f}")
+    print(f"ratio, warm (both runtimes started, data read again each run): "
+          f"{med(warm_peer, 'total') / med(warm_ours, 'total'):.1f}×")
+    print(f"ratio, new process, peer without its compile: {peer_new_no_jit / new_ours['total']:.1f}×; with it: "
+          f"{new_peer['total'] / new_ours['total']:.1f}×; with imports on both sides: "
+          f"{(peer_new_no_jit + peer['imports']) / (new_ours['total'] + ours['imports']):.1f}×")
+    print(f"ratio, ours at the first use of this grid (building its cells, display geometry and labels) against "
+          f"the peer's new process without its compile: {peer_new_no_jit / first['runs'][0]['total']:.1f}×")
+    same_order = np.array_equal(ours_z["code"], peer_z["code"])
+    ok = np.isfinite(ours_z["z"]) & np.isfinite(peer_z["z"])
+    print(f"check: same cells in the same order: {same_order} ({len(ours_z['code']):,}); counts identical to sjoin: "
+          f"{np.array_equal(ours_z['count'], peer_z['count'])}; max |z_ours − esda Zs| = "
+          f"{np.abs(ours_z['z'][ok] - peer_z['z'][ok]).max():.2e} over {ok.sum():,} cells; first and later processes "
+          f"identical: {np.array_equal(first_z['z'], ours_z['z'], equal_nan=True)}; hot cells (FDR) "
+          f"{int(ours_z['hot'].sum()):,}; GeoJSON ours {ours['bytes'] / 1e6:.1f} MB (all the layer's fields and "
+          f"place labels), peer {peer['bytes'] / 1e6:.1f} MB")
 
 
 def bench_kde(db: Path, area, quick: bool) -> None:
@@ -261,13 +304,14 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, help="directory holding (or to hold) the London instance")
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_BOROUGHS} boroughs; KDE peer on fewer cells")
     ap.add_argument("--only", choices=("gi", "kde"), help="run one part")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each Gi* process (the median is shown)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="hotspots-grid-") as tmp:
         db = instance(args.workdir or Path(tmp))
         area, n_lads = london_area(args.quick)
         print(f"London, {n_lads} boroughs, {area.area / 1e6:,.0f} km²; {os.cpu_count()} CPUs")
         if args.only in (None, "gi"):
-            bench_gi(db, area)
+            bench_gi(args.workdir or Path(tmp), db, args.repeats)
         if args.only in (None, "kde"):
             bench_kde(db, area, args.quick)
     return 0

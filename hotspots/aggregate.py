@@ -20,7 +20,7 @@ from .bundle import BNG, load_boundary, load_population
 from .categories import category_label, normalise_category
 from .config import Config
 from .disclosure import effective_rule
-from .protect import BaseTable, build_base, perturbation_key, sum_tables
+from .protect import BaseTable, build_base, build_base_indexed, count_indexed, perturbation_key, sum_tables
 from .errors import HotspotsError, NotFoundError
 from .filters import Where
 from .request import Audience, check_month, check_period  # noqa: F401  (check_* re-exported)
@@ -104,14 +104,26 @@ def base_table(config: Config, role: str, audience: Audience = Audience.ANALYST,
 
     def build() -> BaseTable:
         from . import sources
-        # partner sources have no extract fields: a filtered table holds police incidents only
-        cells = pd.DataFrame(store.count_cells(config.db_path, role, filters.terms(config, where))
-                             + ([] if where else sources.cells(config, role)),
-                             columns=["code", "month", "category", "n"])
         key = perturbation_key(config) if rule is not None else None
+        # partner sources have no extract fields: a filtered table holds police incidents only
+        extra = [] if where else sources.cells(config, role)
+        if not where and not extra:  # the common case: counted from the columnar snapshot
+            col = incident_columns(config)
+            counted = count_indexed(col[f"{role}_codes"], col["months"], col["categories"], col[f"{role}_idx"],
+                                    col["month_idx"], col["cat_idx"])
+            return build_base_indexed(*counted, role, rule, key, "", sources.cell_rules(config, role))
+        cells = pd.DataFrame(store.count_cells(config.db_path, role, filters.terms(config, where)) + extra,
+                             columns=["code", "month", "category", "n"])
         return build_base(cells, role, rule, key, filters.key_text(where), sources.cell_rules(config, role))
     return cached(config, ("base", role, audience.value, None if rule is None else rule.name)
                   + ((where,) if where else ()), build)
+
+
+def incident_columns(config: Config) -> dict:
+    """Every in-area incident as numpy columns (:func:`hotspots.store.incident_columns`), cached per data
+    version in memory and per store version on disk."""
+    from .cache import cached
+    return cached(config, ("incident-columns",), lambda: store.incident_columns(config.db_path, config.cache_dir))
 
 
 def category_totals(config: Config, audience: Audience) -> list[dict]:
@@ -141,7 +153,7 @@ def _check_categories(config: Config, cats: list[str], role: str = "lsoa21",
     if cats:
         from .sources import check_categories
         src = check_categories(config, cats, role, audience)  # partner sources: known, and on this geography
-        known = set(base_table(config, "lsoa21").categories)
+        known = set(incident_columns(config)["categories"])  # police categories (sources are in ``src``)
         unknown = [c for c in cats if c not in known and c not in src]
         if unknown:
             raise NotFoundError(f"unknown category {', '.join(unknown)} (known: {', '.join(sorted(known))})",
@@ -229,20 +241,38 @@ def grid_role(cell_m: float, shape: str) -> str:
     return f"grid:{GRID_PREFIX[shape]}{_fmt(float(cell_m))}"
 
 
+def parse_grid_role(role: str) -> tuple[float, str]:
+    """(cell size in metres, shape) of a grid role from :func:`grid_role` (``grid:sq250`` -> (250.0, "square"))."""
+    body = role.split(":", 1)[1] if role.startswith("grid:") else ""
+    shape = {prefix: name for name, prefix in GRID_PREFIX.items()}.get(body[:2])
+    try:
+        cell = float(body[2:])
+    except ValueError:
+        cell = float("nan")
+    if shape is None or not cell > 0:
+        raise ValueError(f"{role!r} is not a grid role")
+    return cell, shape
+
+
 def study_area(config: Config):
     """The configured area: the union of the LSOA 2021 boundaries (EPSG:27700), cached per bundle."""
     import shapely
     from .cache import cached
-    return cached(config, ("study-area",),
-                  lambda: shapely.union_all(load_boundary(config, "lsoa21").geometry.to_numpy()))
+    def build():
+        polygons = load_boundary(config, "lsoa21").geometry.to_numpy()
+        # LSOAs tile the area: a checked coverage dissolves in a fraction of union_all's time
+        return shapely.coverage_union_all(polygons) if shapely.coverage_is_valid(polygons) else shapely.union_all(polygons)
+    return cached(config, ("study-area",), build)
 
 
 def grid_cells(config: Config, cell_m: float, shape: str = "square") -> gpd.GeoDataFrame:
     """The grid of ``cell_m`` metres covering the configured area (cached per data version); AnalysisError
     for a size below the engine's minimum or over its cell cap."""
+    from . import grid_cache
     from .cache import cached
     from .grid import make_grid
-    return cached(config, ("grid", float(cell_m), shape), lambda: make_grid(study_area(config), cell_m, shape))
+    return cached(config, ("grid", float(cell_m), shape), lambda: grid_cache.grid(
+        config, cell_m, shape, lambda: make_grid(study_area(config), cell_m, shape)))
 
 
 def incident_points(config: Config, where: Where = ()) -> pd.DataFrame:
@@ -251,6 +281,14 @@ def incident_points(config: Config, where: Where = ()) -> pd.DataFrame:
     from .cache import cached
 
     def build() -> pd.DataFrame:
+        if not where:
+            col = incident_columns(config)
+            has = col["easting_dm"] >= 0
+            return pd.DataFrame({"easting": col["easting_dm"][has] / 10.0, "northing": col["northing_dm"][has] / 10.0,
+                                 "month": pd.Series(np.asarray(col["months"], dtype=object)[col["month_idx"][has]],
+                                                    dtype=object),
+                                 "category": pd.Series(np.asarray(col["categories"], dtype=object)[col["cat_idx"][has]],
+                                                       dtype=object)})
         e, n, m, c = store.points(config.db_path, filters.terms(config, where))
         return pd.DataFrame({"easting": np.asarray(e, dtype=float), "northing": np.asarray(n, dtype=float),
                              "month": pd.Series(m, dtype=object), "category": pd.Series(c, dtype=object)})
@@ -271,14 +309,22 @@ def grid_base_table(config: Config, cell_m: float, shape: str, audience: Audienc
 
     def build() -> BaseTable:
         grid = grid_cells(config, cell_m, shape)
-        pts = incident_points(config, where)
-        idx = assign_cells(pts["easting"].to_numpy(), pts["northing"].to_numpy(), grid)
-        inside = idx >= 0
-        cells = pd.DataFrame({"code": grid["code"].to_numpy()[idx[inside]], "month": pts["month"].to_numpy()[inside],
-                              "category": pts["category"].to_numpy()[inside]})
-        cells = cells.groupby(["code", "month", "category"], sort=False).size().rename("n").reset_index()
+        if where:
+            pts = incident_points(config, where)
+            months, month_idx = np.unique(pts["month"].to_numpy(dtype=object).astype(str), return_inverse=True)
+            cats, cat_idx = np.unique(pts["category"].to_numpy(dtype=object).astype(str), return_inverse=True)
+            x, y = pts["easting"].to_numpy(), pts["northing"].to_numpy()
+        else:  # the columnar snapshot: no string per incident, and each incident's cell kept per store version
+            from . import grid_cache
+            col = incident_columns(config)
+            has = col["easting_dm"] >= 0
+            months, month_idx, cats, cat_idx = col["months"], col["month_idx"][has], col["categories"], col["cat_idx"][has]
+            x, y = col["easting_dm"][has] / 10.0, col["northing_dm"][has] / 10.0
+        idx = (assign_cells(x, y, grid) if where else
+               grid_cache.cell_index(config, grid, col["version"], int(has.sum()), lambda: assign_cells(x, y, grid)))
+        counted = count_indexed(grid["code"].tolist(), list(months), list(cats), idx, month_idx, cat_idx)
         key = perturbation_key(config) if rule is not None else None
-        return build_base(cells, role, rule, key, filters.key_text(where))
+        return build_base_indexed(*counted, role, rule, key, filters.key_text(where))
     return cached(config, ("base", role, audience.value, None if rule is None else rule.name)
                   + ((where,) if where else ()), build)
 

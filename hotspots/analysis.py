@@ -20,7 +20,7 @@ import pandas as pd
 from . import stats as _stats  # aliased: ``stats`` is a parameter of analyse_areas
 from .errors import AnalysisError
 from .export import jsonable
-from .weights import BNG_EPSG, build_weights, parse_spec
+from .weights import BNG_EPSG, SpatialWeights, build_weights, parse_spec
 
 STATS = ("gistar", "lisa", "moran")
 #: multiple-testing modes: no correction, Benjamini-Hochberg FDR, Bonferroni (GeoDa's three)
@@ -312,7 +312,9 @@ def analyse_areas(areas: gpd.GeoDataFrame, id_col: str, value_col: str, *, name_
                   weights: str = "queen", permutations: int | None = None, seed: int = 12345,
                   alpha: float = 0.05, fdr: bool = False, variable: str = "count",
                   population_col: str | None = None, metadata: dict | None = None,
-                  cache_dir: str | Path | None = None, significance: str | None = None) -> AnalysisResult:
+                  cache_dir: str | Path | None = None, significance: str | None = None,
+                  spatial_weights: SpatialWeights | None = None, draws: str = "per-site",
+                  moran_permutations: int | None = None) -> AnalysisResult:
     """Run Gi*, local Moran and global Moran on one value per area.
 
     Parameters
@@ -328,6 +330,11 @@ def analyse_areas(areas: gpd.GeoDataFrame, id_col: str, value_col: str, *, name_
     metadata : merged into the result's metadata (e.g. geography, period, attribution).
     significance : ``raw`` | ``fdr`` | ``bonferroni`` (``fdr=True`` is the older spelling of ``fdr``); the
         cut-offs actually applied are in ``metadata["cutoffs"]``.
+    spatial_weights : weights already built for these areas in this order (a grid's lattice weights); the
+        ``weights`` text then only names them.
+    draws : how Gi*'s permutations are drawn (:func:`hotspots.stats.gi_star`).
+    moran_permutations : permutations for the global Moran's I (default: ``permutations``); 0 leaves it to
+        the analytical tests alone, as ArcGIS's Spatial Autocorrelation tool does.
     """
     significance = significance or ("fdr" if fdr else "raw")
     if significance not in SIGNIFICANCE:
@@ -344,7 +351,12 @@ def analyse_areas(areas: gpd.GeoDataFrame, id_col: str, value_col: str, *, name_
     if id_col not in areas:
         raise AnalysisError(f"no column {id_col!r}", column=id_col)
     spec = parse_spec(weights)
-    w = build_weights(areas, spec, id_col=id_col, cache_dir=cache_dir)
+    if spatial_weights is None:
+        w = build_weights(areas, spec, id_col=id_col, cache_dir=cache_dir)
+    else:
+        w = spatial_weights
+        if list(w.ids) != areas[id_col].tolist():
+            raise AnalysisError("the weights given are not for these areas in this order", column=id_col)
     ids = w.ids
     y = _values(areas, value_col, variable, population_col, ids)
     n = len(y)
@@ -361,7 +373,7 @@ def analyse_areas(areas: gpd.GeoDataFrame, id_col: str, value_col: str, *, name_
     nan = np.full(n, np.nan)
     gi_cut: dict = {}
     if "gistar" in chosen:
-        gi = _stats.gi_star(y, w, permutations=n_perm, seed=seed, alpha=alpha, fdr=fdr)
+        gi = _stats.gi_star(y, w, permutations=n_perm, seed=seed, alpha=alpha, fdr=fdr, draws=draws)
         table["gi_z"], table["gi_p"], table["gi_p_sim"] = gi.z, gi.p_norm, gi.p_sim
         table["gi_bin"], table["gi_label"] = gi.bin, list(gi.labels)
         gi_cut = gi.bin_cutoffs
@@ -380,7 +392,8 @@ def analyse_areas(areas: gpd.GeoDataFrame, id_col: str, value_col: str, *, name_
         table["lisa_i"], table["lisa_q"], table["lisa_p_sim"] = nan, 0, nan
         table["lisa_label"] = "Not computed"
     table["n_neighbours"] = w.cardinalities
-    moran = _stats.moran_global(y, w, permutations=n_perm, seed=seed) if "moran" in chosen else {}
+    moran_perm = n_perm if moran_permutations is None else int(moran_permutations)
+    moran = _stats.moran_global(y, w, permutations=moran_perm, seed=seed) if "moran" in chosen else {}
     if w.islands and not any("no neighbours" in x for x in warnings):
         warnings.append(f"{len(w.islands)} area(s) have no neighbours: {', '.join(map(str, w.islands[:10]))}")
     if n < _stats.MIN_AREAS_GISTAR and _stats.WARN_FEW_AREAS not in warnings:
@@ -393,6 +406,7 @@ def analyse_areas(areas: gpd.GeoDataFrame, id_col: str, value_col: str, *, name_
     meta: dict[str, Any] = {
         "geography": None, "weights": str(spec), "islands": list(w.islands),
         "n_components": w.n_components, "permutations": n_perm, "seed": int(seed), "fdr": bool(fdr),
+        "draws": draws, "moran_permutations": moran_perm if "moran" in chosen else None,
         "alpha": float(alpha), "cutoff_lisa": lisa_cut, "cutoff_gi_bins": gi_cut,
         "significance_rule": "p <= cut-off; all p-values two-sided", "significance": significance,
         "cutoffs": cut, "moran": jsonable(moran),

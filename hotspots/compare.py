@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
 from .errors import AnalysisError
 from .weights import SpatialWeights
@@ -47,6 +46,7 @@ def spearman(a, b) -> Spearman:
     n = len(a)
     if n < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return Spearman(float("nan"), float("nan"), n)
+    from scipy import stats as sps  # here, not at import: scipy.stats takes 0.6 s to import, every CLI call paid it
     ra, rb = sps.rankdata(a), sps.rankdata(b)
     ra, rb = ra - ra.mean(), rb - rb.mean()
     rho = float((ra * rb).sum() / np.sqrt((ra * ra).sum() * (rb * rb).sum()))
@@ -59,6 +59,7 @@ def spearman(a, b) -> Spearman:
 
 def ranks(values) -> np.ndarray:
     """1 = the largest value; ties share the best rank (competition ranking, as league tables do)."""
+    from scipy import stats as sps
     v = np.asarray(values, dtype=float)
     return sps.rankdata(-v, method="min").astype(np.int64)
 

@@ -30,8 +30,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import AnalysisError
-from .stats import (GI_BIN_ALPHA, LABEL_NO_NEIGHBOURS, MIN_AREAS_GISTAR, _check_seed, _conditional_matrix,
-                    _resolve_permutations, fdr_cutoff, gi_star)
+from .stats import (GI_BIN_ALPHA, LABEL_NO_NEIGHBOURS, MIN_AREAS_GISTAR, _check_seed, _resolve_permutations,
+                    fdr_cutoff, gi_star, shared_conditional_p)
 from .trend import mann_kendall
 from .weights import SpatialWeights, from_matrix
 
@@ -158,55 +158,6 @@ def spacetime_gistar(values: Any, w: SpatialWeights | sp.spmatrix, time_neighbou
     for a in (z, p_norm, p_sim):
         a.flags.writeable = False
     return z, p_norm, p_sim
-
-
-def shared_conditional_p(x: np.ndarray, adjacency: sp.csr_matrix, active: np.ndarray, permutations: int,
-                         seed: int) -> np.ndarray:
-    """Two-sided conditional-permutation p of the neighbour sum of every active bin, all bins at once.
-
-    Why not :func:`hotspots.stats.gi_star`'s per-site kernel: it sums R random neighbour sets for every
-    one of the n·T bins (London: 46,260 bins × 999 × ≈ 13 random reads, most of the analysis time).
-    Here the R random sets are drawn ONCE from all N bins (one matrix, as esda and GeoDa share one),
-    their prefix sums give, for every cardinality k, R sums of a uniform random k-subset, and each
-    bin's tail counts are two binary searches in the sorted sums of its k. The conditional test
-    draws a bin's neighbours from the OTHER bins only: a draw is a uniform k-subset of the N bins,
-    so the draws that do not contain bin b are exactly uniform k-subsets of the N − 1 others. Those
-    that contain b (R·k/N of them on average, ≈ 0.3 for London) are removed from b's counts and from
-    its R, so b's p is 2·(min(#≥, #≤) + 1)/(R_b + 1) over its R_b valid draws (docs/methods.md).
-
-    ``x`` is the flat cube (bins in the adjacency's order), ``adjacency`` binary without self-loops;
-    bins not ``active`` (islands) get NaN, as does everything when ``permutations`` is 0.
-    """
-    n_bins = x.shape[0]
-    p = np.full(n_bins, np.nan)
-    if permutations == 0 or not active.any():
-        return p
-    a = sp.csr_matrix(adjacency)
-    card = np.diff(a.indptr).astype(np.int64)
-    observed = a @ x  # each bin's neighbour sum (self excluded: Gi*'s own value is held fixed)
-    k_max = int(card[active].max())
-    perm = _conditional_matrix(n_bins, k_max, int(permutations), int(seed))  # R × k_max distinct bins
-    sums = np.cumsum(x[perm], axis=1)  # column k − 1: the sum of a uniform random k-subset, per draw
-    tol = 1e-11 * float(np.abs(x).max()) * card  # float ties from summation order count as ties (as stats.py)
-    ge = np.zeros(n_bins, dtype=np.int64)
-    le = np.zeros(n_bins, dtype=np.int64)
-    for kk in np.unique(card[active]):
-        idx = np.flatnonzero(active & (card == kk))
-        ref = np.sort(sums[:, kk - 1])
-        ge[idx] = permutations - np.searchsorted(ref, observed[idx] - tol[idx], side="left")
-        le[idx] = np.searchsorted(ref, observed[idx] + tol[idx], side="right")
-    # The draws that picked bin b itself among its first card[b] bins are not draws for b: take them out.
-    rows = np.repeat(np.arange(permutations), k_max)
-    cols = np.tile(np.arange(k_max), permutations)
-    drawn = perm.ravel().astype(np.int64)
-    own = active[drawn] & (cols < card[drawn])
-    rows, drawn = rows[own], drawn[own]
-    s = sums[rows, card[drawn] - 1]
-    ge -= np.bincount(drawn, weights=s >= observed[drawn] - tol[drawn], minlength=n_bins).astype(np.int64)
-    le -= np.bincount(drawn, weights=s <= observed[drawn] + tol[drawn], minlength=n_bins).astype(np.int64)
-    valid = permutations - np.bincount(drawn, minlength=n_bins)
-    p[active] = np.minimum(1.0, 2.0 * (np.minimum(ge, le)[active] + 1.0) / (valid[active] + 1.0))
-    return p
 
 
 def bin_classes(z: np.ndarray, p: np.ndarray, fdr: bool = True) -> tuple[np.ndarray, dict[str, float]]:

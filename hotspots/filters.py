@@ -70,7 +70,7 @@ def menu(config: Config) -> dict[str, tuple[str, tuple[str, ...]]]:
     types = declared(config)
 
     def build() -> dict[str, tuple[str, tuple[str, ...]]]:
-        raw = store.distinct_values(config.db_path, list(types))
+        raw = store.distinct_values(config.db_path, list(types), config.cache_dir)
         out = {}
         for name, kind in types.items():
             vals = {canonical(kind, "true" if v is True else "false" if v is False else v) for v in raw.get(name, [])}

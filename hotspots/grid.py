@@ -86,30 +86,37 @@ def _square_lattice(bounds: tuple, cell: float) -> tuple[np.ndarray, np.ndarray,
     iy = np.arange(math.floor(miny / cell), math.ceil(maxy / cell))
     gx, gy = np.meshgrid(ix, iy)
     gx, gy = gx.ravel(), gy.ravel()
-    x0, y0 = gx * cell, gy * cell  # multiples of the cell size: shared edges are bit-identical
-    geoms = shapely.box(x0, y0, (gx + 1) * cell, (gy + 1) * cell)
-    return geoms, gx, gy
+    return cell_polygons(gx, gy, cell, "square"), gx, gy
 
 
 def _hex_lattice(bounds: tuple, cell: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pointy-topped hexagons whose width across flats (= the distance between neighbouring
     centres) is ``cell``, as ``sf::st_make_grid(square = FALSE)`` sizes them."""
     minx, miny, maxx, maxy = bounds
-    half_w = cell / 2.0
     half_r = cell / math.sqrt(3.0) / 2.0  # half the circumradius; rows are 3 half-radii apart
     jy = np.arange(math.floor(miny / (3 * half_r)) - 1, math.ceil(maxy / (3 * half_r)) + 2)
     ix = np.arange(math.floor(minx / cell) - 1, math.ceil(maxx / cell) + 2)
     gi, gj = np.meshgrid(ix, jy)
     gi, gj = gi.ravel(), gj.ravel()
-    kx = 2 * gi + (gj & 1)  # centre x in half-widths
-    ky = 3 * gj  # centre y in half-radii
-    # Vertices as integer multiples of half_w and half_r, so neighbours share them bit for bit.
+    return cell_polygons(gi, gj, cell, "hex"), gi, gj
+
+
+def cell_polygons(ix: np.ndarray, iy: np.ndarray, cell: float, shape: str) -> np.ndarray:
+    """The full polygons of lattice cells (column ``ix``, row ``iy``), bit for bit as :func:`make_grid` makes
+    them: corners are integer multiples of the cell size (squares) or of the half width and half radius
+    (hexagons), so neighbours share their vertices exactly and a kept grid can rebuild its cells."""
+    ix, iy = np.asarray(ix), np.asarray(iy)
+    if shape == "square":
+        return shapely.box(ix * cell, iy * cell, (ix + 1) * cell, (iy + 1) * cell)
+    half_w = cell / 2.0
+    half_r = cell / math.sqrt(3.0) / 2.0
+    kx = 2 * ix + (iy & 1)  # centre x in half-widths
+    ky = 3 * iy  # centre y in half-radii
     dx = np.array([1, 0, -1, -1, 0, 1, 1])
     dy = np.array([1, 2, 1, -1, -2, -1, 1])
     vx = (kx[:, None] + dx[None, :]) * half_w
     vy = (ky[:, None] + dy[None, :]) * half_r
-    geoms = shapely.polygons(np.stack([vx, vy], axis=-1))
-    return geoms, gi, gj
+    return shapely.polygons(np.stack([vx, vy], axis=-1))
 
 
 def cell_codes(ix: np.ndarray, iy: np.ndarray, cell: float, shape: str) -> list[str]:
@@ -207,33 +214,39 @@ def auto_cell_size(points_xy: Any, area: Any = None) -> tuple[float, str]:
 
 
 def _lattice_fast_path(x: np.ndarray, y: np.ndarray, grid: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Square grids: a point strictly inside a whole (not partial) cell can only be in that cell, and
-    the cell's bounds are exactly ``ix·cell`` … ``(ix + 1)·cell`` (as make_grid builds them), so two
-    comparisons decide it. Returns (row position or −1, needs the GEOS query)."""
+    """Square grids: a point strictly inside a lattice square (on none of its edges) can only be in that
+    square's cell, whose bounds are exactly ``ix·cell`` … ``(ix + 1)·cell`` (as make_grid builds them), so two
+    comparisons find its one candidate. A whole cell holds it; a cell cut by the boundary holds it when its
+    clipped polygon does (one GEOS predicate per point, no tree); a square with no cell does not. Returns
+    (row position or −1, needs the GEOS query: the points on a lattice line)."""
     cell = float(grid.attrs["cell_m"])
     ix0, iy0 = int(grid["ix"].min()), int(grid["iy"].min())
     nx, ny = int(grid["ix"].max()) - ix0 + 1, int(grid["iy"].max()) - iy0 + 1
     lookup = np.full((ny, nx), -1, dtype=np.int64)
-    whole = ~grid["partial"].to_numpy()
-    lookup[grid["iy"].to_numpy()[whole] - iy0, grid["ix"].to_numpy()[whole] - ix0] = np.flatnonzero(whole)
+    lookup[grid["iy"].to_numpy() - iy0, grid["ix"].to_numpy() - ix0] = np.arange(len(grid))
     with np.errstate(invalid="ignore"):
         fx, fy = np.floor(x / cell), np.floor(y / cell)
         strict = (fx * cell < x) & (x < (fx + 1) * cell) & (fy * cell < y) & (y < (fy + 1) * cell)
     cx, cy = fx - ix0, fy - iy0
-    strict &= (cx >= 0) & (cx < nx) & (cy >= 0) & (cy < ny)
+    inside = strict & (cx >= 0) & (cx < nx) & (cy >= 0) & (cy < ny)
     out = np.full(len(x), -1, dtype=np.int64)
-    out[strict] = lookup[cy[strict].astype(np.int64), cx[strict].astype(np.int64)]
-    # Left to GEOS: points on a cell edge, in partial cells, or outside every whole cell.
-    return out, out < 0
-
-
+    out[inside] = lookup[cy[inside].astype(np.int64), cx[inside].astype(np.int64)]
+    cut = np.flatnonzero(out >= 0)
+    cut = cut[grid["partial"].to_numpy()[out[cut]]]
+    if len(cut):
+        clipped = np.asarray(grid["clipped"].values if "clipped" in grid else grid.geometry.values, dtype=object)
+        held = shapely.intersects(clipped[out[cut]], shapely.points(x[cut], y[cut]))
+        out[cut[~held]] = -1
+    # Left to GEOS: points on a lattice line (a cell edge or corner, shared by up to four cells).
+    return out, ~strict
 def assign_cells(x: Any, y: Any, grid: gpd.GeoDataFrame) -> np.ndarray:
     """Index (row position in ``grid``) of the cell holding each point, −1 outside every cell.
 
     The same exact GEOS rule as areas: a point belongs to a cell when it *intersects* the cell's
     clipped geometry (boundary included), and a point on a shared edge or corner goes to the cell
-    with the smallest code. NaN coordinates give −1. On square grids from :func:`make_grid`, points
-    strictly inside whole cells are placed by arithmetic and the rest through a GEOS STRtree query.
+    with the smallest code. NaN coordinates give −1. On square grids from :func:`make_grid`, a point strictly
+    inside a lattice square is placed by arithmetic (and one GEOS predicate when its cell is cut by the
+    boundary); points on a lattice line, and every point of a hexagonal grid, through a GEOS STRtree query.
     """
     x = np.asarray(x, dtype=float).ravel()
     y = np.asarray(y, dtype=float).ravel()

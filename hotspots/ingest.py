@@ -1094,6 +1094,8 @@ def ingest_paths(config: Config, paths: Iterable[str | Path], fmt: str | None = 
         finally:
             if prog:
                 prog.stop()
-        return summaries
     finally:
         con.close()
+    if any(s.accepted for s in summaries):  # after the close, which settles the store's files
+        store.incident_columns(config.db_path, config.cache_dir)  # kept for every later reader of this version
+    return summaries

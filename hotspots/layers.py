@@ -113,13 +113,12 @@ def get(config: Config, name: str) -> LayerKind:
 def catalog(config: Config) -> Catalog:
     """Names the request parser accepts (cached per data version)."""
     def build() -> Catalog:
-        from .aggregate import base_table
+        from .aggregate import incident_columns
         from .errors import NotFoundError as _NoStore
-        try:  # the months and categories of the base cells (one cached query serves counts too)
-            base = base_table(config, "lsoa21")
-            cats = base.categories
-            police = np.unique(base.month_idx[base.select((), None, None)])  # the default period: police data's
-            months = tuple(base.months[i] for i in police)
+        try:  # the months and categories of the police incidents (the default period: police data's)
+            col = incident_columns(config)
+            cats = tuple(col["categories"][i] for i in np.unique(col["cat_idx"]).tolist())
+            months = tuple(col["months"][i] for i in np.unique(col["month_idx"]).tolist())
         except _NoStore:
             cats, months = (), ()
         ks = kinds(config)

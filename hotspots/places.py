@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import geopandas as gpd
+import numpy as np
 import shapely
 
 from .aggregate import best_fit_wards
@@ -105,19 +106,24 @@ def place_labels(config: Config, role: str, frame: gpd.GeoDataFrame) -> dict[str
 
 def _cell_labels(config: Config, frame: gpd.GeoDataFrame) -> dict[str, str]:
     wards = load_boundary(config, "ward")
-    cells = frame.geometry.to_numpy()
-    ci, wi = shapely.STRtree(wards.geometry.to_numpy()).query(cells, predicate="intersects")
-    shares = shapely.area(shapely.intersection(cells[ci], wards.geometry.to_numpy()[wi]))
-    best: dict[int, tuple[float, int]] = {}
-    total: dict[int, float] = {}
-    for c, w, a in zip(ci.tolist(), wi.tolist(), shares.tolist()):
-        total[c] = total.get(c, 0.0) + a
-        if a > best.get(c, (-1.0, -1))[0]:
-            best[c] = (a, w)
+    cells, ward_geoms = frame.geometry.to_numpy(), wards.geometry.to_numpy()
+    tree = shapely.STRtree(ward_geoms)
+    ci, wi = tree.query(cells, predicate="intersects")
+    shares = np.zeros(len(ci))
+    wi_within = np.full(len(cells), -1, dtype=np.int64)  # most cells lie within one ward: no overlay for them
+    c_in, w_in = tree.query(cells, predicate="within")
+    wi_within[c_in] = w_in
+    whole = wi_within[ci] == wi
+    shares[whole] = shapely.area(cells[ci[whole]])
+    shares[~whole] = shapely.area(shapely.intersection(cells[ci[~whole]], ward_geoms[wi[~whole]]))
+    total = np.bincount(ci, weights=shares, minlength=len(cells))
+    order = np.lexsort((-shares, ci))  # per cell, the ward with the largest share first
+    first = order[np.r_[True, ci[order][1:] != ci[order][:-1]]] if len(order) else order
+    codes, names = frame["code"].to_numpy(), wards["name"].to_numpy()
     out = {}
-    for c, (a, w) in best.items():
+    for c, w, a in zip(ci[first].tolist(), wi[first].tolist(), shares[first].tolist()):
         where = "in" if a >= 0.99 * total[c] else "mostly in"
-        out[frame["code"].iat[c]] = f"Grid cell {where} {wards['name'].iat[w]} ward"
+        out[codes[c]] = f"Grid cell {where} {names[w]} ward"
     return out
 
 

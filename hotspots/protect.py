@@ -206,7 +206,18 @@ def build_base(cells: pd.DataFrame, role: str, rule: DisclosureRule | None, key:
     codes, area_idx = np.unique(cells["code"].to_numpy(dtype=object).astype(str), return_inverse=True)
     months, month_idx = np.unique(cells["month"].to_numpy(dtype=object).astype(str), return_inverse=True)
     cats, cat_idx = np.unique(cells["category"].to_numpy(dtype=object).astype(str), return_inverse=True)
-    exact = cells["n"].to_numpy(dtype=np.int64)
+    return build_base_indexed(list(codes), list(months), list(cats), area_idx, month_idx, cat_idx,
+                              cells["n"].to_numpy(dtype=np.int64), role, rule, key, subset, category_rules)
+
+
+def build_base_indexed(codes: Sequence[str], months: Sequence[str], cats: Sequence[str], area_idx: np.ndarray,
+                       month_idx: np.ndarray, cat_idx: np.ndarray, exact: np.ndarray, role: str,
+                       rule: DisclosureRule | None, key: bytes | None, subset: str = "",
+                       category_rules: Mapping[str, DisclosureRule] | None = None) -> BaseTable:
+    """:func:`build_base` from cells already indexed: ``codes``, ``months`` and ``cats`` sorted and unique, one
+    cell per (area, month, category) with ``exact`` > 0 (what counting by numpy gives without making a string
+    per incident). The protected values are those :func:`build_base` gives for the same cells."""
+    exact = np.asarray(exact, dtype=np.int64)
     protected = None
     if rule is not None and key is not None:
         ident = f"role|{role}" + (f"|where|{subset}" if subset else "")  # unfiltered cells: unchanged keys
@@ -222,8 +233,40 @@ def build_base(cells: pd.DataFrame, role: str, rule: DisclosureRule | None, key:
                 protected[own] = protect_values(exact[own], h[own], cat_rule)
     return BaseTable(role=role, codes=tuple(map(str, codes)), months=tuple(map(str, months)),
                      categories=tuple(map(str, cats)),
-                     area_idx=area_idx.astype(np.int64), month_idx=month_idx.astype(np.int64),
-                     cat_idx=cat_idx.astype(np.int64), exact=exact, protected=protected, rule=rule)
+                     area_idx=np.asarray(area_idx, dtype=np.int64), month_idx=np.asarray(month_idx, dtype=np.int64),
+                     cat_idx=np.asarray(cat_idx, dtype=np.int64), exact=exact, protected=protected, rule=rule)
+
+
+#: above this many possible (area, month, category) cells, counting sorts instead of keeping a counter per cell
+BINCOUNT_MAX_CELLS = 20_000_000
+
+
+def count_indexed(codes: Sequence[str], months: Sequence[str], cats: Sequence[str], area_idx: np.ndarray,
+                  month_idx: np.ndarray, cat_idx: np.ndarray) -> tuple:
+    """Incidents given as indices (−1 area: not in any) counted into cells: (codes, months, categories,
+    area_idx, month_idx, cat_idx, n) with only the used labels, sorted, ready for :func:`build_base_indexed`."""
+    a, m, c = (np.asarray(v, dtype=np.int64) for v in (area_idx, month_idx, cat_idx))
+    keep = (a >= 0) & (m >= 0) & (c >= 0)
+    a, m, c = a[keep], m[keep], c[keep]
+    out = []
+    for labels, idx in ((codes, a), (months, m), (cats, c)):  # the used labels in sorted order, and the remap
+        used = np.flatnonzero(np.bincount(idx, minlength=len(labels)))
+        names = np.asarray([labels[i] for i in used.tolist()], dtype=object).astype(str)
+        order = np.argsort(names, kind="stable")
+        remap = np.empty(len(labels), dtype=np.int64)
+        remap[used[order]] = np.arange(len(used))
+        out.append((names[order].tolist(), remap[idx]))
+    (cl, ai), (ml, mi), (kl, ki) = out
+    nm, nk = max(len(ml), 1), max(len(kl), 1)
+    flat = (ai * nm + mi) * nk + ki
+    space = max(len(cl), 1) * nm * nk
+    if space <= BINCOUNT_MAX_CELLS:  # a count per possible cell: one pass, no sort
+        counts = np.bincount(flat, minlength=space)
+        cell = np.flatnonzero(counts)
+        n = counts[cell]
+    else:
+        cell, n = np.unique(flat, return_counts=True)
+    return cl, ml, kl, cell // (nm * nk), (cell // nk) % nm, cell % nk, n
 
 
 def sum_tables(tables: Sequence[BaseTable], role: str) -> BaseTable:

@@ -13,6 +13,7 @@ is built once per published layer (kept in ``Published.renders``).
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -78,26 +79,85 @@ def _round(v: Any) -> Any:
 
 
 def own_geometries(r: Published) -> dict[str, str]:
-    """code -> GeoJSON geometry text of a layer that carries its own geometry (grid cells, incident points):
-    WGS84, quantised like the boundaries; grid cells are not simplified (their edges are straight)."""
+    """code -> GeoJSON geometry text of a layer that carries its own geometry (incident points; grid cells come
+    from :func:`hotspots.grid_cache.display`): WGS84, quantised like the boundaries."""
     g = r.frame.geometry.to_crs(WGS84).to_numpy()
     g = shapely.orient_polygons(shapely.set_precision(g, 10 ** -DISPLAY_DECIMALS), exterior_cw=False)
     return {code: shapely.to_geojson(geom) for code, geom in zip(r.frame["code"], g)}
 
 
+def _grid_display(config: Config, r: Published) -> tuple[dict[str, str], dict[str, str]]:
+    """(geometry texts, place labels) of a grid layer's cells: kept per grid on disk, so a grid is projected,
+    written and named once, not once per layer."""
+    from . import grid_cache
+    from .aggregate import grid_cells, parse_grid_role
+    cell_m, shape = parse_grid_role(r.role)
+    cells = grid_cells(config, cell_m, shape)
+    return cached(config, ("grid-display", r.role), lambda: grid_cache.display(
+        config, cells, DISPLAY_DECIMALS, lambda frame: place_labels(config, r.role, frame)))
+
+
+#: a str as a JSON string, non-ASCII kept (json.dumps(v, ensure_ascii=False) without its per-call setup)
+_quote = json.encoder.encode_basestring
+
+
+def _json_texts(s: pd.Series) -> list[str]:
+    """The JSON text of each value of a column, numbers compacted by :func:`_round` (column by column: a
+    json.dumps per feature was most of the time of a 20,000-cell layer)."""
+    kind = s.dtype.kind if isinstance(s.dtype, np.dtype) else "O"  # extension types: value by value
+    if kind == "b":
+        return ["true" if v else "false" for v in s.tolist()]
+    if kind in "iu":
+        return [str(v) for v in s.tolist()]
+    memo: dict = {}
+    if kind == "f":  # many values repeat (counts, shares, permutation p-values): each is written once
+        out = []
+        for v in s.tolist():
+            text = memo.get(v)
+            if text is None:
+                text = memo[v] = ("null" if v != v or v in (math.inf, -math.inf) else
+                                  repr(float(f"{v:.4g}") if abs(v) < 1000 else round(v, 1)))
+            out.append(text)
+        return out
+    out = []
+    for v in s.astype(object).tolist():
+        if type(v) is str:  # names, codes, labels: quoted in C
+            out.append(_quote(v))
+            continue
+        try:
+            text = memo.get(v)
+        except TypeError:  # unhashable (a list): written each time
+            text = None
+        if text is None:
+            text = json.dumps(_round(v), separators=(",", ":"), ensure_ascii=False)
+            try:
+                memo[v] = text
+            except TypeError:
+                pass
+        out.append(text)
+    return out
+
+
 def display_geojson(config: Config, r: Published) -> bytes:
     """The map's GeoJSON: simplified geometry, compact numbers, legend and fields as foreign members."""
     if "display" not in r.renders:
-        own = r.role.startswith(OWN_GEOMETRY_ROLES)
-        geoms = own_geometries(r) if own else display_geometries(config, r.role)
+        if r.role.startswith("grid:"):
+            geoms, labels = _grid_display(config, r)
+        else:
+            own = r.role.startswith(OWN_GEOMETRY_ROLES)
+            geoms = own_geometries(r) if own else display_geometries(config, r.role)
+            labels = place_labels(config, r.role, r.frame)  # from the boundaries only: no figure in it
         props = pd.DataFrame(r.frame.drop(columns="geometry"))
-        labels = place_labels(config, r.role, r.frame)  # from the boundaries only: no figure in it
-        parts = []
-        for rec in props.to_dict(orient="records"):
-            if labels:
-                rec[PLACE_LABEL] = labels.get(rec["code"])
-            pj = json.dumps({k: _round(v) for k, v in rec.items()}, separators=(",", ":"), ensure_ascii=False)
-            parts.append('{"type":"Feature","properties":%s,"geometry":%s}' % (pj, geoms.get(rec["code"], "null")))
+        codes = props["code"].tolist()
+        names = list(props.columns)
+        cols = [_json_texts(props[c]) for c in names]
+        if labels:
+            names.append(PLACE_LABEL)
+            cols.append([_quote(labels[c]) if c in labels else "null" for c in codes])
+        keys = [json.dumps(str(k), ensure_ascii=False).replace("%", "%%") + ":%s" for k in names]
+        feature = '{"type":"Feature","properties":{' + ",".join(keys) + '},"geometry":%s}'  # one format per row
+        cols.append([geoms.get(code, "null") for code in codes])
+        parts = [feature % row for row in zip(*cols)]
         head = {"type": "FeatureCollection", "name": r.name, "title": r.title, "legend": r.legend, "fields": r.fields,
                 "attribution": config.attributions(), "note": POLICE_NOTE}
         text = json.dumps(head, separators=(",", ":"), ensure_ascii=False)[:-1] + ',"features":[' + ",".join(parts) + "]}"

@@ -23,8 +23,6 @@ names it. Islands still count in the global mean and variance, because they are 
 """
 from __future__ import annotations
 
-import os
-
 import hashlib
 import re
 import threading
@@ -38,6 +36,7 @@ import scipy.sparse as sp
 import shapely
 from scipy.sparse.csgraph import connected_components
 
+from . import filecache
 from .errors import AnalysisError
 
 #: The only projected CRS the engine accepts: distances and snapping are in metres.
@@ -404,31 +403,19 @@ def _disk_path(cache_dir: Path, key: str) -> Path:
 
 
 def _load_disk(path: Path, ids: tuple, spec: WeightsSpec) -> SpatialWeights | None:
-    try:  # our own handle: np.load leaks its file when the archive is corrupt
-        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
-            n = int(z["n"])
-            m = sp.csr_matrix((np.ones(len(z["indices"])), z["indices"], z["indptr"]), shape=(n, n))
-    except Exception:  # a truncated or foreign file (BadZipFile, EOFError, ...) is a cache miss
+    z = filecache.load(path)
+    if z is None or not {"n", "indices", "indptr"} <= set(z):
+        return None
+    n = int(z["n"])
+    try:
+        m = sp.csr_matrix((np.ones(len(z["indices"])), z["indices"], z["indptr"]), shape=(n, n))
+    except ValueError:  # arrays of another shape: not ours
         return None
     return from_matrix(m, ids, str(spec))
 
 
 def _save_disk(path: Path, w: SpatialWeights) -> None:
-    try:
-        import tempfile
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # A temp file of our own: two writers of the same key (the server and the CLI, two threads)
-        # must not interleave into one file; the rename makes the finished one appear whole.
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp.npz")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(fh, n=w.n, indptr=w.matrix.indptr, indices=w.matrix.indices)
-            os.replace(name, path)
-        except BaseException:
-            Path(name).unlink(missing_ok=True)
-            raise
-    except OSError:
-        pass  # a cache is an optimisation; never fail the analysis over it
+    filecache.save(path, compress=True, n=np.asarray(w.n), indptr=w.matrix.indptr, indices=w.matrix.indices)
 
 
 def build_weights(areas: Any, spec: str | WeightsSpec = "queen", *, id_col: str | None = None,

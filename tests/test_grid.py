@@ -111,8 +111,8 @@ def _brute_force(x, y, g):
 def test_assign_cells_equals_brute_force_geos(shape):
     g = make_grid(AREA, 250, shape=shape)
     rng = np.random.default_rng(3)
-    x = rng.uniform(CENTRE[0] - 2300, CENTRE[0] + 2300, 400)
-    y = rng.uniform(CENTRE[1] - 2300, CENTRE[1] + 2300, 400)
+    x = rng.uniform(CENTRE[0] - 2300, CENTRE[0] + 2300, 1500)  # many inside cells cut by the boundary
+    y = rng.uniform(CENTRE[1] - 2300, CENTRE[1] + 2300, 1500)
     # Points on shared edges, on shared corners, on the area's boundary, and missing coordinates.
     corners = shapely.get_coordinates(g.geometry.values[:30])
     bx, by = shapely.get_coordinates(AREA.exterior)[:20].T
@@ -120,7 +120,10 @@ def test_assign_cells_equals_brute_force_geos(shape):
     y = np.concatenate([y, corners[:, 1], corners[:-1, 1] / 2 + corners[1:, 1] / 2, by, [0.0, np.nan]])
     got = assign_cells(x, y, g)
     np.testing.assert_array_equal(got, _brute_force(x, y, g))
-    assert (got == -1).any() and (got >= 0).sum() > 300
+    assert (got == -1).any() and (got >= 0).sum() > 1000
+    cut = got >= 0
+    cut[cut] = g["partial"].to_numpy()[got[cut]]
+    assert cut.sum() > 100  # the one-predicate path for cut cells is exercised
 
 
 def test_auto_cell_size_follows_the_stated_rule():

@@ -441,3 +441,51 @@ def test_every_grid_kind_is_attacked_by_a_two_worlds_test():
     one-month worlds above, or the twelve-month worlds of grid_emerging)."""
     from hotspots.request import GRID_LAYERS
     assert {a["layer"] for a in GRID_WORLD_ARGS} | {"grid_emerging"} == set(GRID_LAYERS)
+
+
+@pytest.mark.parametrize("args", [
+    {"layer": "grid_gistar", "cell": "250", "weights": "distance:500", "permutations": "99"},
+    {"layer": "gistar", "permutations": "99"},
+    {"layer": "kde", "cell": "100", "bandwidth": "300"},
+])
+def test_the_display_geojson_writes_every_value_of_the_layer(city, args):
+    """The column-by-column writer gives each feature the published row's values, compacted as before (four
+    significant figures below 1,000, one decimal above), nulls for NaN, and the place label."""
+    from hotspots.export import jsonable
+    _, config = city
+    for audience in Audience:
+        r = layer(config, dict(args, category="violent-crime"), audience)
+        gj = json.loads(render.display_geojson(config, r))
+        frame = r.frame.drop(columns="geometry").reset_index(drop=True)
+        assert len(gj["features"]) == len(frame)
+        for feat, (_, row) in zip(gj["features"], frame.iterrows()):
+            props = feat["properties"]
+            label = props.pop("place_label")
+            assert isinstance(label, str) and (label.startswith("Grid cell ") if "grid" in r.role else label)
+            assert list(props) == list(frame.columns)
+            for col, value in row.items():
+                v = jsonable(value)
+                if isinstance(v, float):
+                    v = float(f"{v:.4g}") if abs(v) < 1000 else round(v, 1)
+                assert props[col] == v, (col, value)
+            assert feat["geometry"] is not None
+
+
+def test_grid_gistar_says_how_its_inference_was_made(city):
+    """Shared permutation draws for the cells' Gi*, the analytical tests for the grid's global Moran's I; and
+    weights given to analyse_areas must be the areas' own."""
+    from hotspots.analysis import analyse_areas
+    from hotspots.weights import build_weights
+    _, config = city
+    r = layer(config, {"layer": "grid_gistar", "cell": "250", "weights": "distance:500", "permutations": "99",
+                       "category": "violent-crime"})
+    assert r.metadata["method"]["draws"] == "shared" and r.metadata["method"]["moran_permutations"] == 0
+    moran = r.metadata["moran"]
+    assert moran["p_sim"] is None and 0 <= moran["p_rand"] <= 1 and moran["permutations"] == 0
+    g = grid_cells(config, 250, "square")
+    import geopandas as gpd
+    frame = gpd.GeoDataFrame({"code": g["code"], "count": np.arange(len(g)) % 7}, geometry=g.geometry.to_numpy(),
+                             crs=27700)
+    w = build_weights(frame.iloc[::-1], "distance:500", id_col="code")
+    with pytest.raises(AnalysisError, match="not for these areas"):
+        analyse_areas(frame, "code", "count", weights="distance:500", spatial_weights=w)

@@ -455,3 +455,41 @@ def test_global_moran_on_a_complete_graph_is_undefined_not_a_crash():
     w = sp.csr_matrix(np.ones((n, n)) - np.eye(n))
     m = stats.moran_global(np.arange(n, dtype=float) % 7, w, permutations=0)
     assert np.isnan(m["z_norm"]) and np.isnan(m["p_norm"])
+
+
+# -- shared draws (grids, the space-time cube) ------------------------------------------------------------
+
+@pytest.mark.parametrize("n_pool,k", [(5000, 12), (30, 12)])  # rejection of repeats; a permutation per row
+def test_shared_draws_are_distinct_uniform_and_seeded(n_pool, k):
+    R = 4000
+    m = stats._shared_draws(n_pool, k, R, 3)
+    assert m.shape == (R, k) and not m.flags.writeable
+    assert all(len(set(row)) == k for row in m.tolist())
+    assert m.min() >= 0 and m.max() < n_pool
+    assert np.array_equal(m, stats._shared_draws.__wrapped__(n_pool, k, R, 3))
+    assert not np.array_equal(m, stats._shared_draws.__wrapped__(n_pool, k, R, 4))
+    # every id equally likely in every column (a uniform ordered sample): chi-square on two columns
+    from scipy.stats import chisquare
+    for col in (0, k - 1):
+        counts = np.bincount(m[:, col], minlength=n_pool)
+        if n_pool <= 100:
+            assert chisquare(counts).pvalue > 1e-4
+        else:  # few draws per id: the mean and spread of the ids instead
+            ids = m[:, col]
+            assert abs(ids.mean() - (n_pool - 1) / 2) < 4 * n_pool / np.sqrt(12 * R)
+
+
+def test_gi_star_with_shared_draws_same_z_and_a_p_within_sampling_error(city):
+    g, w, y = city
+    per_site = stats.gi_star(y, w, permutations=999, seed=5)
+    shared = stats.gi_star(y, w, permutations=999, seed=5, draws="shared")
+    assert np.array_equal(per_site.z, shared.z, equal_nan=True)
+    assert np.array_equal(per_site.bin, shared.bin) and per_site.labels == shared.labels
+    ok = np.isfinite(per_site.p_sim)
+    assert np.array_equal(ok, np.isfinite(shared.p_sim))
+    # two independent estimates of one p from 999 draws: they differ by sampling error only
+    se = np.sqrt(2 * per_site.p_sim[ok] * (1 - per_site.p_sim[ok]) / 999) + 2 / 1000
+    assert (np.abs(per_site.p_sim[ok] - shared.p_sim[ok]) <= 5 * se).all()
+    assert np.nanmin(shared.p_sim) >= 2 / 1000
+    with pytest.raises(AnalysisError, match="draws"):
+        stats.gi_star(y, w, permutations=9, draws="pooled")
