@@ -40,7 +40,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import geopandas as gpd
@@ -189,7 +188,7 @@ def run_script(code: str, out: Path, env: dict, runs: int) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def bench_gi(workdir: Path, db: Path, repeats: int) -> None:
+def bench_gi(workdir: Path, db: Path, repeats: int, processes: int) -> None:
     cfg = load_config(CONFIG)
     bundle = Path(os.environ.get("HOTSPOTS_BUNDLE") or REPO.parent / "shared" / "data")
     params = {"cell": GI_CELL_M, "band": BAND_M, "perms": PERMUTATIONS, "category": "violent-crime", "db": db,
@@ -206,16 +205,22 @@ def bench_gi(workdir: Path, db: Path, repeats: int) -> None:
         store.incident_columns(db, cache)
         t_snapshot = time.perf_counter() - t
         first = run_script(OURS % params, Path(tmp) / "first.npz", env, 0)
-        ours = run_script(OURS % params, Path(tmp) / "ours.npz", env, repeats)
-        peer = run_script(PEER % params, Path(tmp) / "peer.npz", env, repeats)
+        ours_procs = [run_script(OURS % params, Path(tmp) / "ours.npz", env, repeats) for _ in range(processes)]
+        peer_procs = [run_script(PEER % params, Path(tmp) / "peer.npz", env, repeats) for _ in range(processes)]
         ours_z, peer_z = np.load(Path(tmp) / "ours.npz"), np.load(Path(tmp) / "peer.npz")
         first_z = np.load(Path(tmp) / "first.npz")
-    steps = [k for k in peer["runs"][0] if k != "total"]
+    steps = [k for k in peer_procs[0]["runs"][0] if k != "total"]
+    print(f"    each side: {processes} new processes, each running the path {1 + repeats} times; 'new process' is "
+          f"the median of the first runs, 'warm' of the others")
 
     def med(rows, key):
         return float(np.median([row[key] for row in rows]))
-    new_peer, new_ours = peer["runs"][0], ours["runs"][0]
-    warm_peer, warm_ours = peer["runs"][1:], ours["runs"][1:]
+    new_peer = {k: med([p["runs"][0] for p in peer_procs], k) for k in steps + ["total"]}
+    new_ours = {k: med([p["runs"][0] for p in ours_procs], k) for k in ("parse", "build", "geojson", "total")}
+    warm_peer = [r for p in peer_procs for r in p["runs"][1:]]
+    warm_ours = [r for p in ours_procs for r in p["runs"][1:]]
+    peer = {"imports": med(peer_procs, "imports"), "bytes": peer_procs[0]["bytes"]}
+    ours = {"imports": med(ours_procs, "imports"), "bytes": ours_procs[0]["bytes"]}
     print(f"{'':58} {'new process':>12} {'warm':>9}")
     print(f"{'peer: imports (geopandas, libpysal, esda)':58} {peer['imports']:12.3f}")
     for k in steps:
@@ -227,6 +232,8 @@ def bench_gi(workdir: Path, db: Path, repeats: int) -> None:
     for k in ("parse", "build", "geojson"):
         print(f"{'ours: ' + k:58} {new_ours[k]:12.3f} {med(warm_ours, k):9.3f}")
     print(f"{'ours: store → GeoJSON':58} {new_ours['total']:12.3f} {med(warm_ours, 'total'):9.3f}")
+    print(f"{'ours: store → GeoJSON, each new process':58} "
+          + " ".join(f"{p['runs'][0]['total']:.3f}" for p in ours_procs))
     print(f"{'ours: the snapshot, at the end of an ingest (once per ingest)':58} {t_snapshot:12.3f}")
     print(f"{'ours: store → GeoJSON, first use of this grid (builds its files)':58} {first['runs'][0]['total']:12.3f}")
     print(f"ratio, warm (both runtimes started, data read again each run): "
@@ -244,6 +251,12 @@ def bench_gi(workdir: Path, db: Path, repeats: int) -> None:
           f"identical: {np.array_equal(first_z['z'], ours_z['z'], equal_nan=True)}; hot cells (FDR) "
           f"{int(ours_z['hot'].sum()):,}; GeoJSON ours {ours['bytes'] / 1e6:.1f} MB (all the layer's fields and "
           f"place labels), peer {peer['bytes'] / 1e6:.1f} MB")
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
 
 
 def bench_kde(db: Path, area, quick: bool) -> None:
@@ -304,14 +317,15 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, help="directory holding (or to hold) the London instance")
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_BOROUGHS} boroughs; KDE peer on fewer cells")
     ap.add_argument("--only", choices=("gi", "kde"), help="run one part")
-    ap.add_argument("--repeats", type=int, default=3, help="runs of each Gi* process (the median is shown)")
+    ap.add_argument("--repeats", type=int, default=4, help="warm runs in each Gi* process")
+    ap.add_argument("--processes", type=int, default=3, help="new processes on each side (medians shown)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="hotspots-grid-") as tmp:
         db = instance(args.workdir or Path(tmp))
         area, n_lads = london_area(args.quick)
         print(f"London, {n_lads} boroughs, {area.area / 1e6:,.0f} km²; {os.cpu_count()} CPUs")
         if args.only in (None, "gi"):
-            bench_gi(args.workdir or Path(tmp), db, args.repeats)
+            bench_gi(args.workdir or Path(tmp), db, args.repeats, args.processes)
         if args.only in (None, "kde"):
             bench_kde(db, area, args.quick)
     return 0

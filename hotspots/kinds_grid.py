@@ -61,6 +61,11 @@ def _display(g: pd.DataFrame) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(out, geometry=gpd.GeoSeries(g["clipped"].to_numpy(), crs=BNG), crs=BNG)
 
 
+def cell_legend(legend: dict) -> dict:
+    """The legend of a grid layer: its counts are of cells (the map writes "40 cells", not "40 areas")."""
+    return dict(legend, unit="cell")
+
+
 def _no_incidents(req: LayerRequest, g: pd.DataFrame) -> None:
     if int(g["count"].sum()) == 0:
         raise AnalysisError(f"no incidents in this period ({filters_text(req)}) inside the {grid_words(req)}: "
@@ -88,7 +93,7 @@ def _grid_count(config: Config, req: LayerRequest, audience: Audience) -> Analys
     st = maps.classify(g["count"], req.classes, req.k, integer=True, title="Incident count per cell")
     title = f"Incident count per cell ({grid_words(req)}): {filters_text(req)}"
     meta = {"grid": _grid_meta(req, g), "classification": req.classes, "classes": req.k}
-    return Analysed("grid_count", title, style(_display(g), st), st.legend, GRID_FIELDS, meta, g.attrs["role"],
+    return Analysed("grid_count", title, style(_display(g), st), cell_legend(st.legend), GRID_FIELDS, meta, g.attrs["role"],
                     grid_filename(req))
 
 
@@ -180,7 +185,7 @@ def _grid_gistar(config: Config, req: LayerRequest, audience: Audience) -> Analy
                                       "table": choice.table.to_dict("records")}
     title = f"Gi* hot and cold spots ({grid_words(req)}): {filters_text(req)}"
     extra = ("optimized",) if req.optimized else (req.weights.replace(":", ""),)
-    return Analysed("grid_gistar", title, style(_display(g), st), st.legend, fields, meta, g.attrs["role"],
+    return Analysed("grid_gistar", title, style(_display(g), st), cell_legend(st.legend), fields, meta, g.attrs["role"],
                     grid_filename(req, *extra, req.significance))
 
 
@@ -243,7 +248,7 @@ def _kde(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
     raster = pd.DataFrame({"ix": g["ix"].to_numpy(), "iy": g["iy"].to_numpy(), "value": dens})
     raster.attrs.update({"cell_m": req.cell, "shape": req.shape})
     fields = [["code", "Cell"], ["density", "Incidents per km²"], ["share_inside", "Share of cell inside the area"]]
-    return Analysed("kde", title, style(_display(out), st), st.legend, fields, meta, g.attrs["role"],
+    return Analysed("kde", title, style(_display(out), st), cell_legend(st.legend), fields, meta, g.attrs["role"],
                     grid_filename(req, req.kernel, f"bw{req.bandwidth:g}"),
                     summary={"raster": raster, "raster_tags": tags})
 
@@ -301,7 +306,7 @@ def _grid_emerging(config: Config, req: LayerRequest, audience: Audience) -> Ana
             "method": "ArcGIS Pro Emerging Hot Spot Analysis on grid cells (docs/methods.md)",
             "computed_from": "protected table" if audience is Audience.VIEWER else "exact counts"}
     title = f"Emerging hot spots ({grid_words(req)}): {filters_text(req)} by {req.step}"
-    return Analysed("grid_emerging", title, style(_display(out), st), st.legend, fields, meta, g.attrs["role"],
+    return Analysed("grid_emerging", title, style(_display(out), st), cell_legend(st.legend), fields, meta, g.attrs["role"],
                     grid_filename(req, req.step, f"k{req.time_neighbours}", req.weights.replace(":", "")))
 
 

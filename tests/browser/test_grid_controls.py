@@ -51,6 +51,7 @@ def test_grid_controls_follow_the_layer_and_round_trip_in_the_url(page):
     pg.select_option("#grid-optimized", "1")
     pg.wait_for_function(drawn("grid_gistar", "optimized=1"), timeout=120000)
     assert "The distance band chosen is" in pg.inner_text("#legends")
+    assert " cells" in pg.inner_text("#legends") and " areas" not in pg.inner_text("#legends")  # counts of cells
     pg.select_option("#grid-cell", "250")  # a KDE's bandwidth (400 m by default) may not be below the cell size
     pg.wait_for_function(drawn("grid_gistar", "cell=250", "optimized=1"), timeout=120000)
     # KDE: bandwidth and kernel instead of the neighbours

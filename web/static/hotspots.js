@@ -441,7 +441,7 @@
         '<span class="swatch' + (it.outline ? " outline" : "") + (dottedLabel(it.label) ? " dots" : "") + '" data-colour="' +
         esc(it.colour) + '" aria-hidden="true"></span>';
       var plain = it.plain || (hatch ? SUPPRESSED_PLAIN : "");
-      var n = typeof it.n === "number" ? plural(it.n, "area") : esc(it.n);
+      var n = typeof it.n === "number" ? plural(it.n, leg.unit || "area") : esc(it.n);
       if (typeof it.n === "number" && /\(\d+\)$/.test(it.label || "")) n = "";  // "Wards (20)" says it already
       var words;
       if (plain) {
