@@ -33,7 +33,7 @@ def load(path: Path) -> dict[str, np.ndarray] | None:
 def save(path: Path, *, compress: bool = False, **arrays: np.ndarray) -> None:
     """Write ``arrays`` to ``path`` whole or not at all; an OSError (disk full, read-only instance) is ignored."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # private, as the instance folder is
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp.npz")
         try:
             with os.fdopen(fd, "wb") as fh:

@@ -47,7 +47,9 @@ def _kept(config, pattern: str) -> list:
 
 def test_the_ingest_keeps_a_snapshot_equal_to_the_store(town):
     _, config = town
-    assert len(_kept(config, "incidents-*.npz")) == 1  # written at the end of the ingest
+    (kept,) = _kept(config, "incidents-*.npz")  # written at the end of the ingest
+    import stat  # exact locations: as private as the store
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600 and stat.S_IMODE(config.cache_dir.stat().st_mode) == 0o700
     col = store.incident_columns(config.db_path, config.cache_dir)
     con = store.connect(config.db_path, readonly=True)
     rows = con.execute("SELECT i.easting_dm, i.northing_dm, i.month, c.slug, a.code FROM incidents i "
