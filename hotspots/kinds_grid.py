@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import maps
-from .aggregate import grid_base_table, grid_counts, incident_points, normalise_categories
+from .aggregate import grid_base_table, grid_cells, grid_counts, incident_points, normalise_categories
 from .bundle import BNG
 from .cache import cached
 from .categories import category_label
@@ -191,11 +191,49 @@ def _grid_gistar(config: Config, req: LayerRequest, audience: Audience) -> Analy
 
 # -- kernel density -----------------------------------------------------------------------------------------
 
+def cell_residents(config: Config, req: LayerRequest) -> np.ndarray:
+    """Usual residents in each cell of the request's grid: each LSOA's Census count shared among the cells by the
+    share of the LSOA's area in each (areal weighting: residents spread evenly over their LSOA; the bundle has no
+    population-weighted centroids). AnalysisError without a population table or with LSOAs it lacks."""
+    from .bundle import load_boundary, load_population
+    from .errors import HotspotsError
+
+    def build() -> np.ndarray:
+        import shapely
+        try:
+            pop = load_population(config)
+        except HotspotsError as exc:
+            raise AnalysisError(f"a KDE per 1,000 residents needs the population: {exc.message}",
+                                column="variable") from None
+        lsoa = load_boundary(config, "lsoa21")
+        missing = [c for c in lsoa["code"] if c not in pop.index]
+        if missing:
+            raise AnalysisError(f"the population table has no residents for {len(missing)} LSOA(s), e.g. "
+                                f"{', '.join(missing[:3])}: a KDE per 1,000 residents needs them all",
+                                column="variable")
+        cells = grid_cells(config, req.cell, req.shape)["clipped"].to_numpy()  # the order of every grid frame
+        geoms = lsoa.geometry.to_numpy()
+        ci, li = shapely.STRtree(geoms).query(cells, predicate="intersects")
+        share = shapely.area(shapely.intersection(cells[ci], geoms[li])) / shapely.area(geoms[li])
+        people = pop.reindex(lsoa["code"]).to_numpy(float)
+        return np.bincount(ci, weights=share * people[li], minlength=len(cells))
+    return cached(config, ("cell-residents", req.cell, req.shape), build)
+
+
+#: incidents per this many residents in a dual KDE
+DUAL_PER = 1_000.0
+
+
 def kde_surface(config: Config, req: LayerRequest, audience: Audience) -> tuple[gpd.GeoDataFrame, np.ndarray, str]:
-    """(cells, density per km² at each cell centroid, what it was computed from). Analysts: from the incidents'
-    coordinates; viewers: from the protected cell counts placed at the cell centroids, and only at a bandwidth of
-    at least the configured minimum."""
+    """(cells, density at each cell centroid, what it was computed from): incidents per km², or with
+    ``variable=rate`` a dual KDE, incidents per 1,000 residents (the incidents' density over the residents' density,
+    same kernel and bandwidth, sfhotspot's ``hotspot_dual_kde`` ratio). Analysts: from the incidents' coordinates;
+    viewers: from the protected cell counts placed at the cell centroids, and only at a bandwidth of at least the
+    configured minimum."""
     from .kde import kde
+    if req.variable not in ("count", "rate"):
+        raise AnalysisError(f"a kernel density is of incidents (variable=count) or per 1,000 residents "
+                            f"(variable=rate, a dual KDE), not {req.variable}", column="variable")
     if audience is Audience.VIEWER and req.bandwidth < config.kde_min_bandwidth_m:
         raise AnalysisError(f"bandwidth {req.bandwidth:g} m is below the {config.kde_min_bandwidth_m:g} m minimum "
                             "published to viewers: a narrower kernel could locate a single incident; choose "
@@ -212,6 +250,12 @@ def kde_surface(config: Config, req: LayerRequest, audience: Audience) -> tuple[
         pts = _filtered_points(config, req)
         dens = kde(pts[["easting", "northing"]].to_numpy(float), targets, req.bandwidth, req.kernel, cell_m=req.cell)
         source = "incident locations"
+    if req.variable == "rate":
+        res = cell_residents(config, req)
+        people = kde(targets[res > 0], targets, req.bandwidth, req.kernel, weights=res[res > 0], cell_m=req.cell)
+        with np.errstate(divide="ignore", invalid="ignore"):  # no resident within reach: NaN, not infinity
+            dens = np.where(people > 0, DUAL_PER * dens / np.where(people > 0, people, 1.0), np.nan)
+        source += "; residents: Census 2021 usual residents of each LSOA shared among cells by area"
     return g, dens, source
 
 
@@ -230,26 +274,31 @@ def _filtered_points(config: Config, req: LayerRequest) -> pd.DataFrame:
 
 def _kde(config: Config, req: LayerRequest, audience: Audience) -> Analysed:
     g, dens, source = kde_surface(config, req, audience)
+    dual = req.variable == "rate"
+    units = "incidents per 1,000 residents" if dual else "incidents per km²"
     out = g.drop(columns=["count"]).copy()
     out.insert(5, "density", dens)
     note = f"{req.kernel} kernel, bandwidth {req.bandwidth:g} m, at the centroids of a {grid_words(req)}"
+    if dual:
+        note += ("; dual KDE: the incidents' density over the residents' (each LSOA's Census 2021 residents spread "
+                 "evenly over it), same kernel and bandwidth; blank where no resident is within reach")
     if audience is Audience.VIEWER:
         note += (f"; no single incident can be located: bandwidth ≥ {config.kde_min_bandwidth_m:g} m, smoothed "
                  "from protected cell counts")
-    st = maps.classify(out["density"], req.classes, req.k, title="Incidents per km²", note=note)
-    title = f"Kernel density, incidents per km² ({req.kernel}, {req.bandwidth:g} m): {filters_text(req)}"
-    tags = {"units": "incidents per km²", "bandwidth_m": f"{req.bandwidth:g}", "kernel": req.kernel,
+    st = maps.classify(out["density"], req.classes, req.k, title=units[0].upper() + units[1:], note=note)
+    title = f"Kernel density, {units} ({req.kernel}, {req.bandwidth:g} m): {filters_text(req)}"
+    tags = {"units": units, "bandwidth_m": f"{req.bandwidth:g}", "kernel": req.kernel,
             "cell_m": f"{req.cell:g}", "filters": filters_text(req), "computed_from": source,
             "crs": "EPSG:27700"}
-    meta = {"grid": _grid_meta(req, g), "kde": {"units": "incidents per km²", "bandwidth_m": req.bandwidth,
+    meta = {"grid": _grid_meta(req, g), "kde": {"units": units, "dual": dual, "bandwidth_m": req.bandwidth,
             "kernel": req.kernel, "computed_from": source,
             "kernel_formula": "quartic: 3/π·(1−u²)²/h² (ArcGIS, Silverman 1986 eq. 4.5)" if req.kernel == "quartic"
             else "gaussian: exp(−u²/2)/(2π h²), h the standard deviation"}}
     raster = pd.DataFrame({"ix": g["ix"].to_numpy(), "iy": g["iy"].to_numpy(), "value": dens})
     raster.attrs.update({"cell_m": req.cell, "shape": req.shape})
-    fields = [["code", "Cell"], ["density", "Incidents per km²"], ["share_inside", "Share of cell inside the area"]]
+    fields = [["code", "Cell"], ["density", units[0].upper() + units[1:]], ["share_inside", "Share of cell inside the area"]]
     return Analysed("kde", title, style(_display(out), st), cell_legend(st.legend), fields, meta, g.attrs["role"],
-                    grid_filename(req, req.kernel, f"bw{req.bandwidth:g}"),
+                    grid_filename(req, req.kernel, f"bw{req.bandwidth:g}", *(("per1000",) if dual else ())),
                     summary={"raster": raster, "raster_tags": tags})
 
 
@@ -355,12 +404,12 @@ register(LayerKind("grid_gistar", "Gi* hot and cold spots on a grid", "crime", _
                    _GRID_USES + ("weights", "significance", "alpha", "permutations", "optimized"),
                    {Audience.ANALYST: GRID_COLUMNS + GRID_GI, Audience.VIEWER: GRID_COLUMNS + GRID_GI},
                    counts=("count",), redact=("value", "gi_z", "gi_p", "gi_p_sim")))
-register(LayerKind("kde", "Kernel density (incidents per km²)", "crime", _kde,
-                   _GRID_USES + ("bandwidth", "kernel", "classes", "k"),
+register(LayerKind("kde", "Kernel density (per km² or per 1,000 residents)", "crime", _kde,
+                   _GRID_USES + ("bandwidth", "kernel", "classes", "k", "variable"),
                    {Audience.ANALYST: KDE_COLUMNS, Audience.VIEWER: KDE_COLUMNS}))
 # the map's layer menu lists the grid layers with the area layers (their grid controls: web/static/hotspots.js)
 CRIME_TITLES.update(grid_count="Incident count per grid cell", grid_gistar="Gi* hot and cold spots on a grid",
-                    kde="Kernel density (incidents per km²)", grid_emerging="Emerging hot spots on a grid (over time)")
+                    kde="Kernel density (per km² or per 1,000 residents)", grid_emerging="Emerging hot spots on a grid (over time)")
 _EMERGING_COLUMNS = ("category", "category_code", "mk_tau", "mk_z", "mk_p", "n_hot_steps", "n_cold_steps")
 # Viewers get the outcome classes and statistics of the protected cube; the period total is for analysts only.
 register(LayerKind("grid_emerging", "Emerging hot spots on a grid", "crime", _grid_emerging,

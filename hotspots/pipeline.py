@@ -117,7 +117,7 @@ def prewarm(config: Config) -> None:
     from dataclasses import replace
     render.display_geojson(config, build_layer(config, replace(req, layer="wards"), Audience.VIEWER))
     # the default grid's cells, display geometry and labels are kept on disk for every later process
-    render.display_geojson(config, build_layer(config, replace(req, layer="grid_count"), Audience.VIEWER))
+    render.display_geojson(config, build_layer(config, parse(config, {"layer": "grid_count"}), Audience.VIEWER))
 
 
 def series(config: Config, req: LayerRequest, code: str, audience: Audience) -> dict:

@@ -489,3 +489,49 @@ def test_grid_gistar_says_how_its_inference_was_made(city):
     w = build_weights(frame.iloc[::-1], "distance:500", id_col="code")
     with pytest.raises(AnalysisError, match="not for these areas"):
         analyse_areas(frame, "code", "count", weights="distance:500", spatial_weights=w)
+
+
+def test_dual_kde_per_1000_residents_equals_a_direct_computation(city, tmp_path):
+    """variable=rate: 1,000 × the incidents' quartic density over the residents', each LSOA's Census residents
+    shared among the cells by area, every sum written out here point by point and pair by pair."""
+    import rasterio
+    from hotspots.bundle import load_boundary, load_population
+    b, config = city
+    args = {"layer": "kde", "cell": "250", "bandwidth": "400", "category": "violent-crime", "variable": "rate"}
+    r = layer(config, args)
+    cells = grid_cells(config, 250, "square")
+    c = cells.geometry.centroid
+    targets = np.column_stack([c.x, c.y])
+    pop = load_population(config)
+    residents = np.zeros(len(cells))
+    for _, area in load_boundary(config, "lsoa21").iterrows():  # areal weighting, one pair at a time
+        for i, cell in enumerate(cells["clipped"]):
+            residents[i] += pop[area["code"]] * cell.intersection(area.geometry).area / area.geometry.area
+    assert residents.sum() == pytest.approx(pop.sum())
+    pts = incident_points(config)
+    pts = pts[pts["category"] == "violent-crime"][["easting", "northing"]].to_numpy(float)
+    d2 = ((targets[:, None, :] - targets[None, :, :]) ** 2).sum(axis=-1) / 400.0 ** 2
+    people = (np.where(d2 < 1, 3 / math.pi * (1 - d2) ** 2, 0.0) * residents[None, :]).sum(axis=1) / 400.0 ** 2 * 1e6
+    expected = 1000 * quartic_direct(pts, targets, 400.0) / people
+    got = pd.Series(r.frame["density"].to_numpy(float), index=r.frame["code"]).reindex(cells["code"]).to_numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    assert r.legend["title"] == "Incidents per 1,000 residents" and "dual KDE" in r.legend["note"]
+    assert r.metadata["kde"]["dual"] is True and "per 1,000 residents" in r.title
+    body, _, name = render.download(config, r, "tif")
+    (tmp_path / name).write_bytes(body)
+    with rasterio.open(tmp_path / name) as src:
+        assert src.tags()["units"] == "incidents per 1,000 residents" and "per1000" in name
+    viewer = layer(config, args, Audience.VIEWER)  # from the protected cells, as the viewer's density is
+    assert viewer.legend["title"] == "Incidents per 1,000 residents"
+    assert not np.allclose(viewer.frame["density"].to_numpy(float), r.frame["density"].to_numpy(float))
+    with pytest.raises(HotspotsError, match="per 1,000 residents"):
+        layer(config, dict(args, variable="eb_rate"))
+
+
+def test_prewarm_builds_the_default_views_and_keeps_the_default_grid(city):
+    """What the server computes at start (web/__init__.py runs it in the background and only logs a failure, so
+    a failure here is the only place it shows): the default layers, and the default grid's files on disk."""
+    _, config = city
+    pipeline.prewarm(config)
+    assert list(config.cache_dir.glob("grid-cells-*.npz")) and list(config.cache_dir.glob("grid-display-*.npz"))
+    assert list(config.cache_dir.glob("grid-index-*.npz"))

@@ -57,7 +57,7 @@ def test_grid_controls_follow_the_layer_and_round_trip_in_the_url(page):
     # KDE: bandwidth and kernel instead of the neighbours
     pg.select_option("#layer", "kde")
     pg.wait_for_function(drawn("kde", "cell=250"), timeout=60000)
-    assert visible_grid_controls(pg) == ["grid-cell", "grid-shape", "grid-bandwidth", "grid-kernel"]
+    assert visible_grid_controls(pg) == ["grid-cell", "grid-shape", "grid-bandwidth", "grid-kernel", "grid-variable"]
     pg.select_option("#grid-bandwidth", "500")
     pg.select_option("#grid-kernel", "gaussian")
     pg.wait_for_function(drawn("kde", "cell=250", "bandwidth=500", "kernel=gaussian"), timeout=60000)
@@ -75,8 +75,14 @@ def test_grid_controls_follow_the_layer_and_round_trip_in_the_url(page):
     pg.wait_for_function(drawn("kde", "bandwidth=500"), timeout=60000)
     assert [pg.input_value(s) for s in ("#layer", "#grid-cell", "#grid-bandwidth", "#grid-kernel")] == \
         ["kde", "250", "500", "gaussian"]
+    # a dual KDE: incidents per 1,000 residents (the test city has a population table)
+    pg.select_option("#grid-variable", "rate")
+    pg.wait_for_function(drawn("kde", "variable=rate"), timeout=60000)
+    assert "Incidents per 1,000 residents" in pg.inner_text("#legends") and "dual KDE" in pg.inner_text("#legends")
     ARTIFACTS.mkdir(exist_ok=True)
     pg.screenshot(path=str(ARTIFACTS / "grid-kde-controls.png"))
+    pg.goto(shared)  # back to the density per km² of the shared link
+    pg.wait_for_function(drawn("kde", "bandwidth=500"), timeout=60000)
     # back to an area layer: the grid controls hide and leave the request alone
     pg.select_option("#layer", "gistar")
     pg.wait_for_function("document.getElementById('grid-controls').hidden === true")
@@ -95,7 +101,7 @@ def test_grid_controls_fit_a_phone(page):
     boxes = pg.evaluate("""() => Array.from(document.querySelectorAll('#grid-controls select'))
         .filter(s => s.offsetParent !== null).map(s => { const r = s.getBoundingClientRect();
         return {id: s.id, l: r.left, r: r.right, h: r.height}; })""")
-    assert [b["id"] for b in boxes] == ["grid-cell", "grid-shape", "grid-bandwidth", "grid-kernel"]
+    assert [b["id"] for b in boxes] == ["grid-cell", "grid-shape", "grid-bandwidth", "grid-kernel", "grid-variable"]
     assert all(b["l"] >= 0 and b["r"] <= 390 and b["h"] >= 20 for b in boxes), boxes
     pg.focus("#grid-kernel")
     pg.keyboard.press("ArrowDown")  # quartic → gaussian, by keyboard on a phone too

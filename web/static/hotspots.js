@@ -1033,6 +1033,10 @@
                params.bandwidth || "400");
     gridSelect(kd, "grid-kernel", "Kernel", GRID.kernel, function (v) { return KERNEL_WORDS[v] || v; },
                params.kernel || "quartic");
+    // a dual KDE (incidents per 1,000 residents) where the area has a population table (its rate layer is listed)
+    gridSelect(kd, "grid-variable", "Density of", ["count"].concat(catalogue.rate ? ["rate"] : []), function (v) {
+      return v === "rate" ? "Incidents per 1,000 residents (dual KDE)" : "Incidents per km\u00b2";
+    }, params.variable === "rate" && catalogue.rate ? "rate" : "count");
     fs.appendChild(opt); fs.appendChild(gi); fs.appendChild(kd);
     var host = layerSel.closest("fieldset");
     host.parentNode.insertBefore(fs, host.nextSibling);
