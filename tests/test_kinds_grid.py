@@ -292,6 +292,7 @@ GRID_WORLD_ARGS = [
     {"layer": "grid_gistar", "cell": "250", "optimized": "1", "permutations": "99"},
     {"layer": "kde", "cell": "100", "bandwidth": "250"}, {"layer": "kde", "cell": "100", "bandwidth": "400",
                                                            "kernel": "gaussian"},
+    {"layer": "kde", "cell": "250", "bandwidth": "400", "variable": "rate"},  # dual KDE: residents are public
 ]
 
 
