@@ -116,6 +116,16 @@ def test_non_utf8_names_line_and_byte(seeded, tmp_path):
     assert stored(seeded) == 3
 
 
+def test_a_quoted_header_name_spanning_lines_is_checked_for_utf8_too(seeded, tmp_path):
+    """Found by tests/test_properties.py in a fresh CI run: the header's first line was checked, but a quoted
+    name may run onto the next line, and Arrow then raised UnicodeDecodeError on reading the column names."""
+    f = write(tmp_path, "quoted.csv", b'"Crime ID\n\x80",Month\nx,2024-01\n')
+    with pytest.raises(IngestError) as err:
+        ingest_paths(seeded, [f])
+    assert "not UTF-8: byte 0x80" in err.value.message and "line 2" in err.value.message
+    assert stored(seeded) == 3
+
+
 def test_row_problems_go_to_rejects_with_row_column_reason(seeded, tmp_path):
     x, y = cell_centre(2, 1)
     lon, lat = bng_to_lonlat(x, y)
