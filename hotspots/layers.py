@@ -115,10 +115,9 @@ def catalog(config: Config) -> Catalog:
     def build() -> Catalog:
         from .aggregate import incident_columns
         from .errors import NotFoundError as _NoStore
-        try:  # the months and categories of the police incidents (the default period: police data's)
+        try:  # the months and categories the police incidents have (the default period: police data's)
             col = incident_columns(config)
-            cats = tuple(col["categories"][i] for i in np.unique(col["cat_idx"]).tolist())
-            months = tuple(col["months"][i] for i in np.unique(col["month_idx"]).tolist())
+            cats, months = tuple(col["categories"]), tuple(col["months"])  # each the sorted set of those present
         except _NoStore:
             cats, months = (), ()
         ks = kinds(config)

@@ -60,6 +60,8 @@ def test_the_ingest_keeps_a_snapshot_equal_to_the_store(town):
                      [col["months"][i] for i in col["month_idx"]], [col["categories"][i] for i in col["cat_idx"]],
                      [col["lsoa21_codes"][i] for i in col["lsoa21_idx"]]))
     assert got == sorted(rows) and len(rows) == 400
+    # the label lists are exactly the sorted sets present (the request catalogue offers them as they are)
+    assert col["months"] == sorted({r[2] for r in rows}) and col["categories"] == sorted({r[3] for r in rows})
 
 
 @pytest.mark.parametrize("audience", list(Audience))
