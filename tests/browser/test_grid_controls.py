@@ -52,6 +52,19 @@ def test_grid_controls_follow_the_layer_and_round_trip_in_the_url(page):
     pg.wait_for_function(drawn("grid_gistar", "optimized=1"), timeout=120000)
     assert "The distance band chosen is" in pg.inner_text("#legends")
     assert " cells" in pg.inner_text("#legends") and " areas" not in pg.inner_text("#legends")  # counts of cells
+    # cold spots on the canvas are filled with a canvas pattern of dots: an SVG pattern ("url(#...)") cannot fill a
+    # canvas, and the cells were drawn grey (seen in a screenshot of the optimized map)
+    fills = pg.evaluate("""() => { const out = {canvas: 0, svgUrl: 0, pattern: 0, cold: 0};
+        window.hotspots.entries['grid_gistar'].group.eachLayer(gj => gj.eachLayer(l => {
+          if (l.options.renderer instanceof L.Canvas) out.canvas++;
+          if (/^Cold spot/.test(l.feature.properties.class_label)) {
+            out.cold++;
+            if (typeof l.options.fillColor === 'string' && l.options.fillColor.startsWith('url(')) out.svgUrl++;
+            if (l.options.fillColor instanceof CanvasPattern) out.pattern++;
+          } }));
+        return out; }""")
+    n_cells = pg.evaluate("window.hotspots.entries['grid_gistar'].count")
+    assert fills["canvas"] == n_cells > 300 and fills["cold"] > 0 and fills["svgUrl"] == 0 and fills["pattern"] == fills["cold"], fills
     pg.select_option("#grid-cell", "250")  # a KDE's bandwidth (400 m by default) may not be below the cell size
     pg.wait_for_function(drawn("grid_gistar", "cell=250", "optimized=1"), timeout=120000)
     # KDE: bandwidth and kernel instead of the neighbours

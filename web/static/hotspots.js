@@ -87,6 +87,22 @@
     }
     return "url(#" + id + ")";
   }
+  /* The same dots for a layer drawn on a canvas (grid layers), which cannot fill with an SVG pattern: a canvas
+   * pattern of one 6 px tile, as the SVG one. */
+  var canvasDotsCache = {};
+  function canvasDots(colour) {
+    if (!/^#[0-9a-fA-F]{6}$/.test(colour || "")) return colour;
+    if (!canvasDotsCache[colour]) {
+      var tile = document.createElement("canvas");
+      tile.width = 6; tile.height = 6;
+      var c = tile.getContext("2d");
+      if (!c) return colour;
+      c.fillStyle = colour; c.fillRect(0, 0, 6, 6);
+      c.fillStyle = "#ffffff"; c.beginPath(); c.arc(3, 3, 1.1, 0, 2 * Math.PI); c.fill();
+      canvasDotsCache[colour] = c.createPattern(tile, "repeat") || colour;
+    }
+    return canvasDotsCache[colour];
+  }
   // colours go in through the CSSOM, never as inline style attributes (the Content-Security-Policy has no
   // 'unsafe-inline' for styles); markup names its colour in data-colour and paint() applies it
   function paint(root) {
@@ -154,7 +170,7 @@
   syncTipPane();
 
   // -- layers ------------------------------------------------------------------------------------------
-  function styleFor(name) {
+  function styleFor(name, onCanvas) {
     if (name === "wards") {
       return function () { return {color: "#222", weight: 2, fill: false, opacity: 0.9, dashArray: null}; };
     }
@@ -164,7 +180,7 @@
         return {fillColor: HATCH, fillOpacity: 1, color: "#4d4d4d", weight: 0.8, opacity: 0.9};
       }
       var fill = f.properties.fill || "#bdbdbd";
-      if (dottedLabel(f.properties.class_label)) fill = dotsFill(fill);
+      if (dottedLabel(f.properties.class_label)) fill = onCanvas ? canvasDots(fill) : dotsFill(fill);
       return {fillColor: fill, fillOpacity: isOverlay ? 0.7 : 0.8, color: "#555", weight: 0.6, opacity: 0.8};
     };
   }
@@ -259,9 +275,10 @@
       if (e.loadingKey !== key) return e;  // superseded by a newer request
       e.group.clearLayers();
       var points = isPoints(fc);
+      var renderer = gridRenderer(name, fc);
       var gj = L.geoJSON(fc, {
-        style: styleFor(name),
-        renderer: gridRenderer(name, fc),
+        style: styleFor(name, !!renderer),
+        renderer: renderer,
         pointToLayer: function (f, latlng) {  // incident points (analysts): small circles, clustered below
           return L.circleMarker(latlng, {radius: 6});
         },
