@@ -342,22 +342,12 @@ def distinct_values(db_path: Path, names: "list[str]", cache_dir: Path | None = 
     """Distinct non-null values of each filterable name among in-area incidents (the viewers' menus): a scan of
     every incident's JSON, so the answer is kept in ``cache_dir`` per store version, as the snapshot is."""
     from . import filecache
-    before = _file_version(db_path)
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"values-{filecache.key_of(SNAPSHOT_FORMAT, str(db_path), before, names)}.npz"
-        z = filecache.load(path)
-        if z is not None and "json_blob" in z:
-            try:
-                return json.loads(filecache.unpack_strings(z["json_blob"], z["json_off"])[0])
-            except (ValueError, IndexError):
-                pass
-    out = _distinct_values(db_path, names)
-    if path is not None and _file_version(db_path) == before:
+
+    def pack(out: dict) -> dict:
         blob, off = filecache.pack_strings([json.dumps(out)])
-        filecache.save(path, json_blob=blob, json_off=off)
-        filecache.remove_others(path, "values-*.npz")
-    return out
+        return {"json_blob": blob, "json_off": off}
+    return _kept_per_version(db_path, cache_dir, "values", (names,), lambda: _distinct_values(db_path, names), pack,
+                             lambda z: json.loads(filecache.unpack_strings(z["json_blob"], z["json_off"])[0]))[0]
 
 
 def _distinct_values(db_path: Path, names: "list[str]") -> "dict[str, list]":
@@ -523,16 +513,15 @@ def incident_columns(db_path: Path, cache_dir: Path | None) -> "dict":
     named by the store's and its log's size and time), so each process after the first that reads this
     version of the store loads them in milliseconds; a snapshot is never kept when the store changed while it
     was read."""
-    from . import filecache
+    out, version = _kept_per_version(db_path, cache_dir, "incidents", (), lambda: _read_columns(db_path),
+                                     _pack_columns, _unpack_columns)
+    # ``version`` names what was read; a read overtaken by a write has no version, so nothing is kept from it
+    return dict(out, version=version)
+
+
+def _read_columns(db_path: Path) -> dict:
+    """The columns of :func:`incident_columns` from one SQL scan (without ``version``)."""
     import numpy as np
-    before = _file_version(db_path)
-    version = filecache.key_of(SNAPSHOT_FORMAT, str(db_path), before)
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"incidents-{version}.npz"
-        z = filecache.load(path)
-        if z is not None and "cat_idx" in z:
-            return dict(_unpack_columns(z), version=version)
     roles = list(AREA_COLUMNS)
     con = _read(db_path)
     try:
@@ -565,20 +554,46 @@ def incident_columns(db_path: Path, cache_dir: Path | None) -> "dict":
     out["cat_idx"] = np.asarray(out["cat_idx"], dtype=np.int32)
     for role in roles:
         out[f"{role}_idx"] = out[f"{role}_idx"].astype(np.int32)
-    unchanged = _file_version(db_path) == before
-    if path is not None and unchanged:
-        packed = {k: v for k, v in out.items() if isinstance(v, np.ndarray)}
-        for name in ["months", "categories"] + [f"{r}_codes" for r in roles]:
-            packed[name + "_blob"], packed[name + "_off"] = filecache.pack_strings(out[name])
-        filecache.save(path, **packed)
-        filecache.remove_others(path, "incidents-*.npz")
-    # ``version`` names what was read; a read overtaken by a write has no version, so nothing is kept from it
-    out["version"] = version if unchanged else None
     return out
+
+
+def _pack_columns(out: dict) -> dict:
+    import numpy as np
+    from . import filecache
+    packed = {k: v for k, v in out.items() if isinstance(v, np.ndarray)}
+    for name in ["months", "categories"] + [f"{r}_codes" for r in AREA_COLUMNS]:
+        packed[name + "_blob"], packed[name + "_off"] = filecache.pack_strings(out[name])
+    return packed
+
+
+def _kept_per_version(db_path: Path, cache_dir: Path | None, prefix: str, parts: tuple, read, pack, unpack):
+    """(``read()``, or what was kept of it for this version of the store; the version's name or None). The file
+    ``<prefix>-<version>.npz`` in ``cache_dir`` is named by the store's and its log's size and time (and
+    ``parts``); it is written only when the store did not change during ``read`` (then the version is None),
+    and older versions' files are removed. A file ``unpack`` cannot read is a miss."""
+    from . import filecache
+    before = _file_version(db_path)
+    version = filecache.key_of(SNAPSHOT_FORMAT, str(db_path), before, *parts)
+    path = None if cache_dir is None else Path(cache_dir) / f"{prefix}-{version}.npz"
+    z = filecache.load(path) if path is not None else None
+    if z is not None:
+        try:
+            return unpack(z), version
+        except (KeyError, ValueError, IndexError, UnicodeDecodeError):
+            pass
+    value = read()
+    if _file_version(db_path) != before:
+        return value, None
+    if path is not None:
+        filecache.save(path, **pack(value))
+        filecache.remove_others(path, f"{prefix}-*.npz")
+    return value, version
 
 
 def _unpack_columns(z: dict) -> dict:
     from . import filecache
+    if "cat_idx" not in z or "months_blob" not in z:
+        raise KeyError("not a snapshot")
     out = {k: v for k, v in z.items() if not k.endswith(("_blob", "_off"))}
     for k in z:
         if k.endswith("_blob"):

@@ -125,6 +125,9 @@ def test_a_broken_snapshot_is_a_miss(town):
     col = store.incident_columns(config.db_path, config.cache_dir)
     assert len(col["cat_idx"]) == 400
     assert filecache.load(path) is not None  # written again, whole
+    filecache.save(path, something=np.arange(3))  # a readable file that is not a snapshot: a miss too
+    assert len(store.incident_columns(config.db_path, config.cache_dir)["cat_idx"]) == 400
+    assert "cat_idx" in filecache.load(path)
 
 
 # -- a grid's geography ------------------------------------------------------------------------------------
